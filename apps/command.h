@@ -25,5 +25,9 @@ struct CommandRegistrar {
 
 }  // namespace vlserve::app
 
-#define VLSERVE_COMMAND(name, summary, fn) \
-  static ::vlserve::app::CommandRegistrar vlserve_command_registrar_##fn(name, summary, fn)
+#define VLSERVE_COMMAND_CONCAT_INNER(a, b) a##b
+#define VLSERVE_COMMAND_CONCAT(a, b) VLSERVE_COMMAND_CONCAT_INNER(a, b)
+// `fn` may be a qualified name; the registrar's own name comes from the line number.
+#define VLSERVE_COMMAND(name, summary, fn)                                                   \
+  static ::vlserve::app::CommandRegistrar VLSERVE_COMMAND_CONCAT(vlserve_command_registrar_, \
+                                                                 __LINE__)(name, summary, fn)

@@ -34,6 +34,7 @@ void ThreadPool::Run(const std::function<void(int, int)>& fn) {
     fn(0, 1);
     return;
   }
+  std::lock_guard<std::mutex> run_lock(run_mu_);
   job_ = &fn;
   pending_.store(num_threads_ - 1, std::memory_order_relaxed);
   Wake();

@@ -27,7 +27,8 @@ class ThreadPool {
   int num_threads() const { return num_threads_; }
 
   // Calls fn(thread_index, num_threads) once on every thread and returns when all are done.
-  // Not reentrant: fn must not call Run on the same pool.
+  // Callers on different threads are serialised (one job at a time). Not reentrant: fn
+  // must not call Run on the same pool.
   void Run(const std::function<void(int thread, int num_threads)>& fn);
 
   // Splits [0, n) into contiguous chunks, one per thread, aligned to `grain` items.
@@ -49,6 +50,7 @@ class ThreadPool {
   // wake-up is lost between a worker's last check and its wait.
   std::mutex sleep_mu_;
   std::condition_variable sleep_cv_;
+  std::mutex run_mu_;  // one Run() at a time when several threads share the pool
 };
 
 // The process-wide pool used by kernels unless a caller passes its own. Its size is

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 namespace vlserve {
@@ -35,6 +36,27 @@ TEST(ThreadPoolTest, RunCallsEveryThreadIndex) {
     });
     for (auto& s : seen) ASSERT_EQ(s.load(), 1);
   }
+}
+
+TEST(ThreadPoolTest, ConcurrentCallersAreSerialised) {
+  ThreadPool pool(2);
+  std::vector<int64_t> sums(4, 0);
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 4; ++c) {
+    callers.emplace_back([&, c] {
+      for (int rep = 0; rep < 200; ++rep) {
+        std::vector<int64_t> part(2, 0);
+        pool.ParallelFor(1000, 1, [&](int64_t b, int64_t e) {
+          int64_t s = 0;
+          for (int64_t i = b; i < e; ++i) s += i;
+          part[b == 0 ? 0 : 1] += s;
+        });
+        sums[c] += part[0] + part[1];
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  for (int64_t s : sums) EXPECT_EQ(s, 200 * 999 * 1000 / 2);
 }
 
 TEST(ThreadPoolTest, ChunkRangePartitionsExactly) {

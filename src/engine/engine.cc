@@ -1,0 +1,258 @@
+#include "engine/engine.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <thread>
+#include <utility>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "cache/block_pool.h"
+#include "engine/admission.h"
+#include "engine/runner.h"
+#include "engine/scheduler.h"
+
+namespace vlserve::engine {
+namespace {
+
+Status ResolveConfig(const models::TextConfig& model, EngineConfig& c) {
+  if (c.max_context == 0) c.max_context = model.context_length;
+  if (c.max_context < 2 || c.max_context > model.context_length) {
+    return InvalidArgumentError(fmt::format(
+        "engine max_context={} must be in [2, {}] (the model's context_length)", c.max_context,
+        model.context_length));
+  }
+  if (c.kv_tokens == 0) c.kv_tokens = 2 * c.max_context;
+  if (c.kv_tokens < models::kKvBlockSize) {
+    return InvalidArgumentError(fmt::format(
+        "engine kv_tokens={} is below one KV block ({} tokens); use 0 for the default",
+        c.kv_tokens, models::kKvBlockSize));
+  }
+  c.kv_tokens = (c.kv_tokens + models::kKvBlockSize - 1) / models::kKvBlockSize *
+                models::kKvBlockSize;
+  if (c.max_batch_tokens < 1) {
+    return InvalidArgumentError(
+        fmt::format("engine max_batch_tokens={} must be >= 1", c.max_batch_tokens));
+  }
+  if (c.max_running < 1) {
+    return InvalidArgumentError(fmt::format("engine max_running={} must be >= 1", c.max_running));
+  }
+  if (c.max_waiting_requests < 1 || c.max_waiting_tokens < 1) {
+    return InvalidArgumentError(
+        "engine max_waiting_requests and max_waiting_tokens must be >= 1");
+  }
+  if (c.threads < 0) return InvalidArgumentError("engine threads must be >= 0 (0 = default)");
+  return OkStatus();
+}
+
+// Checks image spans: in order, inside the prompt, with embeddings of the right size.
+Status ValidateImages(const Request& r, int64_t hidden) {
+  const auto n = static_cast<int64_t>(r.prompt_tokens.size());
+  int64_t prev_end = 0;
+  for (size_t i = 0; i < r.images.size(); ++i) {
+    const ImageSpan& s = r.images[i];
+    if (s.num_tokens < 1 || s.position < prev_end || s.position + s.num_tokens > n) {
+      return InvalidArgumentError(fmt::format(
+          "image span {} (position {}, {} tokens) must be non-empty, inside the {}-token "
+          "prompt, sorted and non-overlapping",
+          i, s.position, s.num_tokens, n));
+    }
+    if (s.embeddings == nullptr) {
+      return FailedPreconditionError(fmt::format(
+          "image span {} has no embeddings: the vision encoder did not run for it", i));
+    }
+    if (static_cast<int64_t>(s.embeddings->size()) != s.num_tokens * hidden) {
+      return InvalidArgumentError(fmt::format(
+          "image span {} has {} embedding floats; expected {} tokens x {} hidden", i,
+          s.embeddings->size(), s.num_tokens, hidden));
+    }
+    prev_end = s.position + s.num_tokens;
+  }
+  return OkStatus();
+}
+
+bool InImage(const Request& r, int64_t pos) {
+  for (const ImageSpan& s : r.images) {
+    if (pos >= s.position && pos < s.position + s.num_tokens) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+class Engine::Impl {
+ public:
+  Impl(EngineConfig config, std::shared_ptr<const models::TextModel> model,
+       std::shared_ptr<const tokenizer::Tokenizer> tokenizer)
+      : config_(config),
+        model_(std::move(model)),
+        tokenizer_(std::move(tokenizer)),
+        own_pool_(config.threads > 0 ? std::make_unique<ThreadPool>(config.threads) : nullptr),
+        blocks_(static_cast<int32_t>(config.kv_tokens / models::kKvBlockSize),
+                models::kKvBlockSize),
+        admission_(config.max_waiting_requests, config.max_waiting_tokens),
+        scheduler_(SchedulerConfig{config.max_batch_tokens, config.max_running,
+                                   config.max_waiting_requests, config.max_waiting_tokens,
+                                   config.max_context},
+                   &blocks_, tokenizer_.get(), &admission_),
+        runner_(model_, blocks_.num_blocks(),
+                own_pool_ ? own_pool_.get() : &DefaultThreadPool()) {
+    PublishStats(0);
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  ~Impl() { Shutdown(); }
+
+  StatusOr<std::shared_ptr<RequestStream>> Submit(Request request) {
+    Status s = Validate(request);
+    if (s.ok()) {
+      auto stream = std::make_shared<RequestStream>(request.id);
+      s = admission_.Push(std::move(request), stream);
+      if (s.ok()) {
+        ++submitted_;
+        return stream;
+      }
+    }
+    ++rejected_;
+    return s;
+  }
+
+  EngineStats Stats() const {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    EngineStats s = stats_;
+    s.requests_submitted = submitted_;
+    s.requests_rejected = rejected_;
+    s.waiting_tokens = admission_.waiting_tokens();
+    return s;
+  }
+
+  const EngineConfig& config() const { return config_; }
+
+  void Shutdown() {
+    if (stop_.exchange(true)) {
+      if (thread_.joinable()) thread_.join();
+      return;
+    }
+    admission_.Wake();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  Status Validate(const Request& r) const {
+    const auto n = static_cast<int64_t>(r.prompt_tokens.size());
+    const models::TextConfig& mc = model_->config();
+    if (n == 0) return InvalidArgumentError("the prompt is empty; send at least one token");
+    const int64_t limit = std::min(config_.max_context, config_.kv_tokens) - 1;
+    if (n > limit) {
+      return OutOfRangeError(fmt::format(
+          "the prompt has {} tokens but at most {} fit (context {}, KV capacity {}); "
+          "shorten the prompt",
+          n, limit, config_.max_context, config_.kv_tokens));
+    }
+    RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, mc.vocab));
+    RETURN_IF_ERROR(ValidateImages(r, mc.hidden));
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t t = r.prompt_tokens[i];
+      if ((t < 0 || t >= mc.vocab) && !InImage(r, i)) {
+        return InvalidArgumentError(fmt::format(
+            "prompt token {} at position {} is outside the vocabulary [0, {})", t, i, mc.vocab));
+      }
+    }
+    return OkStatus();
+  }
+
+  void Loop() {
+    while (!stop_.load()) {
+      StepPlan plan = scheduler_.Schedule();
+      if (plan.empty()) {
+        PublishStats(0);
+        // Idle (or every waiting request is blocked): sleep until a request arrives, but
+        // wake in time for the nearest deadline.
+        auto timeout = std::chrono::milliseconds(scheduler_.HasWork() ? 1 : 100);
+        if (auto d = scheduler_.NextDeadline()) {
+          auto until = std::chrono::duration_cast<std::chrono::milliseconds>(
+              *d - SteadyClock::now() + std::chrono::milliseconds(1));
+          timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
+        }
+        admission_.Wait(timeout);
+        continue;
+      }
+      Stopwatch watch;
+      StepOutput out = runner_.Execute(plan);
+      if (!out.status.ok()) LOG_ERROR("engine step failed: {}", out.status.ToString());
+      scheduler_.Update(plan, out);
+      PublishStats(watch.ElapsedSeconds());
+    }
+    for (AdmissionQueue::Entry& e : admission_.Close()) {
+      Event event;
+      event.kind = Event::Kind::kFinished;
+      event.finish_reason = FinishReason::kCancelled;
+      event.usage.prompt_tokens = static_cast<int64_t>(e.request.prompt_tokens.size());
+      event.timings = e.request.timings;
+      e.stream->Push(std::move(event));
+    }
+    scheduler_.AbortAll(FinishReason::kCancelled, OkStatus());
+    PublishStats(0);
+  }
+
+  void PublishStats(double step_seconds) {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    EngineStats& s = stats_;
+    s.running = scheduler_.num_running();
+    s.waiting = admission_.waiting_requests() + scheduler_.num_waiting_restart();
+    s.kv_blocks_total = blocks_.num_blocks();
+    s.kv_blocks_used = blocks_.num_used();
+    s.kv_usage = blocks_.Usage();
+    s.kv_block_size = blocks_.block_size();
+    const SchedulerCounters& c = scheduler_.counters();
+    s.requests_finished = c.finished;
+    s.requests_cancelled = c.cancelled;
+    s.requests_deadline = c.deadline;
+    s.requests_errored = c.errored;
+    s.preemptions = c.preemptions;
+    s.prompt_tokens_computed = c.prompt_tokens_computed;
+    s.generated_tokens = c.generated_tokens;
+    if (step_seconds > 0) {
+      ++s.steps;
+      s.busy_seconds += step_seconds;
+    }
+  }
+
+  const EngineConfig config_;
+  std::shared_ptr<const models::TextModel> model_;
+  std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;
+  std::unique_ptr<ThreadPool> own_pool_;
+  BlockPool blocks_;
+  AdmissionQueue admission_;
+  Scheduler scheduler_;
+  Runner runner_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> submitted_{0}, rejected_{0};
+  mutable std::mutex stats_mu_;
+  EngineStats stats_;
+  std::thread thread_;  // last: starts after every member above exists
+};
+
+StatusOr<std::unique_ptr<Engine>> Engine::Create(
+    EngineConfig config, std::shared_ptr<const models::TextModel> model,
+    std::shared_ptr<const tokenizer::Tokenizer> tokenizer) {
+  if (model == nullptr || tokenizer == nullptr) {
+    return InvalidArgumentError("Engine::Create needs a model and a tokenizer");
+  }
+  RETURN_IF_ERROR(ResolveConfig(model->config(), config));
+  auto impl = std::make_unique<Impl>(config, std::move(model), std::move(tokenizer));
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() { Shutdown(); }
+
+StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(Request request) {
+  return impl_->Submit(std::move(request));
+}
+EngineStats Engine::Stats() const { return impl_->Stats(); }
+const EngineConfig& Engine::config() const { return impl_->config(); }
+void Engine::Shutdown() { impl_->Shutdown(); }
+
+}  // namespace vlserve::engine

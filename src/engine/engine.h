@@ -1,0 +1,109 @@
+// The engine: one thread that owns the text model's forward pass and the paged KV cache,
+// and runs vLLM v1's step loop (ARCHITECTURE §3):
+//
+//   while running:
+//     plan = scheduler.Schedule()   // which requests, how many tokens each (scheduler.h)
+//     out  = runner.Execute(plan)   // one batched TextModel::Forward (runner.h)
+//     scheduler.Update(plan, out)   // sample, detokenize, stop, emit events
+//
+// HTTP threads never touch the model: they build a Request, Submit() it, and consume the
+// returned RequestStream. Everything here is thread-safe. docs/engine.md is the user spec.
+//
+// Typical server use:
+//   auto stream = engine->Submit(std::move(request));   // ResourceExhausted -> 503
+//   if (!stream.ok()) return MapToHttp(stream.status());
+//   (*stream)->SetNotify([strand] { post(strand, drain); });
+//   ... drain: Poll(&events), write SSE chunks; on disconnect: (*stream)->Cancel().
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+#include "engine/request.h"
+#include "engine/request_stream.h"
+#include "models/text_model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace vlserve::engine {
+
+struct EngineConfig {
+  // Total KV capacity in tokens, rounded up to whole 16-token blocks. 0 = 2 x max_context
+  // (one full-length request plus room to batch others). Memory per token:
+  // 2 * layers * kv_heads * head_dim * 4 bytes.
+  int64_t kv_tokens = 0;
+  // Token budget of one step (decode tokens + prefill chunk tokens). Larger = better
+  // prefill throughput, longer steps (higher inter-token latency for running requests).
+  int64_t max_batch_tokens = 512;
+  // Most requests in one step (running = holding KV).
+  int max_running = 64;
+  // Admission control: Submit() returns ResourceExhausted (server: 503 + Retry-After)
+  // when this many requests, or this many prompt tokens, wait to start.
+  int64_t max_waiting_requests = 64;
+  int64_t max_waiting_tokens = 32768;
+  // Longest sequence (prompt + generated). 0 = the model's context_length.
+  int64_t max_context = 0;
+  // Threads of the forward pass (the engine thread counts as one). 0 = the process-wide
+  // DefaultThreadPool() (VLSERVE_THREADS or all hardware threads).
+  int threads = 0;
+};
+
+// A snapshot for /metrics and logs (refreshed once per step and on Submit).
+struct EngineStats {
+  int64_t running = 0;           // requests holding KV
+  int64_t waiting = 0;           // accepted, not yet started (incl. preempted ones)
+  int64_t waiting_tokens = 0;    // prompt tokens of requests not yet started
+  int64_t kv_blocks_total = 0;
+  int64_t kv_blocks_used = 0;
+  double kv_usage = 0;           // kv_blocks_used / kv_blocks_total
+  int64_t kv_block_size = 16;
+  // Counters since start.
+  int64_t requests_submitted = 0;  // accepted by Submit
+  int64_t requests_rejected = 0;   // Submit errors (full queue or invalid)
+  int64_t requests_finished = 0;   // terminal events of any kind
+  int64_t requests_cancelled = 0;
+  int64_t requests_deadline = 0;
+  int64_t requests_errored = 0;
+  int64_t preemptions = 0;
+  int64_t prompt_tokens_computed = 0;  // prefill tokens run through the model (incl. recompute)
+  int64_t generated_tokens = 0;
+  int64_t steps = 0;
+  double busy_seconds = 0;           // time spent inside steps
+};
+
+class Engine {
+ public:
+  // Starts the engine thread. InvalidArgument for a config the model cannot satisfy
+  // (e.g. kv_tokens below one block); the message names the field.
+  static StatusOr<std::unique_ptr<Engine>> Create(
+      EngineConfig config, std::shared_ptr<const models::TextModel> model,
+      std::shared_ptr<const tokenizer::Tokenizer> tokenizer);
+  ~Engine();  // Shutdown()
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request; its events arrive on the returned stream. Errors (nothing queued):
+  //   InvalidArgument     empty prompt, bad sampling params, bad image spans, token ids
+  //                       outside the vocabulary
+  //   OutOfRange          prompt longer than max_context - 1 or than the KV capacity
+  //   FailedPrecondition  an image span without embeddings (vision not wired)
+  //   ResourceExhausted   the waiting queue is full (requests or tokens): retry later
+  //   Unavailable         the engine is shutting down
+  StatusOr<std::shared_ptr<RequestStream>> Submit(Request request);
+
+  EngineStats Stats() const;
+  const EngineConfig& config() const;  // with defaults resolved (kv_tokens, max_context)
+
+  // Stops the thread: every unfinished request ends with kFinished / kCancelled. Blocks
+  // until the current step finishes. Idempotent.
+  void Shutdown();
+
+  class Impl;
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vlserve::engine

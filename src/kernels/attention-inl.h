@@ -1,0 +1,424 @@
+// The attention tile kernel, templated on the SIMD traits S (see ops_isa.h for what a
+// tile is). Vector lanes run across the tile's rows (query × head pairs), so that
+//  - scores for a key are q·k with the key's values broadcast: K is read in its stored
+//    layout, no transposes and no horizontal sums;
+//  - the online softmax (running max m, running sum l, rescale alpha) is lane-wise;
+//  - P·V broadcasts V's values onto probability vectors, accumulating Oᵀ [head_dim][rows].
+// Only the Q tile is transposed in and the O tile transposed out, once per tile.
+//
+// Keys are visited in blocks of kKeyBlock from position 0; a row's result depends only
+// on its own query and the kv data (masked keys contribute exact zeros), never on which
+// tile or thread computed it.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/ops_isa.h"
+#include "kernels/vec_math-inl.h"
+
+namespace vlserve::kernels::attnimpl {
+
+constexpr int64_t kKeyBlock = 64;
+
+template <class S>
+constexpr int64_t TileRows() {
+  return 2 * S::kLanes;
+}
+
+// Qt and Ot [head_dim][T], P [kKeyBlock][T], limits [T], l [T].
+// (RunTileFew needs less: 4 * (head_dim + lanes + kKeyBlock).)
+template <class S>
+int64_t ScratchFloats(int64_t head_dim) {
+  return (2 * head_dim + kKeyBlock + 2) * TileRows<S>() + 4 * S::kLanes;
+}
+
+// out[kk][rows] = Σ_d k_kk[d] · qt[d][rows] for KK keys at k, k + stride, ...
+template <class S, int R, int KK>
+inline void ScoreKeys(const float* qt, const float* k, int64_t stride, int64_t hd,
+                      float* out) {
+  using V = typename S::V;
+  constexpr int L = S::kLanes;
+  constexpr int64_t T = TileRows<S>();
+  V acc[KK][R];
+#pragma GCC unroll 16
+  for (int kk = 0; kk < KK; ++kk) {
+#pragma GCC unroll 2
+    for (int rv = 0; rv < R; ++rv) acc[kk][rv] = S::Zero();
+  }
+  for (int64_t d = 0; d < hd; ++d) {
+    V qv[R];
+#pragma GCC unroll 2
+    for (int rv = 0; rv < R; ++rv) qv[rv] = S::Load(qt + d * T + rv * L);
+#pragma GCC unroll 16
+    for (int kk = 0; kk < KK; ++kk) {
+      const V kb = S::Set(k[kk * stride + d]);
+#pragma GCC unroll 2
+      for (int rv = 0; rv < R; ++rv) acc[kk][rv] = S::Fma(kb, qv[rv], acc[kk][rv]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int kk = 0; kk < KK; ++kk) {
+#pragma GCC unroll 2
+    for (int rv = 0; rv < R; ++rv) S::Store(out + kk * T + rv * L, acc[kk][rv]);
+  }
+}
+
+// ot[d0 .. d0+KD)[rows] = alpha · ot + Σ_j v_j[d] · p[j][rows]
+template <class S, int R, int KD>
+inline void AccumulateValues(const float* p, const float* const* vp, int64_t nk, int64_t d0,
+                             const typename S::V* alpha, float* ot) {
+  using V = typename S::V;
+  constexpr int L = S::kLanes;
+  constexpr int64_t T = TileRows<S>();
+  V acc[KD][R];
+#pragma GCC unroll 16
+  for (int dd = 0; dd < KD; ++dd) {
+#pragma GCC unroll 2
+    for (int rv = 0; rv < R; ++rv) acc[dd][rv] = S::Mul(S::Load(ot + dd * T + rv * L), alpha[rv]);
+  }
+  for (int64_t j = 0; j < nk; ++j) {
+    V pv[R];
+#pragma GCC unroll 2
+    for (int rv = 0; rv < R; ++rv) pv[rv] = S::Load(p + j * T + rv * L);
+    const float* v = vp[j] + d0;
+#pragma GCC unroll 16
+    for (int dd = 0; dd < KD; ++dd) {
+      const V vb = S::Set(v[dd]);
+#pragma GCC unroll 2
+      for (int rv = 0; rv < R; ++rv) acc[dd][rv] = S::Fma(vb, pv[rv], acc[dd][rv]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int dd = 0; dd < KD; ++dd) {
+#pragma GCC unroll 2
+    for (int rv = 0; rv < R; ++rv) S::Store(ot + dd * T + rv * L, acc[dd][rv]);
+  }
+}
+
+// Fills qt (zero-padded to R*L rows) and per-row limits; returns {min, max} limit.
+template <class S, int R>
+void LoadTile(const internal::AttentionTile& t, float* qt, float* lim, int64_t* min_lim,
+              int64_t* max_lim) {
+  constexpr int64_t T = TileRows<S>();
+  const int64_t hd = t.head_dim;
+  *min_lim = t.kv->length - 1;
+  *max_lim = 0;
+  for (int64_t r = 0; r < t.row_count; ++r) {
+    const int64_t gr = t.row_begin + r;
+    const int64_t i = gr / t.group, h = t.kv_head * t.group + gr % t.group;
+    const float* qrow = t.q + (i * t.num_heads + h) * hd;
+    for (int64_t d = 0; d < hd; ++d) qt[d * T + r] = qrow[d];
+    const int64_t l = t.q_positions ? t.q_positions[i] : t.kv->length - 1;
+    lim[r] = static_cast<float>(l);
+    if (l < *min_lim) *min_lim = l;
+    if (l > *max_lim) *max_lim = l;
+  }
+  for (int64_t r = t.row_count; r < R * S::kLanes; ++r) {
+    for (int64_t d = 0; d < hd; ++d) qt[d * T + r] = 0.0f;
+    lim[r] = static_cast<float>(*max_lim);
+  }
+}
+
+// Scores for keys [k0, k0 + nk) into p[j][rows]. Groups of KK keys that sit in one
+// kv block (constant stride) take the register-blocked path.
+template <class S, int R, int KK>
+void ScoreBlock(const internal::AttentionTile& t, const float* qt, const float* const* kp,
+                int64_t k0, int64_t nk, float* p) {
+  constexpr int64_t T = TileRows<S>();
+  const int64_t bs = t.kv->block_size;
+  const int64_t stride = t.num_kv_heads * t.head_dim;
+  int64_t j = 0;
+  for (; j + KK <= nk; j += KK) {
+    if ((k0 + j) / bs == (k0 + j + KK - 1) / bs) {
+      ScoreKeys<S, R, KK>(qt, kp[j], stride, t.head_dim, p + j * T);
+    } else {
+      for (int kk = 0; kk < KK; ++kk) ScoreKeys<S, R, 1>(qt, kp[j + kk], 0, t.head_dim, p + (j + kk) * T);
+    }
+  }
+  for (; j < nk; ++j) ScoreKeys<S, R, 1>(qt, kp[j], 0, t.head_dim, p + j * T);
+}
+
+// Prefetches the K and V rows of keys [k0, k0 + nk) into cache. Positions are one kv
+// row apart (num_kv_heads * head_dim floats, often several KiB), so in a long decode
+// almost every key starts a new page, where hardware prefetchers stop.
+inline void PrefetchKeys(const internal::AttentionTile& t, int64_t k0, int64_t nk) {
+  const KvView& kv = *t.kv;
+  const int64_t stride = t.num_kv_heads * t.head_dim;
+  const int64_t bytes = t.head_dim * static_cast<int64_t>(sizeof(float));
+  for (int64_t pos = k0; pos < k0 + nk; ++pos) {
+    const int64_t off = (pos % kv.block_size) * stride + t.kv_head * t.head_dim;
+    const char* k = reinterpret_cast<const char*>(kv.k_blocks[pos / kv.block_size] + off);
+    const char* v = reinterpret_cast<const char*>(kv.v_blocks[pos / kv.block_size] + off);
+    for (int64_t b = 0; b < bytes; b += 64) {
+      __builtin_prefetch(k + b);
+      __builtin_prefetch(v + b);
+    }
+  }
+}
+
+// Turns scores p[j][rows] into exp(s - m_new) in place and updates m, l; returns alpha =
+// exp(m_old - m_new) per row vector in `alpha`.
+template <class S, int R>
+void SoftmaxBlock(int64_t k0, int64_t nk, bool masked, float scale, const typename S::V* limv,
+                  typename S::V* m, typename S::V* l, typename S::V* alpha, float* p) {
+  using V = typename S::V;
+  constexpr int L = S::kLanes;
+  constexpr int64_t T = TileRows<S>();
+  const V neg_inf = S::Set(-__builtin_inff());
+  V bm[R];
+  for (int rv = 0; rv < R; ++rv) bm[rv] = neg_inf;
+  for (int64_t j = 0; j < nk; ++j) {
+    const V kpos = S::Set(static_cast<float>(k0 + j));
+    for (int rv = 0; rv < R; ++rv) {
+      V s = S::Mul(S::Load(p + j * T + rv * L), S::Set(scale));
+      if (masked) s = S::Select(S::Gt(kpos, limv[rv]), neg_inf, s);
+      S::Store(p + j * T + rv * L, s);
+      bm[rv] = S::Max(bm[rv], s);
+    }
+  }
+  V msafe[R], sum[R];
+  for (int rv = 0; rv < R; ++rv) {
+    const V mn = S::Max(m[rv], bm[rv]);
+    // A row with nothing visible yet keeps m = -inf; subtract 0 then so exp gives 0, not NaN.
+    msafe[rv] = S::Select(S::Eq(mn, neg_inf), S::Zero(), mn);
+    alpha[rv] = vmath::Exp<S>(S::Sub(m[rv], msafe[rv]));
+    m[rv] = mn;
+    sum[rv] = S::Zero();
+  }
+  for (int64_t j = 0; j < nk; ++j) {
+    for (int rv = 0; rv < R; ++rv) {
+      const V e = vmath::Exp<S>(S::Sub(S::Load(p + j * T + rv * L), msafe[rv]));
+      S::Store(p + j * T + rv * L, e);
+      sum[rv] = S::Add(sum[rv], e);
+    }
+  }
+  for (int rv = 0; rv < R; ++rv) l[rv] = S::Fma(l[rv], alpha[rv], sum[rv]);
+}
+
+template <class S, int R, int kAcc>
+void RunTileR(const internal::AttentionTile& t, float* scratch) {
+  using V = typename S::V;
+  constexpr int L = S::kLanes;
+  constexpr int64_t T = TileRows<S>();
+  const int64_t hd = t.head_dim;
+  float* qt = scratch;           // [hd][T]
+  float* ot = qt + hd * T;       // [hd][T]
+  float* p = ot + hd * T;        // [kKeyBlock][T]
+  float* lim = p + kKeyBlock * T;  // [T]
+  float* lsum = lim + T;         // [T]
+  int64_t min_lim, max_lim;
+  LoadTile<S, R>(t, qt, lim, &min_lim, &max_lim);
+  for (int64_t i = 0; i < hd * T; ++i) ot[i] = 0.0f;
+
+  V m[R], l[R], limv[R], alpha[R];
+  for (int rv = 0; rv < R; ++rv) {
+    m[rv] = S::Set(-__builtin_inff());
+    l[rv] = S::Zero();
+    limv[rv] = S::Load(lim + rv * L);
+  }
+  const KvView& kv = *t.kv;
+  const int64_t stride = t.num_kv_heads * hd;
+  const float* kp[kKeyBlock];
+  const float* vp[kKeyBlock];
+  const int64_t end = max_lim + 1;
+  for (int64_t k0 = 0; k0 < end; k0 += kKeyBlock) {
+    const int64_t nk = end - k0 < kKeyBlock ? end - k0 : kKeyBlock;
+    for (int64_t j = 0; j < nk; ++j) {
+      const int64_t pos = k0 + j;
+      const int64_t off = (pos % kv.block_size) * stride + t.kv_head * hd;
+      kp[j] = kv.k_blocks[pos / kv.block_size] + off;
+      vp[j] = kv.v_blocks[pos / kv.block_size] + off;
+    }
+    if (k0 + kKeyBlock < end) {
+      const int64_t next = end - k0 - kKeyBlock;
+      PrefetchKeys(t, k0 + kKeyBlock, next < kKeyBlock ? next : kKeyBlock);
+    }
+    ScoreBlock<S, R, kAcc / R>(t, qt, kp, k0, nk, p);
+    SoftmaxBlock<S, R>(k0, nk, k0 + nk - 1 > min_lim, t.scale, limv, m, l, alpha, p);
+    int64_t d = 0;
+    for (; d + kAcc / R <= hd; d += kAcc / R) {
+      AccumulateValues<S, R, kAcc / R>(p, vp, nk, d, alpha, ot + d * T);
+    }
+    for (; d < hd; ++d) AccumulateValues<S, R, 1>(p, vp, nk, d, alpha, ot + d * T);
+  }
+  for (int rv = 0; rv < R; ++rv) S::Store(lsum + rv * L, l[rv]);
+  for (int64_t r = 0; r < t.row_count; ++r) {
+    const int64_t gr = t.row_begin + r;
+    const int64_t i = gr / t.group, h = t.kv_head * t.group + gr % t.group;
+    float* orow = t.out + (i * t.num_heads + h) * hd;
+    const float inv = 1.0f / lsum[r];
+    for (int64_t d = 0; d < hd; ++d) orow[d] = ot[d * T + r] * inv;
+  }
+}
+
+// ---- Few rows (decode without much GQA sharing): lanes run across head_dim instead,
+// so each K/V element is loaded once as part of a vector rather than broadcast per row.
+
+// Scratch for RunTileFew: O [R][hd_pad], scores/probabilities [R][kKeyBlock].
+template <class S>
+constexpr int64_t PaddedDim(int64_t head_dim) {
+  return (head_dim + S::kLanes - 1) / S::kLanes * S::kLanes;
+}
+
+// s[r][j] = scale · q_r·k_j for the block's keys, -inf where masked.
+template <class S, int R>
+void ScoreFew(const float* const* qr, const float* const* kp, int64_t nk, int64_t hd,
+              int64_t k0, const int64_t* lim, float scale, float* s) {
+  using V = typename S::V;
+  constexpr int L = S::kLanes;
+  for (int64_t j = 0; j < nk; ++j) {
+    V acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = S::Zero();
+    int64_t d = 0;
+    for (; d + L <= hd; d += L) {
+      const V k = S::Load(kp[j] + d);
+      for (int r = 0; r < R; ++r) acc[r] = S::Fma(S::Load(qr[r] + d), k, acc[r]);
+    }
+    if (d < hd) {
+      const V k = S::LoadN(kp[j] + d, hd - d);
+      for (int r = 0; r < R; ++r) acc[r] = S::Fma(S::LoadN(qr[r] + d, hd - d), k, acc[r]);
+    }
+    for (int r = 0; r < R; ++r) {
+      s[r * kKeyBlock + j] = k0 + j > lim[r] ? -__builtin_inff() : S::SumLanes(acc[r]) * scale;
+    }
+  }
+}
+
+// o_r = alpha_r · o_r + Σ_j p[r][j] · v_j over head_dim, CH vectors at a time.
+template <class S, int R, int CH>
+inline void AccumulateFew(const float* p, const float* const* vp, int64_t nk, int64_t d0,
+                          int64_t hd, int64_t hd_pad, const float* alpha, float* o) {
+  using V = typename S::V;
+  constexpr int L = S::kLanes;
+  V acc[R][CH];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < CH; ++c) {
+      acc[r][c] = S::Mul(S::Load(o + r * hd_pad + d0 + c * L), S::Set(alpha[r]));
+    }
+  }
+  const bool partial = d0 + CH * L > hd;  // only when CH == 1, at the last chunk
+  for (int64_t j = 0; j < nk; ++j) {
+    V v[CH];
+    for (int c = 0; c < CH; ++c) {
+      v[c] = partial ? S::LoadN(vp[j] + d0, hd - d0) : S::Load(vp[j] + d0 + c * L);
+    }
+    for (int r = 0; r < R; ++r) {
+      const V pb = S::Set(p[r * kKeyBlock + j]);
+      for (int c = 0; c < CH; ++c) acc[r][c] = S::Fma(pb, v[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < CH; ++c) S::Store(o + r * hd_pad + d0 + c * L, acc[r][c]);
+  }
+}
+
+// Per row: block max, rescale factor, p = exp(s - m) in place, running sum.
+template <class S, int R>
+void SoftmaxFew(int64_t nk, float* s, float* m, float* l, float* alpha) {
+  using V = typename S::V;
+  constexpr int L = S::kLanes;
+  constexpr float kNegInf = -__builtin_inff();
+  for (int r = 0; r < R; ++r) {
+    float* sr = s + r * kKeyBlock;
+    float bm = kNegInf;
+    for (int64_t j = 0; j < nk; ++j) bm = sr[j] > bm ? sr[j] : bm;
+    const float mn = bm > m[r] ? bm : m[r];
+    const float msafe = mn == kNegInf ? 0.0f : mn;
+    alpha[r] = S::MaxLanes(vmath::Exp<S>(S::Set(m[r] - msafe)));
+    m[r] = mn;
+    V sum = S::Zero();
+    int64_t j = 0;
+    for (; j + L <= nk; j += L) {
+      const V e = vmath::Exp<S>(S::Sub(S::Load(sr + j), S::Set(msafe)));
+      S::Store(sr + j, e);
+      sum = S::Add(sum, e);
+    }
+    if (j < nk) {
+      const V e = vmath::Exp<S>(S::Sub(S::LoadNFill(sr + j, nk - j, kNegInf), S::Set(msafe)));
+      S::StoreN(sr + j, e, nk - j);
+      sum = S::Add(sum, e);
+    }
+    l[r] = l[r] * alpha[r] + S::SumLanes(sum);
+  }
+}
+
+template <class S, int R>
+void RunTileFew(const internal::AttentionTile& t, float* scratch) {
+  constexpr int L = S::kLanes;
+  const int64_t hd = t.head_dim, hd_pad = PaddedDim<S>(hd);
+  float* o = scratch;            // [R][hd_pad]
+  float* s = o + R * hd_pad;     // [R][kKeyBlock]
+  const float* qr[R];
+  float* outr[R];
+  int64_t lim[R];
+  float m[R], l[R], alpha[R];
+  int64_t end = 0;
+  for (int r = 0; r < R; ++r) {
+    const int64_t gr = t.row_begin + r;
+    const int64_t i = gr / t.group, h = t.kv_head * t.group + gr % t.group;
+    qr[r] = t.q + (i * t.num_heads + h) * hd;
+    outr[r] = t.out + (i * t.num_heads + h) * hd;
+    lim[r] = t.q_positions ? t.q_positions[i] : t.kv->length - 1;
+    end = lim[r] + 1 > end ? lim[r] + 1 : end;
+    m[r] = -__builtin_inff();
+    l[r] = 0.0f;
+  }
+  for (int64_t i = 0; i < R * hd_pad; ++i) o[i] = 0.0f;
+  const KvView& kv = *t.kv;
+  const int64_t stride = t.num_kv_heads * hd;
+  const float* kp[kKeyBlock];
+  const float* vp[kKeyBlock];
+  for (int64_t k0 = 0; k0 < end; k0 += kKeyBlock) {
+    const int64_t nk = end - k0 < kKeyBlock ? end - k0 : kKeyBlock;
+    for (int64_t j = 0; j < nk; ++j) {
+      const int64_t pos = k0 + j;
+      const int64_t off = (pos % kv.block_size) * stride + t.kv_head * hd;
+      kp[j] = kv.k_blocks[pos / kv.block_size] + off;
+      vp[j] = kv.v_blocks[pos / kv.block_size] + off;
+    }
+    if (k0 + kKeyBlock < end) {
+      const int64_t next = end - k0 - kKeyBlock;
+      PrefetchKeys(t, k0 + kKeyBlock, next < kKeyBlock ? next : kKeyBlock);
+    }
+    ScoreFew<S, R>(qr, kp, nk, hd, k0, lim, t.scale, s);
+    SoftmaxFew<S, R>(nk, s, m, l, alpha);
+    constexpr int kChunks = R == 1 ? 8 : 4;
+    int64_t d = 0;
+    for (; d + kChunks * L <= hd; d += kChunks * L) {
+      AccumulateFew<S, R, kChunks>(s, vp, nk, d, hd, hd_pad, alpha, o);
+    }
+    for (; d < hd; d += L) AccumulateFew<S, R, 1>(s, vp, nk, d, hd, hd_pad, alpha, o);
+  }
+  for (int r = 0; r < R; ++r) {
+    const float inv = 1.0f / l[r];
+    for (int64_t d = 0; d < hd; ++d) outr[r][d] = o[r * hd_pad + d] * inv;
+  }
+}
+
+// kAcc: vector accumulators the register-blocked loops may use (16 of AVX-512's 32
+// registers, 8 of AVX2's 16).
+template <class S, int kAcc>
+void RunTile(const internal::AttentionTile& t, float* scratch) {
+  // Up to 4 rows, vectors over head_dim need far fewer instructions than mostly-empty
+  // row lanes. (The split depends only on the shape, so results stay thread-independent.)
+  if (S::kLanes > 1 && t.row_count <= 4) {
+    switch (t.row_count) {
+      case 1: return RunTileFew<S, 1>(t, scratch);
+      case 2: return RunTileFew<S, 2>(t, scratch);
+      case 3: return RunTileFew<S, 3>(t, scratch);
+      default: return RunTileFew<S, 4>(t, scratch);
+    }
+  }
+  if (t.row_count <= S::kLanes) {
+    RunTileR<S, 1, kAcc>(t, scratch);
+  } else {
+    RunTileR<S, 2, kAcc>(t, scratch);
+  }
+}
+
+template <class S, int kAcc>
+constexpr internal::AttentionKernel MakeAttentionKernel() {
+  return internal::AttentionKernel{TileRows<S>(), &ScratchFloats<S>, &RunTile<S, kAcc>};
+}
+
+}  // namespace vlserve::kernels::attnimpl

@@ -1,0 +1,26 @@
+// `vlserve bench-kernels`: measured machine limits (memory read bandwidth, F32 FMA and
+// GEMM peak) and per-weight-type MatMul throughput at small-model shapes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "kernels/types.h"
+
+namespace vlserve::kernels {
+
+struct BenchKernelsOptions {
+  int threads = 2;
+  bool json = false;
+  std::vector<DType> types;  // empty: every supported weight type
+  int64_t matmul_tokens = 64;  // n for the GEMM (prefill-like) measurement
+  int64_t stream_bytes = int64_t{1} << 30;  // memory bandwidth buffer
+  int64_t matvec_bytes = int64_t{256} << 20;  // weights cycled through per matvec shape
+  double seconds = 0.25;  // minimum time per measurement
+};
+
+// Runs the benchmark and returns the report (a table, or JSON with options.json).
+StatusOr<std::string> BenchKernels(const BenchKernelsOptions& options);
+
+}  // namespace vlserve::kernels

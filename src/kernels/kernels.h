@@ -1,0 +1,86 @@
+// The public kernel API that models call. Every function here has a scalar reference in
+// ref/ and may have AVX2 / AVX-512 variants; which one runs is chosen once at start-up
+// (dispatch.cc), and VLSERVE_ISA=scalar|avx2|avx512 forces one.
+//
+// Conventions: weights are in GGUF layout — a matrix of `rows` rows, each row `cols` values
+// stored contiguously in the weight's DType (RowBytes(type, cols) bytes per row). GGUF
+// calls this shape [ne0 = cols, ne1 = rows]. Activations are float32, row-major.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "base/thread_pool.h"
+#include "kernels/types.h"
+
+namespace vlserve::kernels {
+
+enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+
+std::string_view IsaName(Isa isa);
+bool IsaAvailable(Isa isa);  // does this CPU (and OS) support it
+Isa ActiveIsa();             // the one in use; from VLSERVE_ISA or the best available
+void ForceIsa(Isa isa);      // tests: run every path; CHECKs that it is available
+
+// A weight matrix as it sits in the (memory-mapped) GGUF file.
+struct WeightView {
+  DType type;
+  const void* data;
+  int64_t rows;  // output features
+  int64_t cols;  // input features (multiple of the type's block size)
+};
+
+// y[n, rows] = x[n, cols] · Wᵀ. n == 1 is the matrix-vector (decode) case.
+// Quantized weights may quantize x to int8 blocks internally, as llama.cpp does.
+// Results do not depend on the number of threads. pool == nullptr: DefaultThreadPool().
+void MatMul(const WeightView& w, const float* x, int64_t n, float* y,
+            ThreadPool* pool = nullptr);
+
+// n values (a multiple of the block size) between float and a GGUF type.
+void Dequantize(DType type, const void* src, float* dst, int64_t n);
+void Quantize(DType type, const float* src, void* dst, int64_t n);
+
+// --- element-wise and row ops (in place where `x` and `y` may alias) ---
+// y = x / sqrt(mean(x²) + eps) * weight                                   x, y: [n]
+void RmsNorm(const float* x, const float* weight, float eps, int64_t n, float* y);
+// y = (x - mean) / sqrt(var + eps) * weight + bias   (weight/bias may be null) x, y: [n]
+void LayerNorm(const float* x, const float* weight, const float* bias, float eps, int64_t n,
+               float* y);
+
+enum class RopeStyle {
+  kNormal,  // rotate adjacent pairs (x[2i], x[2i+1])      — llama after GGUF permutation
+  kNeox,    // rotate (x[i], x[i + rope_dims/2])            — qwen2, neox
+};
+// x: [num_heads, head_dim] for one token at position `pos`. Only the first rope_dims
+// values of each head rotate; theta_i = pos * freq_base^(-2i/rope_dims).
+void Rope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dims, int64_t pos,
+          float freq_base, RopeStyle style);
+
+void Softmax(float* x, int64_t n);  // in place, numerically stable (max subtracted)
+void Silu(float* x, int64_t n);
+void GeluTanh(float* x, int64_t n);   // SigLIP, "gelu_pytorch_tanh"
+void GeluErf(float* x, int64_t n);    // exact GELU
+void QuickGelu(float* x, int64_t n);  // x * sigmoid(1.702 x), CLIP
+// out = silu(gate) * up                                                    all: [n]
+void SwiGlu(const float* gate, const float* up, float* out, int64_t n);
+void Add(const float* a, const float* b, float* out, int64_t n);  // out = a + b
+
+// Keys and values of one sequence, stored in fixed-size blocks (the paged KV cache).
+// Block j holds positions [j*block_size, (j+1)*block_size), each position a row of
+// [num_kv_heads, head_dim] floats. A contiguous buffer is the one-block case.
+struct KvView {
+  const float* const* k_blocks;
+  const float* const* v_blocks;
+  int64_t block_size;
+  int64_t length;  // valid positions
+};
+
+// Scaled dot-product attention with grouped-query heads (num_heads % num_kv_heads == 0).
+// q: [n_q, num_heads, head_dim]; out: [n_q, num_heads, head_dim].
+// Causal when q_positions != nullptr: query i sees kv positions <= q_positions[i].
+// Bidirectional (vision towers) when q_positions == nullptr: every query sees all kv.
+void Attention(const float* q, int64_t n_q, int64_t num_heads, int64_t num_kv_heads,
+               int64_t head_dim, const KvView& kv, const int32_t* q_positions, float scale,
+               float* out, ThreadPool* pool = nullptr);
+
+}  // namespace vlserve::kernels

@@ -1,0 +1,142 @@
+// MatMul / Dequantize / Quantize entry points: pick the kernel for the active ISA,
+// prepare the activations once per call, and split output rows over the thread pool.
+#include <algorithm>
+#include <functional>
+#include <vector>
+
+#include "base/aligned.h"
+#include "base/check.h"
+#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
+#include "kernels/matmul_internal.h"
+#include "kernels/quant_blocks.h"
+#include "kernels/ref/matmul_ref.h"
+#include "kernels/ref/quant_ref.h"
+
+namespace vlserve::kernels {
+namespace internal {
+
+void QuantizeActRowQ8Avx512(const float* x, int64_t cols, int64_t ld, uint8_t* dst);
+
+namespace {
+
+KernelChoice ChooseKernel(DType type, Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return Avx512Kernel(type);
+    case Isa::kAvx2: return Avx2Kernel(type);
+    default: return {ActKind::kF32, nullptr};
+  }
+}
+
+// Scalar kQ8 row: same layout as QuantizeActRowQ8Avx512.
+void QuantizeActRowQ8Scalar(const float* x, int64_t cols, int64_t ld, uint8_t* dst) {
+  std::vector<ActQ8> blocks(cols / kQK);
+  ref::QuantizeActQ8(x, blocks.data(), cols);
+  auto* qs = reinterpret_cast<int8_t*>(dst);
+  auto* d = reinterpret_cast<float*>(dst + ld);
+  for (int64_t b = 0; b < ld / kQK; ++b) {
+    const bool real = b < cols / kQK;
+    for (int j = 0; j < kQK; ++j) qs[b * kQK + j] = real ? blocks[b].qs[j] : 0;
+    d[b] = real ? blocks[b].d : 0.0f;
+  }
+}
+
+// Runs fn(t0, t1) over tokens [0, n): on the pool when there is enough work to pay for
+// waking it, else inline (decode steps would otherwise pay two fork/joins per MatMul).
+void ForTokens(ThreadPool* pool, int64_t n, int64_t cols,
+               const std::function<void(int64_t, int64_t)>& fn) {
+  if (n * cols < (int64_t{1} << 16)) {
+    fn(0, n);
+  } else {
+    pool->ParallelFor(n, 1, fn);
+  }
+}
+
+// Converts x [n][cols] into the layout `kind` wants; buffer owned by the caller.
+PreparedAct PrepareActivations(ActKind kind, Isa isa, const float* x, int64_t n, int64_t cols,
+                               AlignedBuffer<uint8_t>* buf, ThreadPool* pool) {
+  PreparedAct act{kind, x, cols * 4, cols};
+  switch (kind) {
+    case ActKind::kF32: return act;
+    case ActKind::kBf16: {
+      act.ld = (cols + 31) / 32 * 32;
+      act.stride = act.ld * 2;
+      buf->Resize(n * act.stride);
+      auto* out = reinterpret_cast<uint16_t*>(buf->data());
+      ForTokens(pool, n, cols, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          for (int64_t k = 0; k < act.ld; ++k) {
+            out[t * act.ld + k] = k < cols ? F32ToBf16(x[t * cols + k]) : 0;
+          }
+        }
+      });
+      break;
+    }
+    case ActKind::kQ8: {
+      act.ld = (cols + 63) / 64 * 64;
+      act.stride = (act.ld + act.ld / kQK * 4 + 63) / 64 * 64;
+      buf->Resize(n * act.stride);
+      uint8_t* out = buf->data();
+      ForTokens(pool, n, cols, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          if (isa == Isa::kAvx512) {
+            QuantizeActRowQ8Avx512(x + t * cols, cols, act.ld, out + t * act.stride);
+          } else {
+            QuantizeActRowQ8Scalar(x + t * cols, cols, act.ld, out + t * act.stride);
+          }
+        }
+      });
+      break;
+    }
+    case ActKind::kQ8K: {
+      act.ld = cols;
+      act.stride = cols / kQKK * static_cast<int64_t>(sizeof(ActQ8K));
+      buf->Resize(n * act.stride);
+      uint8_t* out = buf->data();
+      ForTokens(pool, n, cols, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          ref::QuantizeActQ8K(x + t * cols, reinterpret_cast<ActQ8K*>(out + t * act.stride),
+                              cols);
+        }
+      });
+      break;
+    }
+  }
+  act.data = buf->data();
+  return act;
+}
+
+}  // namespace
+}  // namespace internal
+
+void MatMul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool* pool) {
+  CHECK(ref::IsSupportedWeightType(w.type)) << "MatMul: unsupported type " << Info(w.type).name;
+  CHECK_EQ(w.cols % Info(w.type).block_size, 0);
+  if (n <= 0 || w.rows <= 0) return;
+  if (pool == nullptr) pool = &DefaultThreadPool();
+  const Isa isa = internal::CurrentIsa();
+  const internal::KernelChoice kc = internal::ChooseKernel(w.type, isa);
+  if (kc.fn == nullptr) {
+    pool->ParallelFor(w.rows, internal::kRowGrain, [&](int64_t r0, int64_t r1) {
+      ref::MatMulRows(w, x, n, y, r0, r1);
+    });
+    return;
+  }
+  // One scratch buffer per calling thread; MatMul is not reentrant on one pool anyway.
+  thread_local AlignedBuffer<uint8_t> scratch;
+  internal::MatMulArgs args{&w, internal::PrepareActivations(kc.act, isa, x, n, w.cols,
+                                                             &scratch, pool),
+                            n, y};
+  pool->ParallelFor(w.rows, internal::kRowGrain,
+                    [&](int64_t r0, int64_t r1) { kc.fn(args, r0, r1); });
+}
+
+void Dequantize(DType type, const void* src, float* dst, int64_t n) {
+  ref::Dequantize(type, src, dst, n);
+}
+
+void Quantize(DType type, const float* src, void* dst, int64_t n) {
+  ref::Quantize(type, src, dst, n);
+}
+
+}  // namespace vlserve::kernels

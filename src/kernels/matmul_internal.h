@@ -1,0 +1,51 @@
+// Plumbing between MatMul (matmul.cc) and its per-ISA kernels. Internal to src/kernels.
+//
+// MatMul first converts the activations once per call into the form the chosen kernel
+// consumes (ActKind), then splits output rows over threads in chunks of kRowGrain rows;
+// each kernel computes y[t, r] for all n tokens and rows [r0, r1) of its chunk, tiling
+// over tokens so that a few weight rows are reused from cache by many tokens. Every
+// y[t, r] is one dot product whose arithmetic does not depend on how rows or tokens are
+// grouped, so results are independent of the thread count.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace vlserve::kernels::internal {
+
+constexpr int64_t kRowGrain = 16;
+
+enum class ActKind {
+  kF32,   // x as given: float [n][cols]
+  kBf16,  // uint16 bf16 [n][ld] (ld = cols rounded up to 32, zero padded)
+  kQ8,    // per token: int8 qs[ld] then float d[ld/32]; ld = cols rounded up to 64
+  kQ8K,   // per token: ActQ8K[cols/256]
+};
+
+struct PreparedAct {
+  ActKind kind;
+  const void* data;
+  int64_t stride;  // bytes between consecutive tokens
+  int64_t ld;      // values per token row as stored (see ActKind)
+};
+
+struct MatMulArgs {
+  const WeightView* w;
+  PreparedAct act;
+  int64_t n;  // tokens
+  float* y;   // [n][w->rows]
+};
+
+// Computes rows [r0, r1) of y for all tokens.
+using RowsKernel = void (*)(const MatMulArgs& args, int64_t r0, int64_t r1);
+
+struct KernelChoice {
+  ActKind act;
+  RowsKernel fn;  // nullptr: no kernel for this type on this ISA
+};
+
+KernelChoice Avx512Kernel(DType type);  // matmul_avx512.cc
+KernelChoice Avx2Kernel(DType type);    // matmul_avx2.cc
+
+}  // namespace vlserve::kernels::internal

@@ -1,0 +1,171 @@
+// TextModel::Load: hyperparameters from metadata, then every tensor checked for presence,
+// type and shape against them before the model is handed out.
+#include <fmt/format.h>
+
+#include <utility>
+
+#include "models/text_model.h"
+
+namespace vlserve::models {
+namespace {
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+// Finds `name` and checks its GGUF shape (ne0 first) and that we have kernels for its type.
+StatusOr<const gguf::TensorInfo*> CheckedTensor(const gguf::File& file, const std::string& name,
+                                                const std::vector<int64_t>& shape) {
+  const gguf::TensorInfo* t = file.FindTensor(name);
+  if (t == nullptr) {
+    return NotFoundError(fmt::format("tensor '{}' is missing", name));
+  }
+  if (t->shape != shape) {
+    return InvalidArgumentError(fmt::format(
+        "tensor '{}' has shape {}, expected {} from the model's hyperparameters", name,
+        ShapeString(t->shape), ShapeString(shape)));
+  }
+  const DTypeInfo& info = Info(t->type);
+  if (!info.supported) {
+    return UnimplementedError(fmt::format(
+        "tensor '{}' has weight type {}, which vlserve does not support; requantize it "
+        "(supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)",
+        name, info.name));
+  }
+  if (shape[0] % info.block_size != 0) {
+    return InvalidArgumentError(fmt::format(
+        "tensor '{}' of type {} has rows of {} values, not a multiple of its block size {}",
+        name, info.name, shape[0], info.block_size));
+  }
+  return t;
+}
+
+StatusOr<kernels::WeightView> Matrix(const gguf::File& file, const std::string& name,
+                                     int64_t rows, int64_t cols) {
+  ASSIGN_OR_RETURN(const gguf::TensorInfo* t, CheckedTensor(file, name, {cols, rows}));
+  return kernels::WeightView{t->type, t->data, rows, cols};
+}
+
+// 1-D tensors (norm weights, biases) are small: copy them to float32 once.
+StatusOr<std::vector<float>> Vector(const gguf::File& file, const std::string& name,
+                                    int64_t n) {
+  ASSIGN_OR_RETURN(const gguf::TensorInfo* t, CheckedTensor(file, name, {n}));
+  std::vector<float> out(n);
+  kernels::Dequantize(t->type, t->data, out.data(), n);
+  return out;
+}
+
+Status Positive(const std::string& key, int64_t v) {
+  if (v > 0) return OkStatus();
+  return InvalidArgumentError(fmt::format("metadata '{}' = {} must be positive", key, v));
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<TextModel>> TextModel::Load(std::unique_ptr<gguf::File> file,
+                                                     const ArchTraits& traits) {
+  std::unique_ptr<TextModel> model(new TextModel());
+  model->file_ = std::move(file);
+  model->traits_ = &traits;
+  RETURN_IF_ERROR(model->ReadConfig());
+  RETURN_IF_ERROR(model->LoadWeights());
+  return model;
+}
+
+Status TextModel::ReadConfig() {
+  const gguf::File& f = *file_;
+  const std::string a = traits_->name;
+  TextConfig& c = config_;
+  c.arch = a;
+  ASSIGN_OR_RETURN(c.name, f.GetStringOr("general.name", ""));
+  ASSIGN_OR_RETURN(c.context_length, f.GetInt(a + ".context_length"));
+  ASSIGN_OR_RETURN(c.hidden, f.GetInt(a + ".embedding_length"));
+  ASSIGN_OR_RETURN(c.num_layers, f.GetInt(a + ".block_count"));
+  ASSIGN_OR_RETURN(c.ffn, f.GetInt(a + ".feed_forward_length"));
+  ASSIGN_OR_RETURN(c.num_heads, f.GetInt(a + ".attention.head_count"));
+  ASSIGN_OR_RETURN(c.num_kv_heads, f.GetIntOr(a + ".attention.head_count_kv", c.num_heads));
+  ASSIGN_OR_RETURN(double eps, f.GetFloat(a + ".attention.layer_norm_rms_epsilon"));
+  ASSIGN_OR_RETURN(c.rope_base, f.GetFloatOr(a + ".rope.freq_base", traits_->default_rope_base));
+  c.rms_eps = static_cast<float>(eps);
+  for (auto [key, v] : {std::pair{".context_length", c.context_length},
+                        {".embedding_length", c.hidden},
+                        {".block_count", c.num_layers},
+                        {".feed_forward_length", c.ffn},
+                        {".attention.head_count", c.num_heads},
+                        {".attention.head_count_kv", c.num_kv_heads}}) {
+    RETURN_IF_ERROR(Positive(a + key, v));
+  }
+  if (c.hidden % c.num_heads != 0 || c.num_heads % c.num_kv_heads != 0) {
+    return InvalidArgumentError(fmt::format(
+        "embedding_length {} must be divisible by head_count {}, and head_count by "
+        "head_count_kv {}",
+        c.hidden, c.num_heads, c.num_kv_heads));
+  }
+  c.head_dim = c.hidden / c.num_heads;
+  ASSIGN_OR_RETURN(c.rope_dims, f.GetIntOr(a + ".rope.dimension_count", c.head_dim));
+  if (c.rope_dims <= 0 || c.rope_dims > c.head_dim || c.rope_dims % 2 != 0) {
+    return InvalidArgumentError(
+        fmt::format("metadata '{}.rope.dimension_count' = {} must be even and in (0, {}]", a,
+                    c.rope_dims, c.head_dim));
+  }
+  if (!(c.rope_base > 0) || !(eps > 0)) {
+    return InvalidArgumentError(fmt::format(
+        "rope.freq_base ({}) and layer_norm_rms_epsilon ({}) must be positive", c.rope_base, eps));
+  }
+  const gguf::TensorInfo* embd = f.FindTensor("token_embd.weight");
+  if (embd == nullptr) return NotFoundError("tensor 'token_embd.weight' is missing");
+  if (embd->shape.size() != 2) {
+    return InvalidArgumentError(fmt::format("tensor 'token_embd.weight' has shape {}, expected "
+                                            "[{}, vocab]",
+                                            ShapeString(embd->shape), c.hidden));
+  }
+  c.vocab = embd->shape[1];
+  c.tied_output = f.FindTensor("output.weight") == nullptr;
+  return OkStatus();
+}
+
+Status TextModel::LoadWeights() {
+  const gguf::File& f = *file_;
+  const TextConfig& c = config_;
+  const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+  ASSIGN_OR_RETURN(token_embd_, Matrix(f, "token_embd.weight", c.vocab, c.hidden));
+  ASSIGN_OR_RETURN(output_norm_, Vector(f, "output_norm.weight", c.hidden));
+  if (c.tied_output) {
+    output_ = token_embd_;
+  } else {
+    ASSIGN_OR_RETURN(output_, Matrix(f, "output.weight", c.vocab, c.hidden));
+  }
+  layers_.resize(c.num_layers);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    LayerWeights& l = layers_[i];
+    const std::string p = fmt::format("blk.{}.", i);
+    ASSIGN_OR_RETURN(l.attn_norm, Vector(f, p + "attn_norm.weight", c.hidden));
+    ASSIGN_OR_RETURN(l.ffn_norm, Vector(f, p + "ffn_norm.weight", c.hidden));
+    ASSIGN_OR_RETURN(l.wq, Matrix(f, p + "attn_q.weight", q_dim, c.hidden));
+    ASSIGN_OR_RETURN(l.wk, Matrix(f, p + "attn_k.weight", kv_dim, c.hidden));
+    ASSIGN_OR_RETURN(l.wv, Matrix(f, p + "attn_v.weight", kv_dim, c.hidden));
+    ASSIGN_OR_RETURN(l.wo, Matrix(f, p + "attn_output.weight", c.hidden, q_dim));
+    ASSIGN_OR_RETURN(l.w_gate, Matrix(f, p + "ffn_gate.weight", c.ffn, c.hidden));
+    ASSIGN_OR_RETURN(l.w_up, Matrix(f, p + "ffn_up.weight", c.ffn, c.hidden));
+    ASSIGN_OR_RETURN(l.w_down, Matrix(f, p + "ffn_down.weight", c.hidden, c.ffn));
+    if (traits_->qkv_bias) {
+      ASSIGN_OR_RETURN(l.q_bias, Vector(f, p + "attn_q.bias", q_dim));
+      ASSIGN_OR_RETURN(l.k_bias, Vector(f, p + "attn_k.bias", kv_dim));
+      ASSIGN_OR_RETURN(l.v_bias, Vector(f, p + "attn_v.bias", kv_dim));
+    }
+  }
+  weight_bytes_ = 0;
+  for (const gguf::TensorInfo& t : f.tensors()) weight_bytes_ += t.num_bytes;
+  return OkStatus();
+}
+
+int64_t TextModel::matmul_macs_per_token() const {
+  const TextConfig& c = config_;
+  const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+  const int64_t per_layer = c.hidden * (2 * q_dim + 2 * kv_dim) + 3 * c.hidden * c.ffn;
+  return per_layer * c.num_layers + c.hidden * c.vocab;
+}
+
+}  // namespace vlserve::models

@@ -1,0 +1,218 @@
+// make-test-model's generator (see test_model.h).
+#include "models/test_model.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+
+#include "kernels/kernels.h"
+
+namespace vlserve::models {
+namespace {
+
+// splitmix64: tiny, fast, and defined entirely by integer arithmetic.
+class SplitMix64 {
+ public:
+  explicit SplitMix64(uint64_t seed) : state_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in (0, 1].
+  double Uniform() { return static_cast<double>((Next() >> 11) + 1) * 0x1.0p-53; }
+  // Standard normal (Box-Muller, cosine branch only).
+  double Normal() {
+    const double u1 = Uniform(), u2 = Uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+
+ private:
+  uint64_t state_;
+};
+
+// FNV-1a of the tensor name mixed with the seed: each tensor has its own stream, so
+// changing one tensor's shape leaves the others' values alone.
+uint64_t TensorSeed(uint64_t seed, std::string_view name) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
+  return h ^ (seed * 0x9E3779B97F4A7C15ull);
+}
+
+std::vector<float> RandomValues(uint64_t seed, std::string_view name, int64_t n, double mean,
+                                double stddev) {
+  SplitMix64 rng(TensorSeed(seed, name));
+  std::vector<float> v(n);
+  for (float& x : v) x = static_cast<float>(mean + stddev * rng.Normal());
+  return v;
+}
+
+struct TensorAdder {
+  const TestModelOptions& o;
+  gguf::Writer& w;
+
+  // Matrix [rows, cols] in the model's weight type; N(0, scale²/cols).
+  Status Matrix(const std::string& name, int64_t rows, int64_t cols, double scale) const {
+    const std::vector<float> v = RandomValues(o.seed, name, rows * cols, 0.0,
+                                              scale / std::sqrt(static_cast<double>(cols)));
+    const DTypeInfo& info = Info(o.type);
+    if (cols % info.block_size != 0) {
+      return InvalidArgumentError(fmt::format(
+          "--type {} needs every matrix width to be a multiple of {}, but '{}' has {} "
+          "columns; choose dims that are (e.g. --dims hidden=256,ffn=512)",
+          info.name, info.block_size, name, cols));
+    }
+    std::vector<uint8_t> bytes(RowBytes(o.type, cols) * rows);
+    kernels::Quantize(o.type, v.data(), bytes.data(), rows * cols);
+    return w.AddTensor(name, o.type, {cols, rows}, bytes.data(), bytes.size());
+  }
+  Status Vector(const std::string& name, int64_t n, double mean, double stddev) const {
+    const std::vector<float> v = RandomValues(o.seed, name, n, mean, stddev);
+    return w.AddTensor(name, DType::kF32, {n}, v.data(), v.size() * sizeof(float));
+  }
+};
+
+Status AddTensors(const TestModelOptions& o, int64_t vocab, bool tied, gguf::Writer& w) {
+  const TensorAdder add{o, w};
+  const int64_t hd = o.hidden / o.heads;
+  const int64_t q_dim = o.heads * hd, kv_dim = o.kv_heads * hd;
+  // Output scale 3: logits with a standard deviation of about 3, so greedy choices have
+  // clear margins even after quantization.
+  RETURN_IF_ERROR(add.Matrix("token_embd.weight", vocab, o.hidden, 3.0));
+  for (int64_t i = 0; i < o.layers; ++i) {
+    const std::string p = fmt::format("blk.{}.", i);
+    RETURN_IF_ERROR(add.Vector(p + "attn_norm.weight", o.hidden, 1.0, 0.1));
+    RETURN_IF_ERROR(add.Matrix(p + "attn_q.weight", q_dim, o.hidden, 1.0));
+    RETURN_IF_ERROR(add.Matrix(p + "attn_k.weight", kv_dim, o.hidden, 1.0));
+    RETURN_IF_ERROR(add.Matrix(p + "attn_v.weight", kv_dim, o.hidden, 1.0));
+    if (o.arch == "qwen2") {
+      RETURN_IF_ERROR(add.Vector(p + "attn_q.bias", q_dim, 0.0, 0.1));
+      RETURN_IF_ERROR(add.Vector(p + "attn_k.bias", kv_dim, 0.0, 0.1));
+      RETURN_IF_ERROR(add.Vector(p + "attn_v.bias", kv_dim, 0.0, 0.1));
+    }
+    RETURN_IF_ERROR(add.Matrix(p + "attn_output.weight", o.hidden, q_dim, 1.0));
+    RETURN_IF_ERROR(add.Vector(p + "ffn_norm.weight", o.hidden, 1.0, 0.1));
+    RETURN_IF_ERROR(add.Matrix(p + "ffn_gate.weight", o.ffn, o.hidden, 1.0));
+    RETURN_IF_ERROR(add.Matrix(p + "ffn_up.weight", o.ffn, o.hidden, 1.0));
+    RETURN_IF_ERROR(add.Matrix(p + "ffn_down.weight", o.hidden, o.ffn, 1.0));
+  }
+  RETURN_IF_ERROR(add.Vector("output_norm.weight", o.hidden, 1.0, 0.1));
+  if (!tied) RETURN_IF_ERROR(add.Matrix("output.weight", vocab, o.hidden, 3.0));
+  return OkStatus();
+}
+
+void AddMetadata(const TestModelOptions& o, const TestVocab& v, gguf::Writer& w) {
+  using gguf::Value;
+  const std::string& a = o.arch;
+  const bool qwen = a == "qwen2";
+  w.Set("general.architecture", Value::String(a));
+  w.Set("general.name", Value::String(o.name.empty() ? "vlserve-test-" + a : o.name));
+  auto u32 = [](int64_t x) { return Value::U32(static_cast<uint32_t>(x)); };
+  w.Set(a + ".context_length", u32(o.context));
+  w.Set(a + ".embedding_length", u32(o.hidden));
+  w.Set(a + ".block_count", u32(o.layers));
+  w.Set(a + ".feed_forward_length", u32(o.ffn));
+  w.Set(a + ".attention.head_count", u32(o.heads));
+  w.Set(a + ".attention.head_count_kv", u32(o.kv_heads));
+  w.Set(a + ".attention.layer_norm_rms_epsilon",
+        Value::F32(static_cast<float>(o.rms_eps.value_or(qwen ? 1e-6 : 1e-5))));
+  w.Set(a + ".rope.freq_base",
+        Value::F32(static_cast<float>(o.rope_base.value_or(qwen ? 1000000.0 : 10000.0))));
+  w.Set(a + ".rope.dimension_count", u32(o.hidden / o.heads));
+  w.Set(a + ".vocab_size", u32(static_cast<int64_t>(v.tokens.size())));
+  w.Set("tokenizer.ggml.model", Value::String("gpt2"));
+  w.Set("tokenizer.ggml.pre", Value::String(v.pre));
+  w.Set("tokenizer.ggml.tokens", Value::StringArray(v.tokens));
+  w.Set("tokenizer.ggml.token_type", Value::I32Array(v.token_types));
+  w.Set("tokenizer.ggml.merges", Value::StringArray(v.merges));
+  w.Set("tokenizer.ggml.bos_token_id", u32(v.bos));
+  w.Set("tokenizer.ggml.eos_token_id", u32(v.eos));
+  w.Set("tokenizer.ggml.padding_token_id", u32(v.pad));
+  w.Set("tokenizer.ggml.add_bos_token", Value::Bool(false));
+  w.Set("tokenizer.chat_template", Value::String(v.chat_template));
+}
+
+}  // namespace
+
+StatusOr<TestModelOptions> TestModelPreset(std::string_view preset) {
+  TestModelOptions o;
+  o.arch = "llama";
+  o.vocab = 49280;
+  o.context = 8192;
+  o.rope_base = 100000.0;
+  o.tied = true;
+  if (preset == "smolvlm-256m") {
+    o.hidden = 576, o.layers = 30, o.heads = 9, o.kv_heads = 3, o.ffn = 1536;
+  } else if (preset == "smolvlm-500m") {
+    o.hidden = 960, o.layers = 32, o.heads = 15, o.kv_heads = 5, o.ffn = 2560;
+  } else {
+    return InvalidArgumentError(fmt::format(
+        "unknown preset '{}'; presets: smolvlm-256m, smolvlm-500m", preset));
+  }
+  o.name = "vlserve-test-" + std::string(preset);
+  return o;
+}
+
+Status ParseTestModelDims(std::string_view dims, TestModelOptions* o) {
+  const std::vector<std::pair<std::string_view, int64_t*>> fields = {
+      {"hidden", &o->hidden}, {"layers", &o->layers}, {"heads", &o->heads},
+      {"kv_heads", &o->kv_heads}, {"ffn", &o->ffn}, {"vocab", &o->vocab},
+      {"context", &o->context}};
+  while (!dims.empty()) {
+    const size_t comma = dims.find(',');
+    std::string_view item = dims.substr(0, comma);
+    dims = comma == std::string_view::npos ? std::string_view() : dims.substr(comma + 1);
+    const size_t eq = item.find('=');
+    int64_t* target = nullptr;
+    for (const auto& [key, field] : fields) {
+      if (eq != std::string_view::npos && item.substr(0, eq) == key) target = field;
+    }
+    int64_t value = 0;
+    const std::string_view num = eq == std::string_view::npos ? "" : item.substr(eq + 1);
+    auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), value);
+    if (target == nullptr || ec != std::errc() || ptr != num.data() + num.size() || value < 0) {
+      return InvalidArgumentError(fmt::format(
+          "bad --dims entry '{}'; expected key=N with key in hidden, layers, heads, kv_heads, "
+          "ffn, vocab, context",
+          item));
+    }
+    *target = value;
+  }
+  return OkStatus();
+}
+
+StatusOr<gguf::Writer> BuildTestModel(const TestModelOptions& o) {
+  if (o.hidden <= 0 || o.layers <= 0 || o.heads <= 0 || o.kv_heads <= 0 || o.ffn <= 0 ||
+      o.context <= 0 || o.hidden % o.heads != 0 || o.heads % o.kv_heads != 0 ||
+      (o.hidden / o.heads) % 2 != 0) {
+    return InvalidArgumentError(fmt::format(
+        "bad test-model dims hidden={} heads={} kv_heads={}: hidden must divide into heads of "
+        "even size, and heads into kv_heads groups",
+        o.hidden, o.heads, o.kv_heads));
+  }
+  if (!Info(o.type).supported) {
+    return InvalidArgumentError(fmt::format("weight type {} is not supported", Info(o.type).name));
+  }
+  ASSIGN_OR_RETURN(TestVocab vocab, BuildTestVocab(o.arch, o.vocab));
+  const bool tied = o.tied.value_or(o.arch == "llama");
+  gguf::Writer writer;
+  AddMetadata(o, vocab, writer);
+  RETURN_IF_ERROR(AddTensors(o, static_cast<int64_t>(vocab.tokens.size()), tied, writer));
+  return writer;
+}
+
+Status WriteTestModel(const TestModelOptions& o, const std::string& dir) {
+  ASSIGN_OR_RETURN(gguf::Writer writer, BuildTestModel(o));
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return InvalidArgumentError(fmt::format("cannot create directory {}: {}", dir, ec.message()));
+  }
+  return writer.WriteFile(dir + "/text.gguf");
+}
+
+}  // namespace vlserve::models

@@ -1,0 +1,58 @@
+// Deterministic random-weight test models in llama.cpp's GGUF conventions
+// (`vlserve make-test-model`). The same options give the same bytes on every machine:
+// weights come from our own PRNG (splitmix64 -> Box-Muller), seeded per tensor by name.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "gguf/gguf.h"
+#include "kernels/types.h"
+
+namespace vlserve::models {
+
+struct TestModelOptions {
+  std::string arch = "llama";  // llama | qwen2
+  std::string name;            // general.name; default "vlserve-test-<arch>"
+  int64_t hidden = 64;
+  int64_t layers = 2;
+  int64_t heads = 4;
+  int64_t kv_heads = 2;
+  int64_t ffn = 128;
+  int64_t vocab = 0;  // 0: the built-in BPE vocabulary as is; larger: padded with dummies
+  int64_t context = 2048;
+  DType type = DType::kF32;       // type of every matrix; norms and biases stay f32
+  uint64_t seed = 1;
+  std::optional<bool> tied;       // output.weight absent; default: llama tied, qwen2 not
+  std::optional<double> rope_base;  // default: llama 10000, qwen2 1000000
+  std::optional<double> rms_eps;    // default: llama 1e-5, qwen2 1e-6
+};
+
+// "smolvlm-256m" / "smolvlm-500m": the text-tower shapes of those models (random weights).
+StatusOr<TestModelOptions> TestModelPreset(std::string_view preset);
+// Applies "hidden=64,layers=2,heads=4,kv_heads=2,ffn=128,vocab=0,context=2048" style pairs.
+Status ParseTestModelDims(std::string_view dims, TestModelOptions* options);
+
+// The byte-level BPE vocabulary of test models: 256 byte tokens (GPT-2 byte-to-unicode
+// order), merges learned from a built-in English text, the family's special tokens
+// (CONTROL) and, when `vocab_size` asks for more, dummy tokens.
+struct TestVocab {
+  std::vector<std::string> tokens;
+  std::vector<int32_t> token_types;  // 1 normal, 3 control
+  std::vector<std::string> merges;   // "left right", by rank
+  int32_t bos = 0, eos = 0, pad = 0;
+  std::string pre;                   // tokenizer.ggml.pre
+  std::string chat_template;
+};
+StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size);
+
+// The complete GGUF (metadata + tensors) for `options`.
+StatusOr<gguf::Writer> BuildTestModel(const TestModelOptions& options);
+// Writes dir/text.gguf (creating dir).
+Status WriteTestModel(const TestModelOptions& options, const std::string& dir);
+
+}  // namespace vlserve::models

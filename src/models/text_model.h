@@ -1,0 +1,155 @@
+// Decoder-only text models (llama, qwen2) loaded from GGUF, and their batched forward pass.
+//
+// A TextModel is immutable after loading: matrices stay memory-mapped in their GGUF type;
+// only the small 1-D tensors (norms, biases) are copied to float32. Everything that
+// changes per request — the paged KV cache (KvBuffer), activations (ForwardScratch), the
+// block tables and positions — belongs to the caller, so one model serves many sequences.
+//
+// One Forward call runs a batch of sequences of different lengths: the new tokens of all
+// items are concatenated into one [N, hidden] activation so every weight matmul runs once
+// over all N tokens; attention then runs per item over that item's paged KV.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/aligned.h"
+#include "base/status.h"
+#include "base/thread_pool.h"
+#include "gguf/gguf.h"
+#include "kernels/kernels.h"
+
+namespace vlserve::models {
+
+// Tokens per KV block (ARCHITECTURE §4).
+inline constexpr int kKvBlockSize = 16;
+
+// What differs between the supported decoder architectures. Everything else (RMSNorm,
+// GQA attention, SwiGLU MLP, tied output) is shared in decoder.cc.
+struct ArchTraits {
+  const char* name;                  // GGUF general.architecture and metadata key prefix
+  kernels::RopeStyle rope_style;     // llama: kNormal (GGUF-permuted Q/K); qwen2: kNeox
+  bool qkv_bias;                     // qwen2 has blk.N.attn_{q,k,v}.bias
+  double default_rope_base;          // when <arch>.rope.freq_base is absent
+};
+
+// Hyperparameters read from GGUF metadata.
+struct TextConfig {
+  std::string arch;
+  std::string name;            // general.name (may be empty)
+  int64_t context_length = 0;
+  int64_t hidden = 0;          // embedding_length
+  int64_t num_layers = 0;
+  int64_t ffn = 0;             // feed_forward_length
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;        // hidden / num_heads
+  int64_t rope_dims = 0;       // rope.dimension_count, default head_dim
+  int64_t vocab = 0;           // rows of token_embd
+  double rope_base = 10000.0;
+  float rms_eps = 1e-5f;
+  bool tied_output = false;    // output.weight absent: logits use token_embd
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;  // [hidden]
+  std::vector<float> q_bias, k_bias, v_bias;  // [n_heads*hd], [n_kv*hd] x2; empty if none
+  kernels::WeightView wq, wk, wv, wo;      // [n_heads*hd, hidden], [n_kv*hd, hidden] x2,
+                                           // [hidden, n_heads*hd]
+  kernels::WeightView w_gate, w_up, w_down;  // [ffn, hidden] x2, [hidden, ffn]
+};
+
+// The physical KV memory of all sequences: per layer `num_blocks` blocks, each K block
+// [kKvBlockSize, num_kv_heads, head_dim] float32 and V the same. Which block belongs to
+// which sequence is the caller's business (block tables; src/cache allocates the ids).
+class KvBuffer {
+ public:
+  KvBuffer(const TextConfig& config, int64_t num_blocks);
+
+  int64_t num_blocks() const { return num_blocks_; }
+  int64_t num_layers() const { return static_cast<int64_t>(k_.size()); }
+  int64_t block_floats() const { return block_floats_; }  // kKvBlockSize * n_kv * hd
+  size_t bytes() const;
+
+  float* KBlock(int64_t layer, int64_t block) { return k_[layer].data() + block * block_floats_; }
+  float* VBlock(int64_t layer, int64_t block) { return v_[layer].data() + block * block_floats_; }
+
+ private:
+  int64_t num_blocks_;
+  int64_t block_floats_;
+  std::vector<AlignedBuffer<float>> k_, v_;  // per layer: [num_blocks, block_floats]
+};
+
+// The new tokens of one sequence in a Forward call.
+struct BatchItem {
+  // Block table of the sequence: block j holds positions [16j, 16j+16). It must cover
+  // start_pos + tokens.size() positions.
+  const int32_t* block_table = nullptr;
+  int64_t num_blocks = 0;
+  int64_t start_pos = 0;  // position of tokens[0]; the KV holds positions [0, start_pos)
+  // Token ids. A negative id means "row i of `embeddings`" instead of an embedding lookup
+  // (the hook for image embeddings from a vision tower).
+  std::span<const int32_t> tokens;
+  const float* embeddings = nullptr;  // [tokens.size(), hidden] or null
+  bool logits_for_all = false;        // logits for every token, else only the last one
+};
+
+// Number of logit rows Forward writes for `items` (tokens.size() or 1 per item).
+int64_t NumLogitRows(const std::vector<BatchItem>& items);
+
+// Activation buffers reused across Forward calls (grown on demand).
+struct ForwardScratch {
+  AlignedBuffer<float> x, xn;        // [N, hidden]
+  AlignedBuffer<float> q, attn;      // [N, n_heads*hd]
+  AlignedBuffer<float> k, v;         // [N, n_kv*hd]
+  AlignedBuffer<float> gate, up;     // [N, ffn]
+  AlignedBuffer<float> proj;         // [N, hidden]
+  AlignedBuffer<float> final_rows;   // [n_logit_rows, hidden]
+  std::vector<int32_t> positions;    // [N]
+  std::vector<const float*> k_ptrs, v_ptrs;  // block pointers of one item
+};
+
+class TextModel {
+ public:
+  // Reads hyperparameters for `traits`, checks every tensor's presence, type and shape.
+  static StatusOr<std::unique_ptr<TextModel>> Load(std::unique_ptr<gguf::File> file,
+                                                   const ArchTraits& traits);
+
+  const TextConfig& config() const { return config_; }
+  const ArchTraits& traits() const { return *traits_; }
+  const gguf::File& file() const { return *file_; }
+  // Bytes of all weights as stored (what one decode step streams from memory).
+  int64_t weight_bytes() const { return weight_bytes_; }
+  // Multiply-adds per token in the weight matmuls (x2 for FLOPs; attention excluded).
+  int64_t matmul_macs_per_token() const;
+
+  // Runs the new tokens of every item, appends their K/V to `kv` (at the items' block
+  // tables), and writes logits [NumLogitRows(items), vocab] to `logits`, items in order.
+  // Errors (InvalidArgument / OutOfRange) name the item and what was wrong; no KV is
+  // written when an error is returned.
+  Status Forward(const std::vector<BatchItem>& items, KvBuffer& kv, ForwardScratch& scratch,
+                 float* logits, ThreadPool* pool = nullptr) const;
+
+ private:
+  TextModel() = default;
+  Status ReadConfig();
+  Status LoadWeights();
+  Status ValidateBatch(const std::vector<BatchItem>& items, const KvBuffer& kv) const;
+  void Embed(const std::vector<BatchItem>& items, float* x) const;
+  void AttentionBlock(int64_t layer, const std::vector<BatchItem>& items, KvBuffer& kv,
+                      ForwardScratch& s, int64_t n, ThreadPool* pool) const;
+  void MlpBlock(int64_t layer, ForwardScratch& s, int64_t n, ThreadPool* pool) const;
+
+  std::unique_ptr<gguf::File> file_;
+  const ArchTraits* traits_ = nullptr;
+  TextConfig config_;
+  kernels::WeightView token_embd_{}, output_{};
+  std::vector<float> output_norm_;
+  std::vector<LayerWeights> layers_;
+  int64_t weight_bytes_ = 0;
+};
+
+}  // namespace vlserve::models

@@ -1,0 +1,67 @@
+// The OpenAI chat-completions request body -> a validated ChatRequest (plain data).
+// Types are checked strictly: a field of the wrong type is a 400 that names the field.
+// docs/api.md lists every field; vlserve extensions are marked there.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/sampling.h"
+
+namespace vlserve::server {
+
+// One non-text content part, resolved later (media.h) into images.
+struct MediaRef {
+  enum class Kind { kImageUrl, kDocument };
+  Kind kind = Kind::kImageUrl;
+  std::string url;            // kImageUrl: data:, file:// or http(s)://
+  std::string document_text;  // kDocument: the text to render into pages
+  std::string render_json;    // kDocument: the "render" object as JSON text ("" = defaults)
+};
+
+struct ParsedPart {
+  enum class Kind { kText, kMedia };
+  Kind kind = Kind::kText;
+  std::string text;     // kText
+  size_t media_index = 0;  // kMedia: index into ChatRequest::media
+};
+
+struct ParsedMessage {
+  std::string role;  // system | user | assistant
+  std::vector<ParsedPart> parts;
+};
+
+struct ChatRequest {
+  std::optional<std::string> model;
+  std::vector<ParsedMessage> messages;
+  std::vector<MediaRef> media;      // in order of appearance
+  SamplingParams sampling;          // max_tokens -1 = server default
+  bool seed_given = false;
+  bool stream = false;
+  bool include_usage = false;       // stream_options.include_usage
+  int priority = 0;                 // extension
+  std::optional<double> timeout_s;  // extension: deadline after arrival
+};
+
+struct ChatParseLimits {
+  int max_media_parts = 8;  // images + documents per request
+  int max_messages = 1024;
+};
+
+// InvalidArgument naming the field for malformed JSON, wrong types or bad values;
+// Unimplemented for features vlserve does not have (n > 1, tools).
+StatusOr<ChatRequest> ParseChatRequest(std::string_view body, const ChatParseLimits& limits);
+
+// {"content": "..."} of POST /tokenize (also accepts "add_special", "with_pieces").
+struct TokenizeRequest {
+  std::string content;
+  bool add_special = false;
+  bool parse_special = true;
+  bool with_pieces = false;
+};
+StatusOr<TokenizeRequest> ParseTokenizeRequest(std::string_view body);
+
+}  // namespace vlserve::server

@@ -1,0 +1,67 @@
+// The served model (ModelContext) and the chat pipeline around it: ChatRequest ->
+// engine::Request (model check, media, chat template, tokenization) and engine events ->
+// OpenAI JSON (completion, stream chunks, usage, timings).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/engine.h"
+#include "models/chat_template.h"
+#include "models/text_model.h"
+#include "server/chat_request.h"
+#include "server/media_input.h"
+#include "tokenizer/tokenizer.h"
+
+namespace vlserve::server {
+
+struct ModelContext {
+  std::string id;  // GGUF general.name, else the file stem
+  std::shared_ptr<const models::TextModel> model;
+  std::shared_ptr<const tokenizer::Tokenizer> tokenizer;
+  const models::ChatTemplate* chat_template = nullptr;
+  std::unique_ptr<engine::Engine> engine;
+  bool has_vision = false;  // set once a vision encoder (--mmproj) is wired
+  int64_t created_unix = 0;
+};
+
+struct ChatDefaults {
+  int32_t max_tokens = 256;  // when the request gives none
+};
+
+// Turns a parsed request into an engine request. Fills the server stages of
+// request->timings. Errors: NotFound (model), InvalidArgument (media, vision), and the
+// sampling validation of the engine.
+Status PrepareChat(const ChatRequest& chat, const ModelContext& ctx, const MediaConfig& media,
+                   const ChatDefaults& defaults, engine::Request* request);
+
+// Tokens of POST /tokenize.
+std::string TokenizeJson(const TokenizeRequest& req, const tokenizer::Tokenizer& tok);
+
+// ---- response JSON ----
+
+struct CompletionMeta {
+  std::string id;     // "chatcmpl-..."
+  std::string model;
+  int64_t created = 0;
+};
+
+// The non-streaming body. `event` is the terminal kFinished event; text = the whole answer.
+std::string CompletionJson(const CompletionMeta& meta, const std::string& text,
+                           const engine::Event& event);
+// One SSE "data: {...}\n\n" record of a chat.completion.chunk carrying `content`
+// (role on the first chunk).
+std::string DeltaChunk(const CompletionMeta& meta, std::string_view content, bool first);
+// The final chunk(s): finish_reason + timings (+ usage chunk when include_usage), then
+// "data: [DONE]\n\n".
+std::string FinalChunks(const CompletionMeta& meta, const engine::Event& event,
+                        bool include_usage);
+// An SSE error record: data: {"error": {...}}\n\n followed by data: [DONE]\n\n.
+std::string SseError(const std::string& error_json);
+
+std::string FinishReasonJsonName(engine::FinishReason reason);
+
+}  // namespace vlserve::server

@@ -1,0 +1,69 @@
+// Configuration of `vlserve serve`: one struct, each field declared once with its default,
+// and ForEachServeFlag(), the single table from which the CLI flags are generated (apps/
+// cmd_serve.cc feeds it to CLI11; docs/serve.md mirrors it). Flag names follow llama-server.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "server/http_server.h"
+#include "server/media_input.h"
+
+namespace vlserve::server {
+
+struct ServerConfig {
+  std::string model_path;    // "" = the built-in tiny test model (noise answers)
+  std::string mmproj_path;   // vision tower; not wired yet
+  std::string chat_template; // "" = recognise from the GGUF
+  std::string api_key;       // "" = no authentication
+  std::string trace_file;
+  std::string default_model_dir;  // where the built-in model is cached ("" = in memory)
+  HttpConfig http;
+  double max_body_mb = 64;
+  int read_timeout_s = 60;
+  int write_timeout_s = 60;
+  MediaConfig media;
+  int max_media_parts = 8;
+  int default_max_tokens = 256;
+  bool warmup = true;
+  engine::EngineConfig engine;
+};
+
+// f(names, member reference, help) for every flag, in --help order. `names` is a CLI11
+// name list ("-m,--model").
+template <typename F>
+void ForEachServeFlag(ServerConfig& c, F&& f) {
+  f("-m,--model", c.model_path,
+    "text model GGUF; default: a built-in tiny random model (its answers are noise)");
+  f("--mmproj", c.mmproj_path, "vision encoder / projector GGUF (not supported yet)");
+  f("--host", c.http.host, "IP address to listen on");
+  f("--port", c.http.port, "TCP port (0 = any free port, printed at start)");
+  f("--api-key", c.api_key, "require 'Authorization: Bearer KEY' on every route but /health");
+  f("--http-threads", c.http.threads, "I/O threads of the HTTP server");
+  f("--max-connections", c.http.max_connections, "open connections; more get 503");
+  f("--max-body-mb", c.max_body_mb, "largest request body in MiB (413 above)");
+  f("--timeout", c.read_timeout_s, "seconds to read one request (and keep-alive idle time)");
+  f("--write-timeout", c.write_timeout_s, "seconds one response write may take");
+  f("--media-dir", c.media.media_dir, "allow file:// image URLs below this directory");
+  f("--allow-media-domains", c.media.allowed_hosts,
+    "hosts for http(s) image URLs (remote fetch is not implemented yet: must be empty)");
+  f("--max-images", c.max_media_parts, "images + documents per request");
+  f("--chat-template", c.chat_template,
+    "built-in chat template (chatml, qwen2, smolvlm, vicuna); default: from the GGUF");
+  f("-n,--n-predict", c.default_max_tokens, "max_tokens when a request gives none");
+  f("--max-waiting-requests", c.engine.max_waiting_requests,
+    "queued requests before 503 + Retry-After");
+  f("--max-waiting-tokens", c.engine.max_waiting_tokens,
+    "queued prompt tokens before 503 + Retry-After");
+  f("--max-running", c.engine.max_running, "requests batched together (holding KV)");
+  f("-b,--batch-tokens", c.engine.max_batch_tokens, "token budget of one engine step");
+  f("-t,--threads", c.engine.threads, "threads of the forward pass (0 = all cores)");
+  f("-c,--ctx-size", c.engine.kv_tokens, "total KV cache tokens (0 = 2 x model context)");
+  f("--max-context", c.engine.max_context, "longest sequence (0 = the model's context)");
+  f("--trace-file", c.trace_file, "write Chrome trace-event JSON of request spans here");
+  f("--default-model-dir", c.default_model_dir,
+    "cache directory for the built-in model (default: generated in memory)");
+}
+
+}  // namespace vlserve::server

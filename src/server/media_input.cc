@@ -1,0 +1,147 @@
+#include "server/media_input.h"
+
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <array>
+#include <filesystem>
+#include <fstream>
+#include <span>
+
+#include "base/clock.h"
+
+namespace vlserve::server {
+namespace {
+
+constexpr std::string_view kRemoteDisabled =
+    "remote image URLs are disabled; allow hosts with --allow-media-domains, or send the "
+    "image inline as a data: URL";
+
+std::array<int8_t, 256> Base64Table() {
+  std::array<int8_t, 256> t;
+  t.fill(-1);
+  const std::string_view alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (size_t i = 0; i < alphabet.size(); ++i) t[static_cast<uint8_t>(alphabet[i])] = i;
+  // URL-safe alphabet too (some clients produce it).
+  t[static_cast<uint8_t>('-')] = 62;
+  t[static_cast<uint8_t>('_')] = 63;
+  return t;
+}
+
+StatusOr<std::string> ReadFileUnder(std::string_view path, const MediaConfig& config) {
+  namespace fs = std::filesystem;
+  if (config.media_dir.empty()) {
+    return InvalidArgumentError("file:// image URLs are disabled; start vlserve with --media-dir");
+  }
+  std::error_code ec;
+  const fs::path root = fs::canonical(config.media_dir, ec);
+  if (ec) return NotFoundError(fmt::format("--media-dir '{}' does not exist", config.media_dir));
+  const fs::path file = fs::weakly_canonical(fs::path(std::string(path)), ec);
+  const auto [root_end, file_it] = std::mismatch(root.begin(), root.end(), file.begin(), file.end());
+  if (ec || root_end != root.end()) {
+    return InvalidArgumentError(
+        fmt::format("file '{}' is outside --media-dir; only files below it can be read", path));
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return NotFoundError(fmt::format("image file '{}' cannot be opened", path));
+  std::string bytes;
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<size_t>(in.tellg());
+  if (size > config.max_image_bytes) {
+    return OutOfRangeError(fmt::format("image file '{}' is {} bytes; the limit is {}", path, size,
+                                       config.max_image_bytes));
+  }
+  bytes.resize(size);
+  in.seekg(0);
+  in.read(bytes.data(), static_cast<std::streamsize>(size));
+  return bytes;
+}
+
+StatusOr<std::string> DecodeDataUrl(std::string_view url) {
+  // data:[<mediatype>][;base64],<data>
+  const size_t comma = url.find(',');
+  if (comma == std::string_view::npos) {
+    return InvalidArgumentError("data: URL has no ',' before its payload");
+  }
+  const std::string_view meta = url.substr(5, comma - 5);
+  if (meta.size() < 7 || meta.substr(meta.size() - 7) != ";base64") {
+    return InvalidArgumentError("data: URL must be base64 encoded (data:image/...;base64,...)");
+  }
+  auto bytes = DecodeBase64(url.substr(comma + 1));
+  if (!bytes.ok()) return bytes.status().WithContext("data: URL");
+  return bytes;
+}
+
+}  // namespace
+
+StatusOr<std::string> DecodeBase64(std::string_view text) {
+  static const std::array<int8_t, 256> table = Base64Table();
+  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
+  if (text.size() % 4 == 1) {
+    return InvalidArgumentError("invalid base64: the length is not a valid base64 length");
+  }
+  std::string out;
+  out.reserve(text.size() / 4 * 3 + 3);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const int8_t v = table[static_cast<uint8_t>(text[i])];
+    if (v < 0) {
+      return InvalidArgumentError(fmt::format("invalid base64: byte {} ('{}') is not in the "
+                                              "base64 alphabet",
+                                              i, text[i] >= 32 && text[i] < 127 ? text[i] : '?'));
+    }
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
+std::string Sha256Hex(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
+  std::string hex;
+  hex.reserve(len * 2);
+  for (unsigned int i = 0; i < len; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
+}
+
+StatusOr<std::string> FetchImageBytes(std::string_view url, const MediaConfig& config) {
+  if (url.starts_with("data:")) return DecodeDataUrl(url);
+  if (url.starts_with("file://")) return ReadFileUnder(url.substr(7), config);
+  if (url.starts_with("http://") || url.starts_with("https://")) {
+    return InvalidArgumentError(std::string(kRemoteDisabled));
+  }
+  return InvalidArgumentError(fmt::format(
+      "image URL '{}' has an unsupported scheme; use data:, file:// (with --media-dir)",
+      url.substr(0, std::min<size_t>(url.size(), 32))));
+}
+
+StatusOr<LoadedImage> LoadImage(std::string_view url, const MediaConfig& config,
+                                MediaTimings* timings) {
+  Stopwatch fetch;
+  ASSIGN_OR_RETURN(std::string bytes, FetchImageBytes(url, config));
+  if (bytes.size() > config.max_image_bytes) {
+    return OutOfRangeError(fmt::format("image is {} bytes; the limit is {}", bytes.size(),
+                                       config.max_image_bytes));
+  }
+  timings->fetch_ms += fetch.ElapsedMs();
+  Stopwatch decode;
+  media::DecodeOptions options;
+  options.max_pixels = config.max_image_pixels;
+  options.max_bytes = config.max_image_bytes;
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  auto image = media::Decode(std::span<const uint8_t>(data, bytes.size()), options);
+  timings->decode_ms += decode.ElapsedMs();
+  if (!image.ok()) return image.status().WithContext("image");
+  return LoadedImage{std::move(*image), Sha256Hex(bytes)};
+}
+
+}  // namespace vlserve::server

@@ -1,0 +1,124 @@
+#include "server/metrics.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace vlserve::server {
+namespace {
+
+std::vector<double> LatencyBounds() {
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+}
+
+void Gauge(const char* name, const char* help, double value, std::string* out) {
+  *out += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", name, help, value);
+}
+
+void Counter(const char* name, const char* help, double value, std::string* out) {
+  *out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, value);
+}
+
+void HistHeader(const char* name, const char* help, std::string* out) {
+  *out += fmt::format("# HELP {0} {1}\n# TYPE {0} histogram\n", name, help);
+}
+
+}  // namespace
+
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+
+void Histogram::Observe(double seconds) {
+  const size_t i = std::lower_bound(bounds_.begin(), bounds_.end(), seconds) - bounds_.begin();
+  std::lock_guard<std::mutex> lock(mu_);
+  ++counts_[i];
+  sum_ += seconds;
+  ++count_;
+}
+
+void Histogram::Render(const std::string& name, const std::string& labels,
+                       std::string* out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string sep = labels.empty() ? "" : ",";
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    const std::string le = i < bounds_.size() ? fmt::format("{}", bounds_[i]) : "+Inf";
+    *out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, sep, le, cumulative);
+  }
+  const std::string braces = labels.empty() ? "" : "{" + labels + "}";
+  *out += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, braces, sum_, name, braces, count_);
+}
+
+Metrics::Metrics()
+    : ttft_(LatencyBounds()), itl_(LatencyBounds()), e2e_(LatencyBounds()),
+      queue_(LatencyBounds()) {
+  for (const char* stage : {"http_read", "parse", "media_fetch", "image_decode", "render",
+                            "preprocess", "tokenize", "encode", "prefill", "decode"}) {
+    stages_.try_emplace(stage, LatencyBounds());
+  }
+}
+
+void Metrics::CountRequest(int http_status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++requests_[http_status];
+}
+
+void Metrics::AddTokens(int64_t prompt, int64_t generated) {
+  prompt_tokens_ += prompt;
+  generated_tokens_ += generated;
+}
+
+void Metrics::ObserveTimings(const engine::RequestTimings& t) {
+  auto obs = [](Histogram& h, double ms) {
+    if (ms >= 0) h.Observe(ms / 1000.0);
+  };
+  obs(ttft_, t.ttft_ms);
+  obs(e2e_, t.e2e_ms);
+  obs(queue_, t.queue_ms);
+  const std::pair<const char*, double> stages[] = {
+      {"http_read", t.http_read_ms},   {"parse", t.parse_ms},
+      {"media_fetch", t.media_fetch_ms}, {"image_decode", t.image_decode_ms},
+      {"render", t.render_ms},         {"preprocess", t.preprocess_ms},
+      {"tokenize", t.tokenize_ms},     {"encode", t.encode_ms},
+      {"prefill", t.prefill_ms},       {"decode", t.decode_ms}};
+  for (const auto& [name, ms] : stages) obs(stages_.at(name), ms);
+}
+
+std::string Metrics::Render(const engine::EngineStats* stats) const {
+  std::string out;
+  out += "# HELP vlserve_requests_total HTTP requests to the API routes by status code.\n"
+         "# TYPE vlserve_requests_total counter\n";
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [status, n] : requests_) {
+      out += fmt::format("vlserve_requests_total{{status=\"{}\"}} {}\n", status, n);
+    }
+  }
+  const engine::EngineStats s = stats != nullptr ? *stats : engine::EngineStats{};
+  Gauge("vlserve_requests_running", "Requests holding KV cache.", s.running, &out);
+  Gauge("vlserve_requests_waiting", "Requests queued, not yet started.", s.waiting, &out);
+  Gauge("vlserve_kv_cache_usage_ratio", "Fraction of KV blocks in use.", s.kv_usage, &out);
+  Counter("vlserve_prompt_tokens_total", "Prompt tokens of finished requests.",
+          prompt_tokens_.load(), &out);
+  Counter("vlserve_generation_tokens_total", "Generated tokens of finished requests.",
+          generated_tokens_.load(), &out);
+  Counter("vlserve_preemptions_total", "Requests that lost their KV and were recomputed.",
+          s.preemptions, &out);
+  HistHeader("vlserve_ttft_seconds", "Time to first token.", &out);
+  ttft_.Render("vlserve_ttft_seconds", "", &out);
+  HistHeader("vlserve_inter_token_latency_seconds", "Gap between streamed token deliveries.",
+             &out);
+  itl_.Render("vlserve_inter_token_latency_seconds", "", &out);
+  HistHeader("vlserve_e2e_latency_seconds", "Arrival to last token.", &out);
+  e2e_.Render("vlserve_e2e_latency_seconds", "", &out);
+  HistHeader("vlserve_queue_seconds", "Submit to first scheduled step.", &out);
+  queue_.Render("vlserve_queue_seconds", "", &out);
+  HistHeader("vlserve_stage_seconds", "Per-stage request latency.", &out);
+  for (const auto& [stage, h] : stages_) {
+    h.Render("vlserve_stage_seconds", fmt::format("stage=\"{}\"", stage), &out);
+  }
+  return out;
+}
+
+}  // namespace vlserve::server

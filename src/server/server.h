@@ -1,0 +1,86 @@
+// vlserve's OpenAI-compatible server: the HTTP transport (http_server.h), the served model
+// and its engine (chat_service.h), metrics, tracing and the embedded web UI.
+//
+//   ASSIGN_OR_RETURN(auto server, server::Server::Start(config));  // listening already
+//   server->WaitReady(...);   // model loaded and warmed: /health turns 200
+//
+// Routes (docs/api.md): POST /v1/chat/completions, GET /v1/models, GET /health,
+// GET /metrics, POST /tokenize, GET / (web UI).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "base/status.h"
+#include "server/chat_service.h"
+#include "server/config.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+#include "server/trace.h"
+
+namespace vlserve::server {
+
+class Server {
+ public:
+  // Binds the port and starts answering (/health = 503 loading) at once; the model loads
+  // and warms up on a background thread. Errors: bad flags, port in use, trace file.
+  static StatusOr<std::unique_ptr<Server>> Start(ServerConfig config);
+  ~Server();  // Stop()
+
+  int port() const { return http_->port(); }
+  // True once ready; false on timeout or when loading failed (see load_status()).
+  bool WaitReady(std::chrono::milliseconds timeout);
+  // Blocks until loading finished (ready or failed) and returns how it went.
+  Status WaitLoaded();
+  Status load_status() const;
+  bool ready() const { return ready_.load(); }
+  // Null until ready.
+  std::optional<engine::EngineStats> engine_stats() const;
+  const std::string& model_id() const;
+
+  // Engine first (ends every stream), then HTTP. Idempotent.
+  void Stop();
+
+ private:
+  explicit Server(ServerConfig config);
+  void Load();
+  StatusOr<std::unique_ptr<ModelContext>> LoadModel();
+  Status WarmUp(ModelContext& ctx);
+
+  // routes.cc
+  asio::awaitable<void> Handle(Connection& conn, IncomingRequest& req);
+  asio::awaitable<void> HandleChat(Connection& conn, IncomingRequest& req);
+  asio::awaitable<void> StreamChat(Connection& conn, std::shared_ptr<engine::RequestStream> s,
+                                   const CompletionMeta& meta, bool include_usage,
+                                   engine::TimePoint arrival);
+  asio::awaitable<void> AnswerChat(Connection& conn, std::shared_ptr<engine::RequestStream> s,
+                                   const CompletionMeta& meta, engine::TimePoint arrival);
+  asio::awaitable<void> HandleTokenize(Connection& conn, IncomingRequest& req);
+  asio::awaitable<void> HandleStatic(Connection& conn, IncomingRequest& req);
+  asio::awaitable<void> Json(Connection& conn, int status, std::string body);
+  asio::awaitable<void> Error(Connection& conn, const HttpError& error);
+  bool Authorized(const IncomingRequest& req) const;
+  void Finished(const engine::Event& terminal, const std::string& id, engine::TimePoint arrival);
+
+  ServerConfig config_;
+  std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<ModelContext> ctx_;  // set once (under mu_) when ready; never replaced
+  std::atomic<bool> ready_{false};
+  mutable std::mutex mu_;
+  std::condition_variable loaded_cv_;
+  bool loaded_ = false;  // loading finished, successfully or not
+  Status load_status_;
+  std::thread loader_;
+  asio::thread_pool workers_{2};  // JSON parse, media decode, tokenization
+  Metrics metrics_;
+  std::unique_ptr<TraceWriter> trace_;
+  std::atomic<uint64_t> next_id_{1};
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace vlserve::server

@@ -1,0 +1,185 @@
+// MatMul on every ISA this CPU has, for every weight type, against a double-precision
+// reference computed here from the dequantized weights. Tolerances bound the error of
+// the activation rounding each kernel performs (int8 blocks, bf16) plus float rounding.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "base/thread_pool.h"
+#include "kernels/kernels.h"
+
+namespace vlserve::kernels {
+namespace {
+
+const DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
+                        DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
+                        DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+
+std::vector<Isa> AvailableIsas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (IsaAvailable(isa)) out.push_back(isa);
+  }
+  return out;
+}
+
+// Restores the ISA a test started with.
+class IsaGuard {
+ public:
+  IsaGuard() : saved_(ActiveIsa()) {}
+  ~IsaGuard() { ForceIsa(saved_); }
+
+ private:
+  Isa saved_;
+};
+
+struct Problem {
+  DType type;
+  int64_t rows, cols, n;
+  std::vector<uint8_t> w;
+  std::vector<float> wf;       // dequantized weights
+  std::vector<float> x_store;  // x lives at x_store.data() + 1: deliberately misaligned
+  const float* x() const { return x_store.data() + 1; }
+};
+
+Problem MakeProblem(DType type, int64_t rows, int64_t cols, int64_t n, uint32_t seed) {
+  Problem p{type, rows, cols, n, {}, {}, {}};
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> w(rows * cols);
+  for (auto& v : w) v = normal(rng);
+  p.w.resize(RowBytes(type, cols) * rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    Quantize(type, w.data() + r * cols, p.w.data() + r * RowBytes(type, cols), cols);
+  }
+  p.wf.resize(rows * cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    Dequantize(type, p.w.data() + r * RowBytes(type, cols), p.wf.data() + r * cols, cols);
+  }
+  p.x_store.resize(n * cols + 1);
+  for (auto& v : p.x_store) v = normal(rng) * 0.5f;
+  // Outliers make per-block activation scales differ widely.
+  for (int64_t i = 7; i < n * cols; i += 97) p.x_store[1 + i] *= 8.0f;
+  return p;
+}
+
+// Per-element bound: the kernel may round each activation to int8 with step
+// amax(block)/127 (error <= half a step), or to bf16 (relative 2^-9).
+double Tolerance(const Problem& p, int64_t t, int64_t r, Isa isa) {
+  const float* x = p.x() + t * p.cols;
+  const float* w = p.wf.data() + r * p.cols;
+  double abs_sum = 0;
+  for (int64_t k = 0; k < p.cols; ++k) abs_sum += std::fabs(double(w[k]) * x[k]);
+  double tol = 2e-5 * abs_sum + 1e-5;
+  if (isa == Isa::kScalar) return tol;
+  const bool k_quant = p.type == DType::kQ4_K || p.type == DType::kQ5_K || p.type == DType::kQ6_K;
+  const bool q32 = p.type == DType::kQ8_0 || p.type == DType::kQ4_0 || p.type == DType::kQ4_1 ||
+                   p.type == DType::kQ5_0 || p.type == DType::kQ5_1;
+  if (p.type == DType::kBF16) return tol + abs_sum * std::ldexp(1.0, -8);
+  if (!k_quant && !q32) return tol;
+  const int64_t block = k_quant ? 256 : 32;
+  for (int64_t b = 0; b < p.cols; b += block) {
+    float amax = 0;
+    for (int64_t k = b; k < b + block; ++k) amax = std::max(amax, std::fabs(x[k]));
+    double wsum = 0;
+    for (int64_t k = b; k < b + block; ++k) wsum += std::fabs(w[k]);
+    tol += wsum * amax / 254.0 * 1.001;
+  }
+  return tol;
+}
+
+void CheckMatMul(const Problem& p, Isa isa, ThreadPool* pool) {
+  std::vector<float> y(p.n * p.rows, NAN);
+  MatMul(WeightView{p.type, p.w.data(), p.rows, p.cols}, p.x(), p.n, y.data(), pool);
+  for (int64_t t = 0; t < p.n; ++t) {
+    for (int64_t r = 0; r < p.rows; ++r) {
+      double want = 0;
+      for (int64_t k = 0; k < p.cols; ++k) {
+        want += double(p.wf[r * p.cols + k]) * p.x()[t * p.cols + k];
+      }
+      const double got = y[t * p.rows + r];
+      ASSERT_NEAR(got, want, Tolerance(p, t, r, isa))
+          << Info(p.type).name << " isa=" << IsaName(isa) << " rows=" << p.rows
+          << " cols=" << p.cols << " n=" << p.n << " t=" << t << " r=" << r;
+    }
+  }
+}
+
+TEST(MatMulTest, EveryTypeEveryIsaMatchesReference) {
+  IsaGuard guard;
+  ThreadPool pool(2);
+  uint32_t seed = 1;
+  for (DType type : kTypes) {
+    const int64_t blk = std::max<int64_t>(Info(type).block_size, 32);
+    const bool k_quant = Info(type).block_size == 256;
+    // cols: one block, an odd number of 32-blocks, model-like widths; F32/F16/BF16 also
+    // get widths that are not a multiple of the vector length.
+    std::vector<int64_t> cols_list = k_quant ? std::vector<int64_t>{256, 768}
+                                             : std::vector<int64_t>{32, 96, 576};
+    if (Info(type).block_size == 1) cols_list.push_back(45);
+    for (int64_t cols : cols_list) {
+      if (cols % blk != 0 && Info(type).block_size != 1) continue;
+      for (int64_t rows : {1, 37}) {
+        for (int64_t n : {1, 2, 9}) {
+          const Problem p = MakeProblem(type, rows, cols, n, seed++);
+          for (Isa isa : AvailableIsas()) {
+            ForceIsa(isa);
+            CheckMatMul(p, isa, &pool);
+            if (HasFatalFailure()) return;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(MatMulTest, LargerTileShapes) {
+  IsaGuard guard;
+  ThreadPool pool(3);
+  for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0,
+                     DType::kQ4_K, DType::kQ6_K}) {
+    const Problem p = MakeProblem(type, 70, 512, 19, 99);
+    for (Isa isa : AvailableIsas()) {
+      ForceIsa(isa);
+      CheckMatMul(p, isa, &pool);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST(MatMulTest, ResultsIndependentOfThreadCount) {
+  IsaGuard guard;
+  ThreadPool p1(1), p2(2), p3(3);
+  for (DType type : kTypes) {
+    const int64_t cols = Info(type).block_size == 256 ? 512 : 192;
+    const Problem p = MakeProblem(type, 83, cols, 6, 7);
+    for (Isa isa : AvailableIsas()) {
+      ForceIsa(isa);
+      std::vector<float> y1(p.n * p.rows), y2(y1.size()), y3(y1.size());
+      const WeightView w{type, p.w.data(), p.rows, p.cols};
+      MatMul(w, p.x(), p.n, y1.data(), &p1);
+      MatMul(w, p.x(), p.n, y2.data(), &p2);
+      MatMul(w, p.x(), p.n, y3.data(), &p3);
+      EXPECT_EQ(std::memcmp(y1.data(), y2.data(), y1.size() * 4), 0)
+          << Info(type).name << " " << IsaName(isa);
+      EXPECT_EQ(std::memcmp(y1.data(), y3.data(), y1.size() * 4), 0)
+          << Info(type).name << " " << IsaName(isa);
+    }
+  }
+}
+
+TEST(MatMulTest, NullPoolUsesDefault) {
+  const Problem p = MakeProblem(DType::kQ8_0, 5, 64, 2, 3);
+  std::vector<float> y(p.n * p.rows);
+  MatMul(WeightView{p.type, p.w.data(), p.rows, p.cols}, p.x(), p.n, y.data());
+  double want = 0;
+  for (int64_t k = 0; k < p.cols; ++k) want += double(p.wf[k]) * p.x()[k];
+  EXPECT_NEAR(y[0], want, Tolerance(p, 0, 0, Isa::kAvx512));
+}
+
+}  // namespace
+}  // namespace vlserve::kernels

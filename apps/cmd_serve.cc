@@ -1,9 +1,10 @@
 // vlserve serve: the OpenAI-compatible HTTP server (src/server). Flags come from the one
 // table in server/config.h; this file only parses them and waits for SIGINT/SIGTERM.
-#include <signal.h>
-
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <thread>
 
 #include "command.h"
 #include "server/config.h"
@@ -11,6 +12,9 @@
 
 namespace vlserve::app {
 namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+void OnStopSignal(int sig) { g_stop_signal = sig; }
 
 int RunServe(int argc, char** argv) {
   server::ServerConfig config;
@@ -24,14 +28,11 @@ int RunServe(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return cli.exit(e);
   }
-  // Block the stop signals in every thread (the server's threads inherit the mask) and
-  // take them synchronously below.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // A flag, polled below: threads may exist before this point (thread pools), so masking
+  // and sigwait() would not catch every delivery.
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGPIPE, SIG_IGN);
 
   auto server = server::Server::Start(config);
   if (!server.ok()) {
@@ -44,9 +45,8 @@ int RunServe(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
     return 1;
   }
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
-  std::fprintf(stderr, "vlserve: signal %d, shutting down\n", sig);
+  while (g_stop_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::fprintf(stderr, "vlserve: signal %d, shutting down\n", static_cast<int>(g_stop_signal));
   (*server)->Stop();
   return 0;
 }

@@ -1,11 +1,20 @@
 // vlserve bench: llama-bench style model throughput. pp = one prefill of -p tokens from an
 // empty cache; tg = -n single-token decode steps from an empty cache. Each is repeated -r
 // times after one warm-up run; the mean and standard deviation are reported.
+// Rates: tg streams every weight once per token (GB/s = weight bytes x tok/s); pp is
+// counted as 2 x params FLOP per token (the matrix parameters, output/embedding included,
+// attention excluded). Both are shown as a fraction of this machine's memory read
+// bandwidth and F32 GEMM peak, measured in the same run before the model (--no-limits
+// skips that).
+// With --mmproj, one forward of --tiles vision tiles (tower + projector) is timed the same
+// way; its FLOPs are VisionModel::FlopsPerTile (patch embed, per layer
+// 2T(4d² + 2d·ffn) + 4T²d attention, projector).
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -13,9 +22,11 @@
 #include "base/clock.h"
 #include "base/thread_pool.h"
 #include "command.h"
+#include "kernels/bench_kernels.h"
 #include "kernels/kernels.h"
 #include "models/registry.h"
 #include "models/text_model.h"
+#include "models/vision_model.h"
 
 namespace vlserve::app {
 namespace {
@@ -33,6 +44,14 @@ Result Summarize(const std::vector<double>& seconds, int64_t tokens) {
   for (double x : rates) var += (x - r.mean_tok_s) * (x - r.mean_tok_s);
   r.stddev_tok_s = rates.size() > 1 ? std::sqrt(var / (rates.size() - 1)) : 0.0;
   return r;
+}
+
+// CPU seconds used by the whole process (all threads, spinning included). CPU / wall
+// below the thread count means the threads did not get their cores (a loaded machine).
+double ProcessCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
 }
 
 // Seconds for one prefill of `n` tokens at positions [0, n).
@@ -60,25 +79,65 @@ StatusOr<double> TimeDecode(const models::TextModel& m, models::KvBuffer& kv,
   return t.ElapsedSeconds();
 }
 
+struct EncodeResult {
+  int64_t tiles = 0;
+  double ms_per_tile = 0, stddev_ms = 0, gflops = 0;
+  double cpu_per_wall = 0;  // below the thread count: the threads did not get their cores
+};
+
+// Times `reps` encodes of `tiles` deterministic tiles after one warm-up.
+EncodeResult TimeEncode(const models::VisionModel& v, int64_t tiles, int reps) {
+  const int64_t side = v.config().image_size;
+  std::vector<float> pixels(tiles * 3 * side * side);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = std::sin(0.001f * i);
+  std::vector<float> out(tiles * v.tokens_per_tile() * v.output_width());
+  models::VisionScratch scratch;
+  std::vector<double> seconds;
+  double cpu = 0;
+  for (int r = 0; r <= reps; ++r) {
+    const double cpu0 = ProcessCpuSeconds();
+    Stopwatch t;
+    v.Encode(pixels.data(), tiles, out.data(), scratch);
+    if (r > 0) seconds.push_back(t.ElapsedSeconds()), cpu += ProcessCpuSeconds() - cpu0;
+  }
+  const Result rate = Summarize(seconds, tiles);  // tiles per second
+  EncodeResult e;
+  e.tiles = tiles;
+  e.ms_per_tile = 1e3 / rate.mean_tok_s;
+  e.stddev_ms = e.ms_per_tile * rate.stddev_tok_s / rate.mean_tok_s;
+  e.gflops = v.FlopsPerTile() * rate.mean_tok_s * 1e-9;
+  e.cpu_per_wall = cpu / std::accumulate(seconds.begin(), seconds.end(), 0.0);
+  return e;
+}
+
 int RunBench(int argc, char** argv) {
   CLI::App cli("Model throughput: prompt processing (pp) and token generation (tg).",
                "vlserve bench");
   std::string model_path;
   int64_t n_prompt = 512, n_gen = 128;
   int threads = 0, reps = 3;
-  bool json = false;
+  bool json = false, no_limits = false;
+  std::string mmproj_path;
+  int64_t tiles = 1;
   cli.add_option("-m,--model", model_path, "text model GGUF")->required();
+  cli.add_option("--mmproj", mmproj_path, "also time the vision encoder of this mmproj GGUF");
+  cli.add_option("--tiles", tiles, "tiles per encode forward (with --mmproj)")
+      ->capture_default_str();
   cli.add_option("-p,--n-prompt", n_prompt, "prompt tokens (0 = skip pp)")->capture_default_str();
   cli.add_option("-n,--n-gen", n_gen, "generated tokens (0 = skip tg)")->capture_default_str();
   cli.add_option("-t,--threads", threads, "threads (default: VLSERVE_THREADS or all cores)");
   cli.add_option("-r,--repetitions", reps, "repetitions")->capture_default_str();
   cli.add_flag("--json", json, "print one JSON object instead of the table");
+  cli.add_flag("--no-limits", no_limits, "skip measuring memory bandwidth and GEMM peak");
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return cli.exit(e);
   }
   if (threads > 0) SetDefaultThreads(threads);
+  // Limits first, while no model thread is spinning; same thread count as the model.
+  kernels::MachineLimits limits;
+  if (!no_limits) limits = kernels::MeasureMachineLimits(DefaultThreadPool().num_threads());
   auto model_or = models::LoadTextModel(model_path);
   if (!model_or.ok()) {
     std::fprintf(stderr, "error: %s\n", model_or.status().ToString().c_str());
@@ -86,6 +145,16 @@ int RunBench(int argc, char** argv) {
   }
   const models::TextModel& m = **model_or;
   const models::TextConfig& c = m.config();
+  EncodeResult enc;
+  if (!mmproj_path.empty()) {
+    auto v = models::VisionModel::Load(mmproj_path);
+    Status s = v.ok() ? (*v)->CheckCompatible(c) : v.status();
+    if (!s.ok() || tiles < 1) {
+      std::fprintf(stderr, "error: %s\n", s.ok() ? "--tiles must be >= 1" : s.ToString().c_str());
+      return 1;
+    }
+    enc = TimeEncode(**v, tiles, std::max(reps, 1));
+  }
   const int64_t ctx = std::max<int64_t>({n_prompt, n_gen, 1});
   if (ctx > c.context_length || reps < 1) {
     std::fprintf(stderr, "error: -p/-n must fit the context length %lld and -r must be >= 1\n",
@@ -101,60 +170,104 @@ int RunBench(int argc, char** argv) {
   for (int64_t i = 0; i < n_prompt; ++i) prompt[i] = static_cast<int32_t>((i * 37 + 11) % c.vocab);
 
   std::vector<double> pp_s, tg_s;
+  double pp_cpu = 0, tg_cpu = 0;  // CPU seconds over the measured repetitions
   for (int r = 0; r <= reps; ++r) {  // r == 0 warms up
     if (n_prompt > 0) {
+      const double cpu0 = ProcessCpuSeconds();
       auto s = TimePrefill(m, kv, scratch, blocks, prompt, logits);
       if (!s.ok()) return std::fprintf(stderr, "error: %s\n", s.status().ToString().c_str()), 1;
-      if (r > 0) pp_s.push_back(*s);
+      if (r > 0) pp_s.push_back(*s), pp_cpu += ProcessCpuSeconds() - cpu0;
     }
     if (n_gen > 0) {
+      const double cpu0 = ProcessCpuSeconds();
       auto s = TimeDecode(m, kv, scratch, blocks, r == 0 ? std::min<int64_t>(n_gen, 4) : n_gen,
                           logits);
       if (!s.ok()) return std::fprintf(stderr, "error: %s\n", s.status().ToString().c_str()), 1;
-      if (r > 0) tg_s.push_back(*s);
+      if (r > 0) tg_s.push_back(*s), tg_cpu += ProcessCpuSeconds() - cpu0;
     }
   }
-  // FLOPs of a prefill: 2 per weight MAC per token, plus QK and PV over the causal triangle.
-  const double attn_macs = 2.0 * c.num_layers * c.num_heads * c.head_dim *
-                           (n_prompt * (n_prompt + 1) / 2.0);
-  const double pp_flop = 2.0 * (static_cast<double>(m.matmul_macs_per_token()) * n_prompt +
-                                attn_macs);
+  auto total = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); };
+  const double pp_cpu_ratio = pp_s.empty() ? 0 : pp_cpu / total(pp_s);
+  const double tg_cpu_ratio = tg_s.empty() ? 0 : tg_cpu / total(tg_s);
+  // 2 FLOP per matrix parameter per prompt token (llama-bench's convention for pp).
+  const double pp_flop = 2.0 * static_cast<double>(m.matmul_macs_per_token()) * n_prompt;
   const Result pp = n_prompt > 0 ? Summarize(pp_s, n_prompt) : Result{};
   const Result tg = n_gen > 0 ? Summarize(tg_s, n_gen) : Result{};
-  const double pp_gflops = pp.mean_tok_s / n_prompt * pp_flop * 1e-9;
+  const double pp_gflops = n_prompt > 0 ? pp.mean_tok_s / n_prompt * pp_flop * 1e-9 : 0.0;
   const double tg_gbps = tg.mean_tok_s * m.weight_bytes() * 1e-9;  // weights streamed per token
   const int nthreads = DefaultThreadPool().num_threads();
+  // Fractions of the measured limits (0 when they were not measured).
+  auto frac = [](double x, double limit) { return limit > 0 ? x / limit : 0.0; };
+  const double pp_frac = frac(pp_gflops, limits.f32_gemm_gflops);
+  const double tg_frac = frac(tg_gbps, limits.mem_read_gbps);
   if (json) {
     std::printf("{\"model\": \"%s\", \"threads\": %d, \"isa\": \"%s\", "
-                "\"pp\": {\"n_tokens\": %lld, \"tok_per_s\": %.3f, \"gflops\": %.3f}, "
-                "\"tg\": {\"n_tokens\": %lld, \"tok_per_s\": %.3f, \"gbps\": %.3f}}\n",
+                "\"pp\": {\"n_tokens\": %lld, \"tok_per_s\": %.3f, \"stddev\": %.3f, "
+                "\"gflops\": %.3f, \"frac_f32_gemm\": %.4f, \"cpu_per_wall\": %.2f}, "
+                "\"tg\": {\"n_tokens\": %lld, \"tok_per_s\": %.3f, \"stddev\": %.3f, "
+                "\"gbps\": %.3f, \"frac_mem\": %.4f, \"cpu_per_wall\": %.2f}, "
+                "\"limits\": {\"mem_gbps\": %.3f, \"f32_gflops\": %.3f}",
                 c.name.c_str(), nthreads, std::string(kernels::IsaName(kernels::ActiveIsa())).c_str(),
-                static_cast<long long>(n_prompt), pp.mean_tok_s, pp_gflops,
-                static_cast<long long>(n_gen), tg.mean_tok_s, tg_gbps);
+                static_cast<long long>(n_prompt), pp.mean_tok_s, pp.stddev_tok_s, pp_gflops,
+                pp_frac, pp_cpu_ratio, static_cast<long long>(n_gen), tg.mean_tok_s,
+                tg.stddev_tok_s, tg_gbps, tg_frac, tg_cpu_ratio, limits.mem_read_gbps,
+                limits.f32_gemm_gflops);
+    if (enc.tiles > 0) {
+      std::printf(", \"encode\": {\"tiles\": %lld, \"ms_per_tile\": %.3f, \"stddev_ms\": %.3f, "
+                  "\"gflops\": %.3f, \"frac_f32_gemm\": %.4f, \"cpu_per_wall\": %.2f}",
+                  static_cast<long long>(enc.tiles), enc.ms_per_tile, enc.stddev_ms, enc.gflops,
+                  frac(enc.gflops, limits.f32_gemm_gflops), enc.cpu_per_wall);
+    }
+    std::printf("}\n");
     return 0;
+  }
+  if (!no_limits) {
+    std::printf("limits (measured now, %d threads): memory read %.1f GB/s, F32 GEMM %.1f GFLOP/s\n\n",
+                nthreads, limits.mem_read_gbps, limits.f32_gemm_gflops);
   }
   const std::string name = c.name.empty() ? c.arch : c.name;
   const std::string size = fmt::format("{:.2f} MiB", m.weight_bytes() / 1048576.0);
   const std::string wtype(Info(m.file().FindTensor("blk.0.attn_q.weight")->type).name);
-  std::printf("| %-26s | %10s | %5s | %7s | %6s | %18s | %12s |\n", "model", "size", "type",
-              "threads", "test", "t/s", "rate");
-  std::printf("|%s|%s|%s|%s|%s|%s|%s|\n", std::string(28, '-').c_str(),
+  std::printf("| %-26s | %10s | %5s | %7s | %6s | %18s | %14s | %10s |\n", "model", "size",
+              "type", "threads", "test", "t/s", "rate", "of limit");
+  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(28, '-').c_str(),
               std::string(12, '-').c_str(), std::string(7, '-').c_str(),
               std::string(9, '-').c_str(), std::string(8, '-').c_str(),
-              std::string(20, '-').c_str(), std::string(14, '-').c_str());
-  auto row = [&](const char* kind, int64_t n, const Result& r, std::string rate) {
-    std::printf("| %-26s | %10s | %5s | %7d | %6s | %18s | %12s |\n", name.c_str(),
+              std::string(20, '-').c_str(), std::string(16, '-').c_str(),
+              std::string(12, '-').c_str());
+  auto row = [&](const char* kind, int64_t n, const Result& r, std::string rate,
+                 std::string of_limit) {
+    std::printf("| %-26s | %10s | %5s | %7d | %6s | %18s | %14s | %10s |\n", name.c_str(),
                 size.c_str(), wtype.c_str(), nthreads, fmt::format("{}{}", kind, n).c_str(),
                 fmt::format("{:.2f} ± {:.2f}", r.mean_tok_s, r.stddev_tok_s).c_str(),
-                rate.c_str());
+                rate.c_str(), of_limit.c_str());
   };
-  if (n_prompt > 0) row("pp", n_prompt, pp, fmt::format("{:.1f} GFLOP/s", pp_gflops));
-  if (n_gen > 0) row("tg", n_gen, tg, fmt::format("{:.2f} GB/s", tg_gbps));
+  if (n_prompt > 0) {
+    row("pp", n_prompt, pp, fmt::format("{:.1f} GFLOP/s", pp_gflops),
+        no_limits ? "" : fmt::format("{:.1f}% gemm", 100 * pp_frac));
+  }
+  if (n_gen > 0) {
+    row("tg", n_gen, tg, fmt::format("{:.2f} GB/s", tg_gbps),
+        no_limits ? "" : fmt::format("{:.1f}% mem", 100 * tg_frac));
+  }
+  if (enc.tiles > 0) {
+    std::printf("\nencode (%lld tile(s) per forward): %.1f ± %.1f ms/tile, %.1f GFLOP/s, cpu/wall "
+                "%.2f%s\n",
+                static_cast<long long>(enc.tiles), enc.ms_per_tile, enc.stddev_ms, enc.gflops,
+                enc.cpu_per_wall,
+                no_limits ? ""
+                          : fmt::format(" ({:.1f}% of F32 GEMM peak)",
+                                        100 * frac(enc.gflops, limits.f32_gemm_gflops))
+                                .c_str());
+  }
+  std::printf("\ncpu time / wall time: pp %.2f, tg %.2f (of %d threads; lower means the "
+              "threads did not get their cores)\n", pp_cpu_ratio, tg_cpu_ratio, nthreads);
   return 0;
 }
 
 }  // namespace
 
-VLSERVE_COMMAND("bench", "model throughput: prompt processing and token generation", RunBench);
+VLSERVE_COMMAND("bench", "model throughput: prompt processing, token generation, tile encode",
+                RunBench);
 
 }  // namespace vlserve::app

@@ -12,7 +12,8 @@ namespace {
 
 int RunMakeTestModel(int argc, char** argv) {
   CLI::App cli("Write a deterministic random-weight model in llama.cpp's GGUF conventions "
-               "(DIR/text.gguf); the same options give the same bytes on every machine.",
+               "(DIR/text.gguf, and DIR/mmproj.gguf with --vision); the same options give the "
+               "same bytes on every machine.",
                "vlserve make-test-model");
   std::string arch = "llama", dims, type = "f32", preset, out_dir, name;
   uint64_t seed = 1;
@@ -29,7 +30,12 @@ int RunMakeTestModel(int argc, char** argv) {
   cli.add_option("--name", name, "general.name");
   cli.add_flag("--tied", tied, "no output.weight (logits use token_embd); llama default");
   cli.add_flag("--untied", untied, "write output.weight; qwen2 default");
-  // The vision issue adds --vision idefics3|mlp here (writes DIR/mmproj.gguf).
+  std::string vision, vision_type = "f32";
+  cli.add_option("--vision", vision,
+                 "also write DIR/mmproj.gguf with this projector: idefics3 (SigLIP-style, "
+                 "SmolVLM) | mlp (CLIP-style, LLaVA-1.5); tiny dims, or the preset's tower");
+  cli.add_option("--vision-type", vision_type, "mmproj matrix type: f32 | f16 | bf16")
+      ->capture_default_str();
   cli.add_option("-o,--output", out_dir, "output directory")->required();
   try {
     cli.parse(argc, argv);
@@ -69,6 +75,36 @@ int RunMakeTestModel(int argc, char** argv) {
     return 1;
   }
   std::fprintf(stderr, "wrote %s/text.gguf\n", out_dir.c_str());
+  if (vision.empty()) return 0;
+  models::VisionTestOptions v;
+  if (!preset.empty()) {
+    auto p = models::VisionTestPreset(preset);
+    if (!p.ok()) {
+      std::fprintf(stderr, "error: %s\n", p.status().message().c_str());
+      return 2;
+    }
+    v = *p;
+    if (vision != v.projector) {
+      std::fprintf(stderr, "error: --preset %s has a %s projector, not %s\n", preset.c_str(),
+                   v.projector.c_str(), vision.c_str());
+      return 2;
+    }
+  }
+  v.projector = vision;
+  v.text_hidden = options.hidden;
+  v.seed = seed;
+  auto vtype = DTypeFromName(vision_type);
+  if (!vtype || (*vtype != DType::kF32 && *vtype != DType::kF16 && *vtype != DType::kBF16)) {
+    std::fprintf(stderr, "error: --vision-type must be f32, f16 or bf16, not '%s'\n",
+                 vision_type.c_str());
+    return 2;
+  }
+  v.type = *vtype;
+  if (auto s = models::WriteTestMmproj(v, out_dir); !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "wrote %s/mmproj.gguf\n", out_dir.c_str());
   return 0;
 }
 

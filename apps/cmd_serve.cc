@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <thread>
+#include <type_traits>
 
 #include "command.h"
 #include "server/config.h"
@@ -21,7 +22,11 @@ int RunServe(int argc, char** argv) {
   CLI::App cli("Serve a model over an OpenAI-compatible HTTP API (docs/serve.md, docs/api.md).",
                "vlserve serve");
   server::ForEachServeFlag(config, [&cli](const char* names, auto& field, const char* help) {
-    cli.add_option(names, field, help)->capture_default_str();
+    if constexpr (std::is_same_v<std::decay_t<decltype(field)>, bool>) {
+      cli.add_flag(names, field, help);  // "--x,!--no-x": on by default, --no-x turns it off
+    } else {
+      cli.add_option(names, field, help)->capture_default_str();
+    }
   });
   try {
     cli.parse(argc, argv);

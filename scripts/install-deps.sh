@@ -20,7 +20,12 @@ packages=(
 for arg in "$@"; do
   case "$arg" in
     --reference) packages+=(python3-torch) ;;
-    --browser) packages+=(chromium chromium-driver nodejs npm) ;;
+    --browser)
+      packages+=(chromium)
+      # Node may already come from another package source (it does on our CI image); only
+      # install Debian's when there is none, so the two never conflict.
+      command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
+      ;;
     *) echo "install-deps.sh: unknown option '$arg' (known: --reference, --browser)" >&2; exit 2 ;;
   esac
 done

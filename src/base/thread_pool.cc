@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include "base/check.h"
 
@@ -14,12 +15,28 @@ namespace {
 // ~20-50 µs of spinning before sleeping: long enough to bridge back-to-back kernel calls
 // inside one forward pass, short enough not to burn a core between requests.
 constexpr int kSpinIterations = 20000;
+// While spinning (worker waiting for a job, caller waiting for workers), give the core
+// away every this many pauses: on an oversubscribed machine the thread we wait for may
+// be runnable on this very core, and a pure spin would hold it off for a whole time
+// slice. sched_yield returns at once when nothing else is runnable.
+constexpr int kYieldEvery = 256;
+
+inline void SpinPause(int spins) {
+  if (spins % kYieldEvery == kYieldEvery - 1) {
+    std::this_thread::yield();
+  } else {
+    _mm_pause();
+  }
+}
 
 int g_default_threads = 0;
 
 }  // namespace
 
-ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads < 1 ? 1 : num_threads) {
+ThreadPool::ThreadPool(int num_threads)
+    : num_threads_(num_threads < 1 ? 1 : num_threads),
+      claimed_(new std::atomic<uint32_t>[num_threads_]) {
+  for (int i = 0; i < num_threads_; ++i) claimed_[i].store(0, std::memory_order_relaxed);
   for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
 
@@ -38,8 +55,17 @@ void ThreadPool::Run(const std::function<void(int, int)>& fn) {
   job_ = &fn;
   pending_.store(num_threads_ - 1, std::memory_order_relaxed);
   Wake();
+  const uint32_t gen = generation_.load(std::memory_order_relaxed);
   fn(0, num_threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+  // Workers still asleep or descheduled: take their slot and run their share here.
+  for (int i = 1; i < num_threads_; ++i) {
+    uint32_t expected = gen - 1;
+    if (claimed_[i].compare_exchange_strong(expected, gen, std::memory_order_acq_rel)) {
+      fn(i, num_threads_);
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) SpinPause(spins);
   job_ = nullptr;
 }
 
@@ -58,7 +84,7 @@ void ThreadPool::WorkerLoop(int thread_index) {
     uint32_t now;
     while ((now = generation_.load(std::memory_order_acquire)) == seen) {
       if (++spins < kSpinIterations) {
-        _mm_pause();
+        SpinPause(spins);
       } else {
         std::unique_lock<std::mutex> lock(sleep_mu_);
         sleep_cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
@@ -66,6 +92,13 @@ void ThreadPool::WorkerLoop(int thread_index) {
     }
     seen = now;
     if (stop_.load()) return;
+    // Every earlier job finished with all its slots claimed, so slot `now` is free unless
+    // the caller already took it (then `now` may even be over: skip it).
+    uint32_t expected = now - 1;
+    if (!claimed_[thread_index].compare_exchange_strong(expected, now,
+                                                        std::memory_order_acq_rel)) {
+      continue;
+    }
     (*job_)(thread_index, num_threads_);
     pending_.fetch_sub(1, std::memory_order_acq_rel);
   }

@@ -2,7 +2,9 @@
 //
 // Threads are created once; each Run() wakes them (spinning briefly, then sleeping on an
 // atomic wait) so that a decode step with hundreds of small ops pays no thread creation.
-// The caller's thread takes part as thread 0. Work is split by index, never by timing, so
+// The caller's thread takes part as thread 0, and also runs the share of any worker that
+// has not started by the time the caller finished its own (fn is still called once per
+// thread index; only the OS thread differs). Work is split by index, never by timing, so
 // kernels that partition output rows by thread give results independent of thread count.
 #pragma once
 
@@ -10,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -46,6 +49,10 @@ class ThreadPool {
   std::atomic<uint32_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
+  // claimed_[i]: the last generation whose job slot i was taken, by worker i or by the
+  // caller. Run() takes the slots of workers that have not woken up yet and runs their
+  // share itself, so a descheduled worker (a loaded machine) cannot stall every step.
+  std::unique_ptr<std::atomic<uint32_t>[]> claimed_;
   // Sleeping workers wait here after spinning; Run() notifies under the mutex so that no
   // wake-up is lost between a worker's last check and its wait.
   std::mutex sleep_mu_;

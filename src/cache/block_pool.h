@@ -78,7 +78,7 @@ class BlockPool {
   // Frees every block of the table and empties it (finish, cancel, preemption).
   void Release(BlockTable& table);
 
-  // --- Hooks for the prefix index (not built yet) ---
+  // --- Hooks for the prefix index (cache/prefix_index.h) ---
   // Marks an in-use, full block as holding indexed content: when its last reference
   // goes it stays cached instead of free.
   void MarkCached(int32_t block);

@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "cache/block_pool.h"
+#include "cache/prefix_index.h"
 #include "engine/admission.h"
 #include "engine/runner.h"
 #include "engine/scheduler.h"
@@ -91,11 +92,12 @@ class Engine::Impl {
         own_pool_(config.threads > 0 ? std::make_unique<ThreadPool>(config.threads) : nullptr),
         blocks_(static_cast<int32_t>(config.kv_tokens / models::kKvBlockSize),
                 models::kKvBlockSize),
+        prefix_(config.enable_prefix_cache ? std::make_unique<PrefixIndex>(&blocks_) : nullptr),
         admission_(config.max_waiting_requests, config.max_waiting_tokens),
         scheduler_(SchedulerConfig{config.max_batch_tokens, config.max_running,
                                    config.max_waiting_requests, config.max_waiting_tokens,
                                    config.max_context},
-                   &blocks_, tokenizer_.get(), &admission_),
+                   &blocks_, tokenizer_.get(), &admission_, prefix_.get()),
         runner_(model_, blocks_.num_blocks(),
                 own_pool_ ? own_pool_.get() : &DefaultThreadPool()) {
     PublishStats(0);
@@ -213,6 +215,13 @@ class Engine::Impl {
     s.preemptions = c.preemptions;
     s.prompt_tokens_computed = c.prompt_tokens_computed;
     s.generated_tokens = c.generated_tokens;
+    s.prefix_cache_queried_tokens = c.prefix_queried_tokens;
+    s.prefix_cache_hit_tokens = c.prefix_hit_tokens;
+    s.kv_blocks_cached = blocks_.EvictableCount();
+    if (prefix_ != nullptr) {
+      s.prefix_cache_evictions = prefix_->evictions();
+      s.prefix_cache_blocks = prefix_->size();
+    }
     if (step_seconds > 0) {
       ++s.steps;
       s.busy_seconds += step_seconds;
@@ -224,6 +233,7 @@ class Engine::Impl {
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;
   std::unique_ptr<ThreadPool> own_pool_;
   BlockPool blocks_;
+  std::unique_ptr<PrefixIndex> prefix_;  // null when enable_prefix_cache is false
   AdmissionQueue admission_;
   Scheduler scheduler_;
   Runner runner_;

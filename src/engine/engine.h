@@ -47,6 +47,11 @@ struct EngineConfig {
   // Threads of the forward pass (the engine thread counts as one). 0 = the process-wide
   // DefaultThreadPool() (VLSERVE_THREADS or all hardware threads).
   int threads = 0;
+  // Automatic prefix reuse over the paged KV cache (docs/caching.md): full 16-token blocks
+  // of finished and running requests stay indexed by a SHA-256 chain of their content
+  // (image spans by content_hash) and are shared by later requests with the same prefix.
+  // Cached blocks use only otherwise-free KV memory. Server flag: --no-prefix-cache.
+  bool enable_prefix_cache = true;
 };
 
 // A snapshot for /metrics and logs (refreshed once per step and on Submit).
@@ -70,6 +75,14 @@ struct EngineStats {
   int64_t generated_tokens = 0;
   int64_t steps = 0;
   double busy_seconds = 0;           // time spent inside steps
+  // Prefix cache (all 0 when disabled). Queried = known tokens of requests when they
+  // (re)start; hit = those served from cached KV blocks instead of computed.
+  int64_t prefix_cache_queried_tokens = 0;
+  int64_t prefix_cache_hit_tokens = 0;
+  int64_t prefix_cache_evictions = 0;  // indexed blocks reclaimed for other content
+  int64_t kv_blocks_cached = 0;        // indexed blocks no request uses (reclaimable; in
+                                       // kv_blocks_total - kv_blocks_used)
+  int64_t prefix_cache_blocks = 0;     // indexed blocks (used or not)
 };
 
 class Engine {

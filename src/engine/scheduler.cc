@@ -32,14 +32,20 @@ Sequence::Sequence(Request req, std::shared_ptr<RequestStream> s, uint64_t order
   num_prompt = static_cast<int64_t>(tokens.size());
   timings = request.timings;
   sampler.AcceptPrompt(tokens);
+  // Views into request.images: the Sequence never moves (owned by unique_ptr).
+  for (const ImageSpan& s : request.images) {
+    content_spans.push_back(ContentSpan{s.position, s.num_tokens, s.content_hash});
+  }
 }
 
 Scheduler::Scheduler(SchedulerConfig config, BlockPool* pool,
-                     const tokenizer::Tokenizer* tokenizer, AdmissionQueue* admission)
+                     const tokenizer::Tokenizer* tokenizer, AdmissionQueue* admission,
+                     PrefixIndex* prefix_index)
     : config_(config),
       pool_(pool),
       tokenizer_(tokenizer),
       admission_(admission),
+      prefix_(prefix_index),
       clock_([] { return SteadyClock::now(); }) {
   CHECK(pool_ != nullptr && tokenizer_ != nullptr && admission_ != nullptr);
   CHECK_GT(config_.max_batch_tokens, 0);
@@ -134,19 +140,38 @@ void Scheduler::ScheduleRunning(StepPlan& plan) {
 }
 
 void Scheduler::ScheduleWaiting(StepPlan& plan) {
+  const int64_t bs = pool_->block_size();
   while (!waiting_.empty() && static_cast<int>(running_.size()) < config_.max_running) {
     const int64_t budget = config_.max_batch_tokens - plan.num_tokens;
     if (budget <= 0) return;
     Sequence* seq = waiting_.front().get();
-    const int64_t n = std::min(seq->num_uncomputed(), budget);
+    CHECK_EQ(seq->num_computed, 0);
+    CHECK(seq->table.blocks.empty());
+    const std::vector<int32_t> shared = MatchPrefix(seq);
+    const int64_t cached = static_cast<int64_t>(shared.size()) * bs;
+    const int64_t n = std::min(seq->num_uncomputed() - cached, budget);
+    // Reviving a refcount-0 cached block takes it out of the allocatable count.
+    const int64_t revived = std::count_if(shared.begin(), shared.end(),
+                                          [&](int32_t b) { return pool_->RefCount(b) == 0; });
+    const int64_t fresh = (cached + n + bs - 1) / bs - static_cast<int64_t>(shared.size());
     // Head of line: a request that does not fit blocks the ones behind it, so a large
     // high-priority request is not starved by a stream of small ones. No preemption for
     // admission: running requests keep their KV.
-    if (!pool_->CanAllocate(seq->table.BlocksNeeded(n))) return;
+    if (!pool_->CanAllocate(fresh + revived)) return;
+    for (int32_t b : shared) pool_->IncRef(b);
+    seq->table.blocks = shared;
+    seq->table.num_tokens = cached;
+    seq->num_computed = cached;
+    seq->num_registered = static_cast<int64_t>(shared.size());
     CHECK(pool_->Grow(seq->table, n).ok());
+    if (prefix_ != nullptr) {
+      counters_.prefix_queried_tokens += static_cast<int64_t>(seq->tokens.size());
+      counters_.prefix_hit_tokens += cached;
+    }
     if (!seq->started) {
       seq->started = true;
       seq->first_scheduled = clock_();
+      seq->cached_tokens = cached;
       admission_->Started(seq->num_prompt);
     }
     SeqPtr owned = std::move(waiting_.front());
@@ -159,6 +184,40 @@ void Scheduler::ScheduleWaiting(StepPlan& plan) {
     plan.items.push_back(ScheduledItem{seq, seq->num_computed, n, n == seq->num_uncomputed()});
     plan.num_tokens += n;
   }
+}
+
+void Scheduler::EnsureHashes(Sequence* seq, int64_t blocks) {
+  if (seq->hash_chain_stopped || static_cast<int64_t>(seq->block_hashes.size()) >= blocks) {
+    return;
+  }
+  if (!ExtendBlockHashes(seq->tokens, seq->content_spans, pool_->block_size(), blocks,
+                         &seq->block_hashes)) {
+    seq->hash_chain_stopped = true;
+  }
+}
+
+std::vector<int32_t> Scheduler::MatchPrefix(Sequence* seq) {
+  if (prefix_ == nullptr) return {};
+  // At least one token must run through the model to give the logits of the next sample,
+  // and a reused block must be full: so at most floor((tokens - 1) / block_size) blocks.
+  const int64_t max_blocks =
+      (static_cast<int64_t>(seq->tokens.size()) - 1) / pool_->block_size();
+  EnsureHashes(seq, max_blocks);
+  const size_t usable =
+      std::min(seq->block_hashes.size(), static_cast<size_t>(std::max<int64_t>(0, max_blocks)));
+  return prefix_->Match(std::span<const BlockHash>(seq->block_hashes.data(), usable));
+}
+
+void Scheduler::RegisterFullBlocks(Sequence* seq) {
+  if (prefix_ == nullptr) return;
+  const int64_t full = seq->num_computed / pool_->block_size();
+  if (full <= seq->num_registered) return;
+  EnsureHashes(seq, full);
+  const int64_t hashed = std::min<int64_t>(full, static_cast<int64_t>(seq->block_hashes.size()));
+  for (int64_t j = seq->num_registered; j < hashed; ++j) {
+    prefix_->Insert(seq->block_hashes[j], seq->table.blocks[j]);
+  }
+  seq->num_registered = full;
 }
 
 bool Scheduler::AllocateOrPreempt(Sequence* seq, int64_t tokens, StepPlan& plan) {
@@ -182,8 +241,9 @@ void Scheduler::Preempt(Sequence* seq, StepPlan& plan) {
     plan.items.erase(it);
     break;
   }
-  pool_->Release(seq->table);
+  pool_->Release(seq->table);  // shared blocks stay with their other users / in the LRU
   seq->num_computed = 0;
+  seq->num_registered = 0;
   ++seq->timings.preemptions;
   ++counters_.preemptions;
   auto it = std::find_if(running_.begin(), running_.end(),
@@ -209,6 +269,7 @@ void Scheduler::Update(const StepPlan& plan, const StepOutput& output) {
     CHECK_EQ(seq->num_computed, item.start_pos);
     seq->num_computed += item.num_tokens;
     if (!item.decode) counters_.prompt_tokens_computed += item.num_tokens;
+    RegisterFullBlocks(seq);  // before a finish below releases the blocks
     if (item.sample) {
       CHECK_EQ(seq->num_uncomputed(), 0);
       CHECK_LE(static_cast<int64_t>((i + 1) * output.vocab),
@@ -265,7 +326,7 @@ Usage Scheduler::UsageOf(const Sequence* seq) const {
   Usage u;
   u.prompt_tokens = seq->num_prompt;
   u.completion_tokens = seq->num_generated();
-  u.cached_tokens = 0;
+  u.cached_tokens = seq->cached_tokens;
   return u;
 }
 
@@ -281,7 +342,7 @@ void Scheduler::FillTimings(Sequence* seq, TimePoint end) {
     t.queue_ms = Ms(seq->submit_time, *seq->first_scheduled);
     if (seq->prefill_end) {
       t.prefill_ms = Ms(*seq->first_scheduled, *seq->prefill_end);
-      t.prefill_tokens = seq->num_prompt;
+      t.prefill_tokens = seq->num_prompt - seq->cached_tokens;
     }
   } else {
     t.queue_ms = Ms(seq->submit_time, end);

@@ -14,6 +14,12 @@
 //    requeued; its prompt + generated tokens are recomputed when it restarts).
 //  - Cancelled and deadline-expired requests are finished at the start of the next
 //    Schedule() and their blocks freed.
+//  - Prefix reuse (when a PrefixIndex is given): a request that starts (or restarts
+//    after preemption) shares the longest indexed run of full blocks of its known tokens,
+//    leaving at least the last token to compute (so whole-block hits stop one block
+//    short when the prompt ends on a block boundary: that block is recomputed privately).
+//    Every block that becomes full and computed — prompt or generated — is registered,
+//    so finished requests leave their KV for the next turn (docs/caching.md).
 //
 // Not thread-safe except through AdmissionQueue: the engine thread owns the scheduler.
 #pragma once
@@ -29,6 +35,7 @@
 
 #include "base/status.h"
 #include "cache/block_pool.h"
+#include "cache/prefix_index.h"
 #include "engine/admission.h"
 #include "engine/request.h"
 #include "engine/request_stream.h"
@@ -67,6 +74,12 @@ struct Sequence {
   bool prefill_done = false;              // the prompt was computed once
   std::optional<TimePoint> first_scheduled, prefill_end, first_token, last_token;
   RequestTimings timings;
+  // --- prefix cache ---
+  int64_t cached_tokens = 0;              // prompt tokens reused at the first start
+  std::vector<ContentSpan> content_spans; // request.images as the index sees them
+  std::vector<BlockHash> block_hashes;    // chain of tokens' full blocks, grown lazily
+  bool hash_chain_stopped = false;        // an unnamed image span: no more hashes
+  int64_t num_registered = 0;             // leading table blocks already offered to the index
 
   int64_t num_generated() const { return static_cast<int64_t>(tokens.size()) - num_prompt; }
   // Tokens still to run through the model before the next sample.
@@ -102,15 +115,18 @@ struct StepOutput {
 struct SchedulerCounters {
   int64_t finished = 0, cancelled = 0, deadline = 0, errored = 0, preemptions = 0;
   int64_t prompt_tokens_computed = 0, generated_tokens = 0;
+  // Prefix cache: tokens of starting requests looked up / served from the index.
+  int64_t prefix_queried_tokens = 0, prefix_hit_tokens = 0;
 };
 
 class Scheduler {
  public:
   using Clock = std::function<TimePoint()>;
 
-  // `pool`, `tokenizer` and `admission` must outlive the scheduler.
+  // `pool`, `tokenizer`, `admission` and `prefix_index` must outlive the scheduler.
+  // `prefix_index` null = no prefix reuse.
   Scheduler(SchedulerConfig config, BlockPool* pool, const tokenizer::Tokenizer* tokenizer,
-            AdmissionQueue* admission);
+            AdmissionQueue* admission, PrefixIndex* prefix_index = nullptr);
   ~Scheduler();
 
   // Drains the admission queue, ends cancelled / expired requests, and plans one step.
@@ -148,6 +164,13 @@ class Scheduler {
   // itself) while the pool is short. False if `seq` itself was preempted.
   bool AllocateOrPreempt(Sequence* seq, int64_t tokens, StepPlan& plan);
   void Preempt(Sequence* seq, StepPlan& plan);
+  // Grows seq->block_hashes to cover min(blocks, full blocks of seq->tokens).
+  void EnsureHashes(Sequence* seq, int64_t blocks);
+  // Indexed blocks holding the longest prefix of seq's tokens that may be reused
+  // (block-aligned, never the last token). No references are taken.
+  std::vector<int32_t> MatchPrefix(Sequence* seq);
+  // Offers seq's newly full, computed blocks to the index.
+  void RegisterFullBlocks(Sequence* seq);
   void HandleSample(Sequence* seq, float* logits, int64_t vocab);
   void Emit(Sequence* seq, Event event);
   // Terminal event + free; removes seq from running_/waiting_ and destroys it.
@@ -163,6 +186,7 @@ class Scheduler {
   BlockPool* pool_;
   const tokenizer::Tokenizer* tokenizer_;
   AdmissionQueue* admission_;
+  PrefixIndex* prefix_;  // may be null
   Clock clock_;
   uint64_t next_arrival_ = 0;
   std::vector<SeqPtr> running_;  // hold KV; kept in rank order

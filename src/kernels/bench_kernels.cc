@@ -25,6 +25,10 @@ namespace {
 struct Limits {
   double read_gbs = 0, fma_gflops = 0, gemm_gflops = 0;
 };
+struct LimitOptions {
+  int64_t stream_bytes;
+  double seconds;
+};
 
 struct Shape {
   const char* model;
@@ -70,7 +74,7 @@ uint64_t StreamReadPortable(const uint8_t* p, int64_t bytes) {
   return acc[0] ^ acc[1] ^ acc[2] ^ acc[3];
 }
 
-Limits MeasureLimits(const BenchKernelsOptions& o, ThreadPool& pool) {
+Limits MeasureLimits(const LimitOptions& o, ThreadPool& pool) {
   Limits lim;
   const bool avx512 = internal::CurrentIsa() == Isa::kAvx512;
   {
@@ -191,6 +195,12 @@ std::string Report(const BenchKernelsOptions& o, const Limits& lim,
 
 }  // namespace
 
+MachineLimits MeasureMachineLimits(int threads, double seconds, int64_t stream_bytes) {
+  ThreadPool pool(threads);
+  const Limits lim = MeasureLimits({stream_bytes, seconds}, pool);
+  return MachineLimits{lim.read_gbs, lim.fma_gflops, lim.gemm_gflops};
+}
+
 StatusOr<std::string> BenchKernels(const BenchKernelsOptions& options) {
   if (options.threads < 1 || options.threads > 1024) {
     return InvalidArgumentError(fmt::format(
@@ -210,7 +220,7 @@ StatusOr<std::string> BenchKernels(const BenchKernelsOptions& options) {
     }
   }
   ThreadPool pool(options.threads);
-  const Limits lim = MeasureLimits(options, pool);
+  const Limits lim = MeasureLimits({options.stream_bytes, options.seconds}, pool);
   std::vector<Result> results;
   AlignedBuffer<uint8_t> buf;
   for (DType t : types) {

@@ -20,6 +20,18 @@ struct BenchKernelsOptions {
   double seconds = 0.25;  // minimum time per measurement
 };
 
+// This machine's limits, measured on `threads` threads (a private pool):
+//   mem_read_gbps: AVX-512 loads streaming a `stream_bytes` buffer (best of runs);
+//   fma_gflops:    12 independent zmm FMA chains per thread (0 without AVX-512);
+//   f32_gemm_gflops: F32 MatMul 1024x1024 weights x 128 tokens (our own GEMM kernel).
+// Each takes max(seconds, a few repetitions); `vlserve bench` reports model throughput as
+// a fraction of these, measured in the same run.
+struct MachineLimits {
+  double mem_read_gbps = 0, fma_gflops = 0, f32_gemm_gflops = 0;
+};
+MachineLimits MeasureMachineLimits(int threads, double seconds = 0.25,
+                                   int64_t stream_bytes = int64_t{1} << 30);
+
 // Runs the benchmark and returns the report (a table, or JSON with options.json).
 StatusOr<std::string> BenchKernels(const BenchKernelsOptions& options);
 

@@ -1,6 +1,7 @@
 // MatMul / Dequantize / Quantize entry points: pick the kernel for the active ISA,
 // prepare the activations once per call, and split output rows over the thread pool.
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <vector>
 
@@ -8,6 +9,7 @@
 #include "base/check.h"
 #include "kernels/dispatch.h"
 #include "kernels/kernels.h"
+#include "kernels/matmul_fused.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/quant_blocks.h"
 #include "kernels/ref/matmul_ref.h"
@@ -34,9 +36,14 @@ void QuantizeActRowQ8Scalar(const float* x, int64_t cols, int64_t ld, uint8_t* d
   ref::QuantizeActQ8(x, blocks.data(), cols);
   auto* qs = reinterpret_cast<int8_t*>(dst);
   auto* d = reinterpret_cast<float*>(dst + ld);
+  auto* sums = reinterpret_cast<int32_t*>(dst + ld + ld / kQK * 4);
   for (int64_t b = 0; b < ld / kQK; ++b) {
     const bool real = b < cols / kQK;
-    for (int j = 0; j < kQK; ++j) qs[b * kQK + j] = real ? blocks[b].qs[j] : 0;
+    sums[b] = 0;
+    for (int j = 0; j < kQK; ++j) {
+      qs[b * kQK + j] = real ? blocks[b].qs[j] : 0;
+      sums[b] += qs[b * kQK + j];
+    }
     d[b] = real ? blocks[b].d : 0.0f;
   }
 }
@@ -74,7 +81,7 @@ PreparedAct PrepareActivations(ActKind kind, Isa isa, const float* x, int64_t n,
     }
     case ActKind::kQ8: {
       act.ld = (cols + 63) / 64 * 64;
-      act.stride = (act.ld + act.ld / kQK * 4 + 63) / 64 * 64;
+      act.stride = (act.ld + act.ld / kQK * 8 + 63) / 64 * 64;
       buf->Resize(n * act.stride);
       uint8_t* out = buf->data();
       ForTokens(pool, n, cols, [&](int64_t t0, int64_t t1) {
@@ -109,6 +116,82 @@ PreparedAct PrepareActivations(ActKind kind, Isa isa, const float* x, int64_t n,
 }  // namespace
 }  // namespace internal
 
+namespace internal {
+namespace {
+
+// Rows per work unit: about 8 units per thread so that a late or descheduled thread
+// leaves little work behind (units are claimed dynamically), but at least 16 rows.
+int64_t UnitRows(int64_t total_rows, int threads) {
+  const int64_t per = total_rows / (8 * std::max(threads, 1));
+  return std::max<int64_t>(kRowGrain, per / kRowGrain * kRowGrain);
+}
+
+// Runs kernel `fn` over all rows of `count` matrices sharing the prepared activations.
+// Which thread computes a row never changes its arithmetic, so dynamic claiming keeps
+// results independent of thread count and timing.
+void RunRows(const WeightView* ws, float* const* ys, int count, const PreparedAct& act,
+             int64_t n, RowsKernel fn, ThreadPool* pool) {
+  int64_t total = 0;
+  for (int i = 0; i < count; ++i) total += ws[i].rows;
+  const int64_t unit = UnitRows(total, pool->num_threads());
+  // Unit u covers rows [u*unit, (u+1)*unit) of the matrix it starts in (clipped there).
+  int64_t starts[8];
+  int64_t num_units = 0;
+  CHECK_LE(count, 8);
+  for (int i = 0; i < count; ++i) {
+    starts[i] = num_units;
+    num_units += (ws[i].rows + unit - 1) / unit;
+  }
+  std::atomic<int64_t> next{0};
+  auto work = [&](int, int) {
+    for (int64_t u = next.fetch_add(1, std::memory_order_relaxed); u < num_units;
+         u = next.fetch_add(1, std::memory_order_relaxed)) {
+      int m = count - 1;
+      while (starts[m] > u) --m;
+      const MatMulArgs args{&ws[m], act, n, ys[m]};
+      const int64_t r0 = (u - starts[m]) * unit;
+      fn(args, r0, std::min(ws[m].rows, r0 + unit));
+    }
+  };
+  if (num_units == 1 || pool->num_threads() == 1) {
+    work(0, 1);
+  } else {
+    pool->Run(work);
+  }
+}
+
+}  // namespace
+}  // namespace internal
+
+void MatMulFused(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n,
+                 ThreadPool* pool) {
+  if (n <= 0 || count <= 0) return;
+  if (pool == nullptr) pool = &DefaultThreadPool();
+  const Isa isa = internal::CurrentIsa();
+  const internal::KernelChoice kc = internal::ChooseKernel(ws[0].type, isa);
+  bool same = kc.fn != nullptr && count <= 8;
+  for (int i = 0; i < count; ++i) {
+    CHECK(ref::IsSupportedWeightType(ws[i].type))
+        << "MatMul: unsupported type " << Info(ws[i].type).name;
+    CHECK_EQ(ws[i].cols % Info(ws[i].type).block_size, 0);
+    CHECK_EQ(ws[i].cols, ws[0].cols);
+    same = same && internal::ChooseKernel(ws[i].type, isa).fn == kc.fn;
+  }
+  if (!same) {  // mixed types (or no SIMD kernel): one call per matrix
+    for (int i = 0; i < count; ++i) MatMul(ws[i], x, n, ys[i], pool);
+    return;
+  }
+  internal::RowsKernel fn = kc.fn;
+  if (isa == Isa::kAvx512 && n >= internal::kPackedMinTokens) {
+    if (internal::RowsKernel packed = internal::Avx512PackedQuantKernel(ws[0].type)) fn = packed;
+  }
+  // One scratch buffer per calling thread; MatMul is not reentrant on one pool anyway.
+  thread_local AlignedBuffer<uint8_t> scratch;
+  const internal::PreparedAct act =
+      internal::PrepareActivations(kc.act, isa, x, n, ws[0].cols, &scratch, pool);
+  internal::RunRows(ws, ys, count, act, n, fn, pool);
+}
+
 void MatMul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool* pool) {
   CHECK(ref::IsSupportedWeightType(w.type)) << "MatMul: unsupported type " << Info(w.type).name;
   CHECK_EQ(w.cols % Info(w.type).block_size, 0);
@@ -122,13 +205,7 @@ void MatMul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool
     });
     return;
   }
-  // One scratch buffer per calling thread; MatMul is not reentrant on one pool anyway.
-  thread_local AlignedBuffer<uint8_t> scratch;
-  internal::MatMulArgs args{&w, internal::PrepareActivations(kc.act, isa, x, n, w.cols,
-                                                             &scratch, pool),
-                            n, y};
-  pool->ParallelFor(w.rows, internal::kRowGrain,
-                    [&](int64_t r0, int64_t r1) { kc.fn(args, r0, r1); });
+  MatMulFused(&w, &y, 1, x, n, pool);
 }
 
 void Dequantize(DType type, const void* src, float* dst, int64_t n) {

@@ -19,7 +19,8 @@ constexpr int64_t kRowGrain = 16;
 enum class ActKind {
   kF32,   // x as given: float [n][cols]
   kBf16,  // uint16 bf16 [n][ld] (ld = cols rounded up to 32, zero padded)
-  kQ8,    // per token: int8 qs[ld] then float d[ld/32]; ld = cols rounded up to 64
+  kQ8,    // per token: int8 qs[ld], float d[ld/32], int32 sum[ld/32] (Σ qs per block);
+          // ld = cols rounded up to 64
   kQ8K,   // per token: ActQ8K[cols/256]
 };
 
@@ -46,6 +47,10 @@ struct KernelChoice {
 };
 
 KernelChoice Avx512Kernel(DType type);  // matmul_avx512.cc
+// Prefill kernel with weights repacked per 16-row panel (matmul_qpack_avx512.cc), for
+// n >= kPackedMinTokens; consumes ActKind::kQ8. nullptr for other types.
+constexpr int64_t kPackedMinTokens = 64;
+RowsKernel Avx512PackedQuantKernel(DType type);
 KernelChoice Avx2Kernel(DType type);    // matmul_avx2.cc
 
 }  // namespace vlserve::kernels::internal

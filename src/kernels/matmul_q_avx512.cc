@@ -10,7 +10,9 @@
 //     the mins / the Q6_K offset are subtracted using the activation block sums.
 #include <immintrin.h>
 
+#include <cstdint>
 #include <cstring>
+#include <cstdlib>
 
 #include "kernels/matmul_internal.h"
 #include "kernels/matmul_tiling.h"
@@ -18,6 +20,11 @@
 
 namespace vlserve::kernels::internal {
 namespace {
+
+// Rows ahead that a matrix-vector product prefetches (~2-8 KiB at small-model widths).
+static const int64_t kPrefetchRows = getenv("PFR") ? atoi(getenv("PFR")) : 8;
+static const int kPfHint = getenv("PFH") ? atoi(getenv("PFH")) : 0;
+static const int kMvR = getenv("MVR") ? atoi(getenv("MVR")) : 4;
 
 inline __m512i HalfIndex() { return _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0); }
 
@@ -166,6 +173,17 @@ struct Q32Tile {
     for (int64_t b = 0; b + 1 < nb; b += 2) {
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) wb[i] = w + (r + i) * w_stride + b * Dec::kBytes;
+      if constexpr (T == 1) {
+        // Matrix-vector: rows are short (a few hundred bytes), too short for the hardware
+        // prefetcher to ramp up per row; fetch the rows kPrefetchRows ahead ourselves. A
+        // prefetch never faults, so running past the matrix end is harmless.
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i) {
+          const char* pf = reinterpret_cast<const char*>(
+              reinterpret_cast<uintptr_t>(wb[i]) + kPrefetchRows * w_stride);
+          if (kPfHint == 0) _mm_prefetch(pf, _MM_HINT_T0); else _mm_prefetch(pf, _MM_HINT_T1);
+        }
+      }
 #pragma GCC unroll 8
       for (int j = 0; j < T; ++j) {
         const uint8_t* row = act + (t + j) * act_stride;
@@ -206,7 +224,11 @@ void Q32Kernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
   const Q32Tile<Dec> tile{static_cast<const uint8_t*>(w.data), RowBytes(w.type, w.cols),
                           static_cast<const uint8_t*>(a.act.data), a.act.stride, a.act.ld,
                           w.cols / kQK, a.y, w.rows};
-  if (a.n == 1) return DriveTiles<4, 1>(tile, r0, r1, 1, 1);
+  if (a.n == 1) {
+    if (kMvR == 2) return DriveTiles<2, 1>(tile, r0, r1, 1, 1);
+    if (kMvR == 8) return DriveTiles<8, 1>(tile, r0, r1, 1, 1);
+    return DriveTiles<4, 1>(tile, r0, r1, 1, 1);
+  }
   DriveTiles<4, 4>(tile, r0, r1, a.n, TokenTile(a.act.stride, 4));
 }
 
@@ -225,11 +247,13 @@ KernelChoice Avx512QuantKernel(DType type) {
   }
 }
 
-// Quantizes one activation row to the kQ8 layout (int8 qs[ld] then float d[ld/32]),
+// Quantizes one activation row to the kQ8 layout (int8 qs[ld], float d[ld/32], int32
+// sums[ld/32]),
 // rounding to nearest even; columns past `cols` are zero.
 void QuantizeActRowQ8Avx512(const float* x, int64_t cols, int64_t ld, uint8_t* dst) {
   int8_t* qs = reinterpret_cast<int8_t*>(dst);
   float* d = reinterpret_cast<float*>(dst + ld);
+  int32_t* sums = reinterpret_cast<int32_t*>(dst + ld + ld / kQK * 4);
   const __m512 sign_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
   int64_t b = 0;
   for (; b < cols / kQK; ++b) {
@@ -245,10 +269,13 @@ void QuantizeActRowQ8Avx512(const float* x, int64_t cols, int64_t ld, uint8_t* d
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * kQK), _mm512_cvtsepi32_epi8(q0));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * kQK + 16), _mm512_cvtsepi32_epi8(q1));
     d[b] = db;
+    // Saturation never triggers (|x / d| <= 127), so the int32 values are the stored ones.
+    sums[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
   }
   for (; b < ld / kQK; ++b) {
     std::memset(qs + b * kQK, 0, kQK);
     d[b] = 0;
+    sums[b] = 0;
   }
 }
 

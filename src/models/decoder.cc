@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "base/check.h"
+#include "kernels/matmul_fused.h"
 #include "models/text_model.h"
 
 namespace vlserve::models {
@@ -100,52 +101,75 @@ void TextModel::Embed(const std::vector<BatchItem>& items, float* x) const {
 
 namespace {
 
-void AddBias(const std::vector<float>& bias, float* rows, int64_t n) {
-  if (bias.empty()) return;
-  const int64_t d = static_cast<int64_t>(bias.size());
-  for (int64_t i = 0; i < n; ++i) kernels::Add(rows + i * d, bias.data(), rows + i * d, d);
+// Token rows per parallel chunk of the element-wise ops: below this the whole batch runs
+// on the calling thread (a decode step's rows take well under a microsecond).
+constexpr int64_t kRowsPerTask = 8;
+
+// fn(i0, i1) over token rows [0, n): split over the pool for prefill-sized batches.
+template <class Fn>
+void ForRows(ThreadPool* pool, int64_t n, const Fn& fn) {
+  if (n < 2 * kRowsPerTask) {
+    fn(int64_t{0}, n);
+  } else {
+    pool->ParallelFor(n, kRowsPerTask, fn);
+  }
 }
 
-void NormRows(const float* x, const std::vector<float>& w, float eps, int64_t n, float* y) {
+void NormRows(const float* x, const std::vector<float>& w, float eps, int64_t i0, int64_t i1,
+              float* y) {
   const int64_t d = static_cast<int64_t>(w.size());
-  for (int64_t i = 0; i < n; ++i) kernels::RmsNorm(x + i * d, w.data(), eps, d, y + i * d);
+  for (int64_t i = i0; i < i1; ++i) kernels::RmsNorm(x + i * d, w.data(), eps, d, y + i * d);
+}
+
+// x += proj, then xn = RmsNorm(x) with `norm` (rows [i0, i1)); one pass per row.
+void AddNormRows(float* x, const float* proj, const std::vector<float>& norm, float eps,
+                 int64_t i0, int64_t i1, float* xn) {
+  const int64_t d = static_cast<int64_t>(norm.size());
+  for (int64_t i = i0; i < i1; ++i) {
+    kernels::Add(x + i * d, proj + i * d, x + i * d, d);
+    kernels::RmsNorm(x + i * d, norm.data(), eps, d, xn + i * d);
+  }
 }
 
 }  // namespace
 
+// Expects s.xn = attn_norm(x) for this layer; leaves s.xn = ffn_norm(x) for the MLP.
 void TextModel::AttentionBlock(int64_t layer, const std::vector<BatchItem>& items, KvBuffer& kv,
                                ForwardScratch& s, int64_t n, ThreadPool* pool) const {
   const TextConfig& c = config_;
   const LayerWeights& w = layers_[layer];
   const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
-  NormRows(s.x.data(), w.attn_norm, c.rms_eps, n, s.xn.data());
-  kernels::MatMul(w.wq, s.xn.data(), n, s.q.data(), pool);  // [n, q_dim]
-  kernels::MatMul(w.wk, s.xn.data(), n, s.k.data(), pool);  // [n, kv_dim]
-  kernels::MatMul(w.wv, s.xn.data(), n, s.v.data(), pool);  // [n, kv_dim]
-  AddBias(w.q_bias, s.q.data(), n);
-  AddBias(w.k_bias, s.k.data(), n);
-  AddBias(w.v_bias, s.v.data(), n);
-  const float base = static_cast<float>(c.rope_base);
-  for (int64_t i = 0; i < n; ++i) {
-    kernels::Rope(s.q.data() + i * q_dim, c.num_heads, c.head_dim, c.rope_dims, s.positions[i],
-                  base, traits_->rope_style);
-    kernels::Rope(s.k.data() + i * kv_dim, c.num_kv_heads, c.head_dim, c.rope_dims,
-                  s.positions[i], base, traits_->rope_style);
+  {
+    const kernels::WeightView ws[3] = {w.wq, w.wk, w.wv};
+    float* const ys[3] = {s.q.data(), s.k.data(), s.v.data()};  // [n, q_dim], [n, kv_dim] x2
+    kernels::MatMulFused(ws, ys, 3, s.xn.data(), n, pool);
   }
-  // Append K/V rows to each item's blocks, then attend per item over its whole history.
+  // Bias, RoPE and the K/V append, per token row (row -> item via s.row_item).
+  const float base = static_cast<float>(c.rope_base);
+  ForRows(pool, n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float* q = s.q.data() + i * q_dim;
+      float* k = s.k.data() + i * kv_dim;
+      float* v = s.v.data() + i * kv_dim;
+      if (!w.q_bias.empty()) kernels::Add(q, w.q_bias.data(), q, q_dim);
+      if (!w.k_bias.empty()) kernels::Add(k, w.k_bias.data(), k, kv_dim);
+      if (!w.v_bias.empty()) kernels::Add(v, w.v_bias.data(), v, kv_dim);
+      const int64_t pos = s.positions[i];
+      kernels::Rope(q, c.num_heads, c.head_dim, c.rope_dims, pos, base, traits_->rope_style);
+      kernels::Rope(k, c.num_kv_heads, c.head_dim, c.rope_dims, pos, base,
+                    traits_->rope_style);
+      const BatchItem& item = items[s.row_item[i]];
+      const int64_t block = item.block_table[pos / kKvBlockSize];
+      const int64_t off = (pos % kKvBlockSize) * kv_dim;
+      std::memcpy(kv.KBlock(layer, block) + off, k, kv_dim * sizeof(float));
+      std::memcpy(kv.VBlock(layer, block) + off, v, kv_dim * sizeof(float));
+    }
+  });
+  // Attend per item over its whole history.
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   int64_t row = 0;
   for (const BatchItem& item : items) {
     const int64_t ni = static_cast<int64_t>(item.tokens.size());
-    for (int64_t i = 0; i < ni; ++i) {
-      const int64_t pos = item.start_pos + i;
-      const int64_t block = item.block_table[pos / kKvBlockSize];
-      const int64_t off = (pos % kKvBlockSize) * kv_dim;
-      std::memcpy(kv.KBlock(layer, block) + off, s.k.data() + (row + i) * kv_dim,
-                  kv_dim * sizeof(float));
-      std::memcpy(kv.VBlock(layer, block) + off, s.v.data() + (row + i) * kv_dim,
-                  kv_dim * sizeof(float));
-    }
     const int64_t length = item.start_pos + ni;
     const int64_t nb = (length + kKvBlockSize - 1) / kKvBlockSize;
     s.k_ptrs.resize(nb);
@@ -160,18 +184,31 @@ void TextModel::AttentionBlock(int64_t layer, const std::vector<BatchItem>& item
     row += ni;
   }
   kernels::MatMul(w.wo, s.attn.data(), n, s.proj.data(), pool);  // [n, hidden]
-  kernels::Add(s.x.data(), s.proj.data(), s.x.data(), n * c.hidden);
+  ForRows(pool, n, [&](int64_t i0, int64_t i1) {
+    AddNormRows(s.x.data(), s.proj.data(), w.ffn_norm, c.rms_eps, i0, i1, s.xn.data());
+  });
 }
 
+// Expects s.xn = ffn_norm(x); leaves s.xn = attn_norm of the next layer (or the final
+// norm after the last layer, for every row).
 void TextModel::MlpBlock(int64_t layer, ForwardScratch& s, int64_t n, ThreadPool* pool) const {
   const TextConfig& c = config_;
   const LayerWeights& w = layers_[layer];
-  NormRows(s.x.data(), w.ffn_norm, c.rms_eps, n, s.xn.data());
-  kernels::MatMul(w.w_gate, s.xn.data(), n, s.gate.data(), pool);  // [n, ffn]
-  kernels::MatMul(w.w_up, s.xn.data(), n, s.up.data(), pool);      // [n, ffn]
-  kernels::SwiGlu(s.gate.data(), s.up.data(), s.gate.data(), n * c.ffn);
+  {
+    const kernels::WeightView ws[2] = {w.w_gate, w.w_up};
+    float* const ys[2] = {s.gate.data(), s.up.data()};  // [n, ffn] x2
+    kernels::MatMulFused(ws, ys, 2, s.xn.data(), n, pool);
+  }
+  ForRows(pool, n, [&](int64_t i0, int64_t i1) {
+    kernels::SwiGlu(s.gate.data() + i0 * c.ffn, s.up.data() + i0 * c.ffn,
+                    s.gate.data() + i0 * c.ffn, (i1 - i0) * c.ffn);
+  });
   kernels::MatMul(w.w_down, s.gate.data(), n, s.proj.data(), pool);  // [n, hidden]
-  kernels::Add(s.x.data(), s.proj.data(), s.x.data(), n * c.hidden);
+  const bool last = layer + 1 == c.num_layers;
+  const std::vector<float>& next_norm = last ? output_norm_ : layers_[layer + 1].attn_norm;
+  ForRows(pool, n, [&](int64_t i0, int64_t i1) {
+    AddNormRows(s.x.data(), s.proj.data(), next_norm, c.rms_eps, i0, i1, s.xn.data());
+  });
 }
 
 Status TextModel::Forward(const std::vector<BatchItem>& items, KvBuffer& kv,
@@ -192,27 +229,33 @@ Status TextModel::Forward(const std::vector<BatchItem>& items, KvBuffer& kv,
   s.gate.Resize(n * c.ffn);
   s.up.Resize(n * c.ffn);
   s.positions.clear();
-  for (const BatchItem& item : items) {
-    for (size_t i = 0; i < item.tokens.size(); ++i) {
-      s.positions.push_back(static_cast<int32_t>(item.start_pos + i));
+  s.row_item.clear();
+  for (size_t it = 0; it < items.size(); ++it) {
+    for (size_t i = 0; i < items[it].tokens.size(); ++i) {
+      s.positions.push_back(static_cast<int32_t>(items[it].start_pos + i));
+      s.row_item.push_back(static_cast<int32_t>(it));
     }
   }
+  if (pool == nullptr) pool = &DefaultThreadPool();
   Embed(items, s.x.data());
+  ForRows(pool, n, [&](int64_t i0, int64_t i1) {
+    NormRows(s.x.data(), layers_[0].attn_norm, c.rms_eps, i0, i1, s.xn.data());
+  });
   for (int64_t l = 0; l < c.num_layers; ++l) {
     AttentionBlock(l, items, kv, s, n, pool);
     MlpBlock(l, s, n, pool);
   }
-  // Only the rows that need logits go through the (vocab-wide) output matmul.
+  // s.xn now holds output_norm(x) for every row. Only the rows that need logits go
+  // through the (vocab-wide) output matmul.
   const int64_t rows = NumLogitRows(items);
   s.final_rows.Resize(rows * c.hidden);
   int64_t src = 0, dst = 0;
   for (const BatchItem& item : items) {
     const int64_t ni = static_cast<int64_t>(item.tokens.size());
     const int64_t first = item.logits_for_all ? 0 : ni - 1;
-    for (int64_t i = first; i < ni; ++i, ++dst) {
-      kernels::RmsNorm(s.x.data() + (src + i) * c.hidden, output_norm_.data(), c.rms_eps,
-                       c.hidden, s.final_rows.data() + dst * c.hidden);
-    }
+    std::memcpy(s.final_rows.data() + dst * c.hidden, s.xn.data() + (src + first) * c.hidden,
+                (ni - first) * c.hidden * sizeof(float));
+    dst += ni - first;
     src += ni;
   }
   kernels::MatMul(output_, s.final_rows.data(), rows, logits, pool);

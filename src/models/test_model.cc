@@ -205,6 +205,11 @@ StatusOr<gguf::Writer> BuildTestModel(const TestModelOptions& o) {
   return writer;
 }
 
+std::vector<float> TestRandomValues(uint64_t seed, std::string_view name, int64_t n,
+                                    double mean, double stddev) {
+  return RandomValues(seed, name, n, mean, stddev);
+}
+
 Status WriteTestModel(const TestModelOptions& o, const std::string& dir) {
   ASSIGN_OR_RETURN(gguf::Writer writer, BuildTestModel(o));
   std::error_code ec;

@@ -55,4 +55,30 @@ StatusOr<gguf::Writer> BuildTestModel(const TestModelOptions& options);
 // Writes dir/text.gguf (creating dir).
 Status WriteTestModel(const TestModelOptions& options, const std::string& dir);
 
+// N(mean, stddev²) values from the per-tensor stream of `name` (the generator's PRNG).
+std::vector<float> TestRandomValues(uint64_t seed, std::string_view name, int64_t n,
+                                    double mean, double stddev);
+
+// A vision tower + projector (`mmproj`, arch clip) for `make-test-model --vision`
+// (test_mmproj.cc). Defaults are tiny; VisionTestPreset gives real shapes.
+struct VisionTestOptions {
+  std::string projector = "idefics3";  // idefics3 (SigLIP-style) | mlp (CLIP-style)
+  int64_t image_size = 32;
+  int64_t patch_size = 8;
+  int64_t hidden = 32;
+  int64_t layers = 2;
+  int64_t heads = 2;
+  int64_t ffn = 64;
+  int64_t scale_factor = 2;   // idefics3 only
+  int64_t text_hidden = 64;   // projector output width (must match the text model)
+  DType type = DType::kF32;   // matrices (incl. the patch conv); norms/biases stay f32
+  uint64_t seed = 1;
+};
+// "smolvlm-256m": SigLIP-B/16 at 512 px (768 wide, 12 layers, 12 heads, FFN 3072,
+// scale factor 4, projection to 576); "smolvlm-500m": same tower, projection to 960.
+StatusOr<VisionTestOptions> VisionTestPreset(std::string_view preset);
+StatusOr<gguf::Writer> BuildTestMmproj(const VisionTestOptions& options);
+// Writes dir/mmproj.gguf (creating dir).
+Status WriteTestMmproj(const VisionTestOptions& options, const std::string& dir);
+
 }  // namespace vlserve::models

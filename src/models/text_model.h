@@ -109,6 +109,7 @@ struct ForwardScratch {
   AlignedBuffer<float> proj;         // [N, hidden]
   AlignedBuffer<float> final_rows;   // [n_logit_rows, hidden]
   std::vector<int32_t> positions;    // [N]
+  std::vector<int32_t> row_item;     // [N] index of the batch item each row belongs to
   std::vector<const float*> k_ptrs, v_ptrs;  // block pointers of one item
 };
 

@@ -61,6 +61,8 @@ void ForEachServeFlag(ServerConfig& c, F&& f) {
   f("-t,--threads", c.engine.threads, "threads of the forward pass (0 = all cores)");
   f("-c,--ctx-size", c.engine.kv_tokens, "total KV cache tokens (0 = 2 x model context)");
   f("--max-context", c.engine.max_context, "longest sequence (0 = the model's context)");
+  f("--prefix-cache,!--no-prefix-cache", c.engine.enable_prefix_cache,
+    "reuse KV blocks of earlier requests that share a prefix (on by default)");
   f("--trace-file", c.trace_file, "write Chrome trace-event JSON of request spans here");
   f("--default-model-dir", c.default_model_dir,
     "cache directory for the built-in model (default: generated in memory)");

@@ -103,8 +103,18 @@ std::string Metrics::Render(const engine::EngineStats* stats) const {
           prompt_tokens_.load(), &out);
   Counter("vlserve_generation_tokens_total", "Generated tokens of finished requests.",
           generated_tokens_.load(), &out);
+  Counter("vlserve_requests_cancelled_total",
+          "Requests cancelled (client disconnected or shutdown).", s.requests_cancelled, &out);
+  Counter("vlserve_requests_deadline_total", "Requests that passed their timeout.",
+          s.requests_deadline, &out);
   Counter("vlserve_preemptions_total", "Requests that lost their KV and were recomputed.",
           s.preemptions, &out);
+  Counter("vlserve_prefix_cache_queried_tokens_total",
+          "Prompt tokens looked up in the prefix cache.", s.prefix_cache_queried_tokens, &out);
+  Counter("vlserve_prefix_cache_hit_tokens_total",
+          "Prompt tokens served from cached KV blocks.", s.prefix_cache_hit_tokens, &out);
+  Gauge("vlserve_kv_cache_cached_blocks", "Unreferenced KV blocks kept for prefix reuse.",
+        s.kv_blocks_cached, &out);
   HistHeader("vlserve_ttft_seconds", "Time to first token.", &out);
   ttft_.Render("vlserve_ttft_seconds", "", &out);
   HistHeader("vlserve_inter_token_latency_seconds", "Gap between streamed token deliveries.",

@@ -203,20 +203,15 @@ asio::awaitable<void> Server::AnswerChat(Connection& conn,
       if (e.kind == Kind::kDelta) continue;
       Finished(e, meta.id, arrival);
       if (e.kind == Kind::kError) {
-      co_await Error(conn, HttpErrorFromStatus(e.error));
-      co_return;
-    }
-      if (e.finish_reason == engine::FinishReason::kDeadline && e.usage.completion_tokens == 0) {
-        {
-      co_await Error(conn, HttpErrorFromStatus(DeadlineExceededError(
-                                           "the request's timeout passed before it started")));
-      co_return;
-    }
+        co_await Error(conn, HttpErrorFromStatus(e.error));
+      } else if (e.finish_reason == engine::FinishReason::kDeadline &&
+                 e.usage.completion_tokens == 0) {
+        co_await Error(conn, HttpErrorFromStatus(DeadlineExceededError(
+                                 "the request's timeout passed before it started")));
+      } else {
+        co_await Json(conn, 200, CompletionJson(meta, text, e));
       }
-      {
-      co_await Json(conn, 200, CompletionJson(meta, text, e));
       co_return;
-    }
     }
     if (conn.peer_closed()) {
       s->Cancel();

@@ -89,9 +89,13 @@ class Model:
         h = x.shape[-1] // 2
         return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
-    def forward(self, tokens):
+    def forward(self, tokens, image_rows=None):
+        """image_rows: optional {position: embedding row} replacing token embeddings
+        (the vision path, tools/reference/vision_reference.py)."""
         T = len(tokens)
-        x = self.embd[torch.tensor(tokens)]
+        x = self.embd[torch.tensor(tokens)].clone()
+        for pos, row in (image_rows or {}).items():
+            x[pos] = row
         inv_freq = 1.0 / (self.base ** (torch.arange(0, self.hd, 2, dtype=torch.float64) / self.hd))
         freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)

@@ -27,10 +27,12 @@ class SchedulerTest : public ::testing::Test {
   }
 
   void Init(SchedulerConfig config, int32_t num_blocks, int64_t max_waiting_requests = 64,
-            int64_t max_waiting_tokens = 1 << 20) {
+            int64_t max_waiting_tokens = 1 << 20, bool prefix_cache = false) {
     pool_ = std::make_unique<BlockPool>(num_blocks, 16);
+    if (prefix_cache) index_ = std::make_unique<PrefixIndex>(pool_.get());
     admission_ = std::make_unique<AdmissionQueue>(max_waiting_requests, max_waiting_tokens);
-    sched_ = std::make_unique<Scheduler>(config, pool_.get(), tok_.get(), admission_.get());
+    sched_ = std::make_unique<Scheduler>(config, pool_.get(), tok_.get(), admission_.get(),
+                                         index_.get());
     sched_->SetClockForTesting([this] { return now_; });
     admission_->SetClockForTesting([this] { return now_; });
   }
@@ -97,6 +99,7 @@ class SchedulerTest : public ::testing::Test {
   int64_t vocab_ = 0;
   int32_t letter_a_ = 0;
   std::unique_ptr<BlockPool> pool_;
+  std::unique_ptr<PrefixIndex> index_;  // destroyed after sched_, before pool_
   std::unique_ptr<AdmissionQueue> admission_;
   std::unique_ptr<Scheduler> sched_;
   std::vector<float> logits_;
@@ -387,6 +390,57 @@ TEST_F(SchedulerTest, TimingsFromInjectedClock) {
   EXPECT_DOUBLE_EQ(t.decode_ms, 20.0);
   EXPECT_EQ(t.decode_tokens, 2);
   EXPECT_DOUBLE_EQ(t.decode_tokens_per_s, 100.0);
+}
+
+TEST_F(SchedulerTest, SharedPrefixBlocksRefcountsAndPreemption) {
+  // 5 blocks. A (40 tokens) finishes and leaves 2 full prompt blocks + 1 block of prompt
+  // and answer in the index. B and C (the same 40-token prompt) then share the first two
+  // blocks (refcount 2) and each computes its last 8 prompt tokens in a private block.
+  Init(Config(128), 5, 64, 1 << 20, /*prefix_cache=*/true);
+  Submit("A", 40, /*max_tokens=*/3);
+  RunToEnd(20);
+  ASSERT_TRUE(Collect("A").ended);
+  EXPECT_EQ(pool_->num_used(), 0);
+  EXPECT_EQ(pool_->EvictableCount(), 2);  // A computed 42 tokens: 2 full blocks
+  EXPECT_EQ(index_->size(), 2);
+
+  Submit("B", 40, /*max_tokens=*/12);
+  Submit("C", 40, /*max_tokens=*/12);
+  StepPlan p = sched_->Schedule();
+  ASSERT_EQ(p.items.size(), 2u);
+  for (const ScheduledItem& item : p.items) {
+    EXPECT_EQ(item.start_pos, 32);  // 2 blocks reused
+    EXPECT_EQ(item.num_tokens, 8);
+  }
+  const int32_t shared0 = p.items[0].seq->table.blocks[0];
+  EXPECT_EQ(p.items[1].seq->table.blocks[0], shared0);
+  EXPECT_NE(p.items[0].seq->table.blocks[2], p.items[1].seq->table.blocks[2]);
+  EXPECT_EQ(pool_->RefCount(shared0), 2);
+  EXPECT_EQ(pool_->num_used(), 4);
+  RunFake(p);
+  // Decoding: at 48 tokens each needs a 4th block; only one is left, so C (the later
+  // arrival) is preempted: its private blocks go, the shared ones stay with B.
+  int64_t preempted = 0;
+  for (int step = 0; step < 100 && sched_->HasWork(); ++step) {
+    StepPlan q = sched_->Schedule();
+    preempted += q.num_preempted;
+    if (q.num_preempted > 0) {
+      EXPECT_GE(pool_->RefCount(shared0), 1);  // B still holds the shared prefix
+    }
+    EXPECT_LE(pool_->num_used(), 5);
+    RunFake(q);
+  }
+  EXPECT_GE(preempted, 1);
+  Collected b = Collect("B"), c = Collect("C");
+  ASSERT_TRUE(b.ended && c.ended);
+  EXPECT_EQ(b.text, std::string(12, 'b'));
+  EXPECT_EQ(c.text, std::string(12, 'b'));
+  EXPECT_EQ(b.terminal()->usage.cached_tokens, 32);
+  EXPECT_EQ(c.terminal()->usage.cached_tokens, 32);  // counted at the first start
+  EXPECT_EQ(c.terminal()->timings.prefill_tokens, 8);
+  EXPECT_GE(c.terminal()->timings.preemptions, 1);
+  EXPECT_EQ(pool_->num_used(), 0);
+  EXPECT_GE(sched_->counters().prefix_hit_tokens, 64);  // B and C (and C's restart)
 }
 
 }  // namespace

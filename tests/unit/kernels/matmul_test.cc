@@ -11,6 +11,7 @@
 
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "kernels/matmul_fused.h"
 
 namespace vlserve::kernels {
 namespace {
@@ -179,6 +180,47 @@ TEST(MatMulTest, NullPoolUsesDefault) {
   double want = 0;
   for (int64_t k = 0; k < p.cols; ++k) want += double(p.wf[k]) * p.x()[k];
   EXPECT_NEAR(y[0], want, Tolerance(p, 0, 0, Isa::kAvx512));
+}
+
+// n >= 64 takes the repacked-panel prefill kernel on AVX-512 for Q8_0/Q4_0/Q5_0; rows
+// 53 and 16 exercise the partial 16-row panel and the single-panel path.
+TEST(MatMulTest, PrefillSizedBatchesMatchReference) {
+  IsaGuard guard;
+  ThreadPool pool(2);
+  uint32_t seed = 500;
+  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kQ5_0, DType::kQ4_1, DType::kF16}) {
+    for (int64_t rows : {53, 16}) {
+      const Problem p = MakeProblem(type, rows, 96, 70, seed++);
+      for (Isa isa : AvailableIsas()) {
+        ForceIsa(isa);
+        CheckMatMul(p, isa, &pool);
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+// MatMulFused over matrices sharing x gives exactly what separate MatMul calls give.
+TEST(MatMulTest, FusedEqualsSeparateCalls) {
+  IsaGuard guard;
+  ThreadPool pool(2);
+  for (DType type : {DType::kQ8_0, DType::kQ4_K, DType::kF32}) {
+    const int64_t cols = Info(type).block_size == 256 ? 256 : 64;
+    for (int64_t n : {1, 5, 66}) {
+      const Problem a = MakeProblem(type, 40, cols, n, 7), b = MakeProblem(type, 24, cols, n, 8);
+      for (Isa isa : AvailableIsas()) {
+        ForceIsa(isa);
+        const WeightView ws[2] = {{type, a.w.data(), a.rows, cols}, {type, b.w.data(), b.rows, cols}};
+        std::vector<float> ya(n * a.rows), yb(n * b.rows), fa(ya.size()), fb(yb.size());
+        MatMul(ws[0], a.x(), n, ya.data(), &pool);
+        MatMul(ws[1], a.x(), n, yb.data(), &pool);
+        float* const ys[2] = {fa.data(), fb.data()};
+        MatMulFused(ws, ys, 2, a.x(), n, &pool);
+        EXPECT_EQ(fa, ya) << Info(type).name << " n=" << n << " " << IsaName(isa);
+        EXPECT_EQ(fb, yb) << Info(type).name << " n=" << n << " " << IsaName(isa);
+      }
+    }
+  }
 }
 
 }  // namespace

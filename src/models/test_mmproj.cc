@@ -1,0 +1,162 @@
+// make-test-model --vision: a deterministic random-weight mmproj in llama.cpp's conventions
+// (see test_model.h and vision_model.h for the tensor names and layouts).
+#include <fmt/format.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "kernels/kernels.h"
+#include "models/test_model.h"
+
+namespace vlserve::models {
+namespace {
+
+struct MmprojAdder {
+  const VisionTestOptions& o;
+  gguf::Writer& w;
+
+  // `shape` in GGUF order; rows of shape[0] values, N(0, scale² / fan_in).
+  Status Matrix(const std::string& name, std::vector<int64_t> shape, int64_t fan_in,
+                double scale = 1.0) const {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    const std::vector<float> v =
+        TestRandomValues(o.seed, name, n, 0.0, scale / std::sqrt(static_cast<double>(fan_in)));
+    const DTypeInfo& info = Info(o.type);
+    if (shape[0] % info.block_size != 0) {
+      return InvalidArgumentError(
+          fmt::format("--vision-type {} needs rows that are multiples of {}, but '{}' has {}",
+                      info.name, info.block_size, name, shape[0]));
+    }
+    std::vector<uint8_t> bytes(RowBytes(o.type, shape[0]) * (n / shape[0]));
+    kernels::Quantize(o.type, v.data(), bytes.data(), n);
+    return w.AddTensor(name, o.type, std::move(shape), bytes.data(), bytes.size());
+  }
+  Status Vector(const std::string& name, std::vector<int64_t> shape, double mean,
+                double stddev) const {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    const std::vector<float> v = TestRandomValues(o.seed, name, n, mean, stddev);
+    return w.AddTensor(name, DType::kF32, std::move(shape), v.data(), v.size() * sizeof(float));
+  }
+  Status Norm(const std::string& prefix, int64_t d) const {
+    RETURN_IF_ERROR(Vector(prefix + ".weight", {d}, 1.0, 0.1));
+    return Vector(prefix + ".bias", {d}, 0.0, 0.1);
+  }
+};
+
+Status AddMmprojTensors(const VisionTestOptions& o, bool clip_style, gguf::Writer& w) {
+  const MmprojAdder add{o, w};
+  const int64_t d = o.hidden, p = o.patch_size, side = o.image_size / o.patch_size;
+  const int64_t positions = side * side + (clip_style ? 1 : 0);
+  RETURN_IF_ERROR(add.Matrix("v.patch_embd.weight", {p, p, 3, d}, 3 * p * p));
+  if (!clip_style) RETURN_IF_ERROR(add.Vector("v.patch_embd.bias", {d}, 0.0, 0.1));
+  RETURN_IF_ERROR(add.Vector("v.position_embd.weight", {d, positions}, 0.0, 0.5));
+  if (clip_style) {
+    RETURN_IF_ERROR(add.Vector("v.class_embd", {d}, 0.0, 1.0));
+    RETURN_IF_ERROR(add.Norm("v.pre_ln", d));
+  }
+  for (int64_t i = 0; i < o.layers; ++i) {
+    const std::string b = fmt::format("v.blk.{}.", i);
+    RETURN_IF_ERROR(add.Norm(b + "ln1", d));
+    for (const char* m : {"attn_q", "attn_k", "attn_v", "attn_out"}) {
+      RETURN_IF_ERROR(add.Matrix(b + m + ".weight", {d, d}, d));
+      RETURN_IF_ERROR(add.Vector(b + m + ".bias", {d}, 0.0, 0.1));
+    }
+    RETURN_IF_ERROR(add.Norm(b + "ln2", d));
+    RETURN_IF_ERROR(add.Matrix(b + "ffn_up.weight", {d, o.ffn}, d));
+    RETURN_IF_ERROR(add.Vector(b + "ffn_up.bias", {o.ffn}, 0.0, 0.1));
+    RETURN_IF_ERROR(add.Matrix(b + "ffn_down.weight", {o.ffn, d}, o.ffn));
+    RETURN_IF_ERROR(add.Vector(b + "ffn_down.bias", {d}, 0.0, 0.1));
+  }
+  // Written for both styles: the mlp projector must ignore it (second-to-last layer).
+  RETURN_IF_ERROR(add.Norm("v.post_ln", d));
+  if (clip_style) {
+    RETURN_IF_ERROR(add.Matrix("mm.0.weight", {d, o.text_hidden}, d));
+    RETURN_IF_ERROR(add.Vector("mm.0.bias", {o.text_hidden}, 0.0, 0.1));
+    RETURN_IF_ERROR(add.Matrix("mm.2.weight", {o.text_hidden, o.text_hidden}, o.text_hidden));
+    return add.Vector("mm.2.bias", {o.text_hidden}, 0.0, 0.1);
+  }
+  const int64_t merged = d * o.scale_factor * o.scale_factor;
+  return add.Matrix("mm.model.fc.weight", {merged, o.text_hidden}, merged);
+}
+
+void AddMmprojMetadata(const VisionTestOptions& o, bool clip_style, gguf::Writer& w) {
+  using gguf::Value;
+  auto u32 = [](int64_t x) { return Value::U32(static_cast<uint32_t>(x)); };
+  w.Set("general.architecture", Value::String("clip"));
+  w.Set("general.name", Value::String("vlserve-test-mmproj-" + o.projector));
+  w.Set("clip.has_vision_encoder", Value::Bool(true));
+  w.Set("clip.has_text_encoder", Value::Bool(false));
+  w.Set("clip.projector_type", Value::String(o.projector));
+  w.Set("clip.use_gelu", Value::Bool(!clip_style));  // SigLIP tanh-GELU; CLIP quick-GELU
+  const std::string v = "clip.vision.";
+  w.Set(v + "image_size", u32(o.image_size));
+  w.Set(v + "patch_size", u32(o.patch_size));
+  w.Set(v + "embedding_length", u32(o.hidden));
+  w.Set(v + "feed_forward_length", u32(o.ffn));
+  w.Set(v + "block_count", u32(o.layers));
+  w.Set(v + "attention.head_count", u32(o.heads));
+  w.Set(v + "attention.layer_norm_epsilon", Value::F32(clip_style ? 1e-5f : 1e-6f));
+  w.Set(v + "projection_dim", u32(o.text_hidden));
+  if (clip_style) {
+    w.Set(v + "image_mean", Value::F32Array({0.48145466f, 0.4578275f, 0.40821073f}));
+    w.Set(v + "image_std", Value::F32Array({0.26862954f, 0.26130258f, 0.27577711f}));
+  } else {
+    w.Set(v + "image_mean", Value::F32Array({0.5f, 0.5f, 0.5f}));
+    w.Set(v + "image_std", Value::F32Array({0.5f, 0.5f, 0.5f}));
+    w.Set(v + "projector.scale_factor", u32(o.scale_factor));
+    w.Set(v + "preproc_image_size", u32(4 * o.image_size));  // SmolVLM: 2048 for 512 tiles
+  }
+}
+
+}  // namespace
+
+StatusOr<VisionTestOptions> VisionTestPreset(std::string_view preset) {
+  VisionTestOptions o;
+  o.projector = "idefics3";
+  o.image_size = 512, o.patch_size = 16, o.hidden = 768, o.layers = 12, o.heads = 12;
+  o.ffn = 3072, o.scale_factor = 4;
+  if (preset == "smolvlm-256m") {
+    o.text_hidden = 576;
+  } else if (preset == "smolvlm-500m") {
+    o.text_hidden = 960;
+  } else {
+    return InvalidArgumentError(
+        fmt::format("unknown preset '{}'; presets: smolvlm-256m, smolvlm-500m", preset));
+  }
+  return o;
+}
+
+StatusOr<gguf::Writer> BuildTestMmproj(const VisionTestOptions& o) {
+  if (o.projector != "idefics3" && o.projector != "mlp") {
+    return InvalidArgumentError(fmt::format(
+        "--vision '{}' is not a projector we can generate; use idefics3 or mlp", o.projector));
+  }
+  const bool clip_style = o.projector == "mlp";
+  if (o.image_size <= 0 || o.patch_size <= 0 || o.image_size % o.patch_size != 0 || o.hidden <= 0 ||
+      o.heads <= 0 || o.hidden % o.heads != 0 || o.layers <= 0 || o.ffn <= 0 ||
+      o.text_hidden <= 0 || o.scale_factor <= 0 ||
+      (!clip_style && (o.image_size / o.patch_size) % o.scale_factor != 0)) {
+    return InvalidArgumentError(fmt::format(
+        "bad mmproj dims image_size={} patch={} hidden={} heads={} scale_factor={}: the patch "
+        "must divide the image, heads the hidden size, and the scale factor the patch grid",
+        o.image_size, o.patch_size, o.hidden, o.heads, o.scale_factor));
+  }
+  gguf::Writer writer;
+  AddMmprojMetadata(o, clip_style, writer);
+  RETURN_IF_ERROR(AddMmprojTensors(o, clip_style, writer));
+  return writer;
+}
+
+Status WriteTestMmproj(const VisionTestOptions& o, const std::string& dir) {
+  ASSIGN_OR_RETURN(gguf::Writer writer, BuildTestMmproj(o));
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return InvalidArgumentError(fmt::format("cannot create directory {}: {}", dir, ec.message()));
+  }
+  return writer.WriteFile(dir + "/mmproj.gguf");
+}
+
+}  // namespace vlserve::models

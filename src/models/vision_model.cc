@@ -1,0 +1,223 @@
+// VisionModel::Load: clip.* hyperparameters, then every tensor checked for presence, type
+// and shape before the model is handed out; the projector comes from projector_registry.cc.
+#include "models/vision_model.h"
+
+#include <fmt/format.h>
+
+#include <utility>
+
+#include "models/text_model.h"
+
+namespace vlserve::models {
+namespace {
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+StatusOr<const gguf::TensorInfo*> CheckedTensor(const gguf::File& file, const std::string& name,
+                                                const std::vector<int64_t>& shape) {
+  const gguf::TensorInfo* t = file.FindTensor(name);
+  if (t == nullptr) {
+    return NotFoundError(fmt::format("mmproj tensor '{}' is missing", name));
+  }
+  if (t->shape != shape) {
+    return InvalidArgumentError(fmt::format(
+        "mmproj tensor '{}' has shape {}, expected {} from the clip.vision.* hyperparameters", name,
+        ShapeString(t->shape), ShapeString(shape)));
+  }
+  const DTypeInfo& info = Info(t->type);
+  if (!info.supported || shape[0] % info.block_size != 0) {
+    return UnimplementedError(fmt::format(
+        "mmproj tensor '{}' has weight type {} with rows of {} values, which vlserve cannot "
+        "run; convert the mmproj to f16 or f32",
+        name, info.name, shape[0]));
+  }
+  return t;
+}
+
+Status Positive(const char* key, int64_t v) {
+  if (v > 0) return OkStatus();
+  return InvalidArgumentError(fmt::format("mmproj metadata '{}' = {} must be positive", key, v));
+}
+
+}  // namespace
+
+StatusOr<kernels::WeightView> VisionMatrix(const gguf::File& file, const std::string& name,
+                                           int64_t rows, int64_t cols) {
+  ASSIGN_OR_RETURN(const gguf::TensorInfo* t, CheckedTensor(file, name, {cols, rows}));
+  return kernels::WeightView{t->type, t->data, rows, cols};
+}
+
+StatusOr<std::vector<float>> VisionVector(const gguf::File& file, const std::string& name,
+                                          int64_t n) {
+  ASSIGN_OR_RETURN(const gguf::TensorInfo* t, CheckedTensor(file, name, {n}));
+  std::vector<float> out(n);
+  kernels::Dequantize(t->type, t->data, out.data(), n);
+  return out;
+}
+
+StatusOr<std::unique_ptr<VisionModel>> VisionModel::Load(const std::string& path) {
+  ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> file, gguf::File::Open(path));
+  return Load(std::move(file));
+}
+
+StatusOr<std::unique_ptr<VisionModel>> VisionModel::Load(std::unique_ptr<gguf::File> file) {
+  std::unique_ptr<VisionModel> model(new VisionModel());
+  model->file_ = std::move(file);
+  if (Status s = model->ReadConfig(); !s.ok()) return s.WithContext(model->file_->path());
+  if (Status s = model->LoadWeights(); !s.ok()) return s.WithContext(model->file_->path());
+  return model;
+}
+
+Status VisionModel::ReadConfig() {
+  const gguf::File& f = *file_;
+  ASSIGN_OR_RETURN(std::string arch, f.GetStringOr("general.architecture", ""));
+  if (arch != "clip") {
+    return InvalidArgumentError(fmt::format(
+        "--mmproj expects a vision projector GGUF (general.architecture 'clip'), got '{}'; "
+        "pass the text model with -m and its mmproj file with --mmproj",
+        arch));
+  }
+  ASSIGN_OR_RETURN(bool has_vision, f.GetBoolOr("clip.has_vision_encoder", true));
+  if (!has_vision) {
+    return InvalidArgumentError("mmproj has no vision encoder (clip.has_vision_encoder = false)");
+  }
+  VisionConfig& c = config_;
+  ASSIGN_OR_RETURN(c.projector_type, f.GetStringOr("clip.projector_type", "mlp"));
+  ASSIGN_OR_RETURN(info_, FindProjector(c.projector_type));
+  const std::string v = "clip.vision.";
+  ASSIGN_OR_RETURN(c.image_size, f.GetInt(v + "image_size"));
+  ASSIGN_OR_RETURN(c.patch_size, f.GetInt(v + "patch_size"));
+  ASSIGN_OR_RETURN(c.hidden, f.GetInt(v + "embedding_length"));
+  ASSIGN_OR_RETURN(c.ffn, f.GetInt(v + "feed_forward_length"));
+  ASSIGN_OR_RETURN(c.num_layers, f.GetInt(v + "block_count"));
+  ASSIGN_OR_RETURN(c.num_heads, f.GetInt(v + "attention.head_count"));
+  ASSIGN_OR_RETURN(double eps, f.GetFloat(v + "attention.layer_norm_epsilon"));
+  ASSIGN_OR_RETURN(c.projection_dim, f.GetIntOr(v + "projection_dim", 0));
+  ASSIGN_OR_RETURN(c.scale_factor, f.GetIntOr(v + "projector.scale_factor", 1));
+  ASSIGN_OR_RETURN(c.preproc_image_size, f.GetIntOr(v + "preproc_image_size", 0));
+  ASSIGN_OR_RETURN(c.use_gelu, f.GetBoolOr("clip.use_gelu", false));
+  for (auto [key, val] : {std::pair{"image_size", c.image_size},
+                          {"patch_size", c.patch_size},
+                          {"embedding_length", c.hidden},
+                          {"feed_forward_length", c.ffn},
+                          {"block_count", c.num_layers},
+                          {"attention.head_count", c.num_heads},
+                          {"projector.scale_factor", c.scale_factor}}) {
+    RETURN_IF_ERROR(Positive(key, val));
+  }
+  if (c.image_size % c.patch_size != 0 || c.hidden % c.num_heads != 0 || !(eps > 0)) {
+    return InvalidArgumentError(fmt::format(
+        "mmproj hyperparameters inconsistent: image_size {} must be a multiple of patch_size "
+        "{}, embedding_length {} of head_count {}, and layer_norm_epsilon ({}) positive",
+        c.image_size, c.patch_size, c.hidden, c.num_heads, eps));
+  }
+  c.eps = static_cast<float>(eps);
+  c.head_dim = c.hidden / c.num_heads;
+  c.patches_per_side = c.image_size / c.patch_size;
+  c.num_patches = c.patches_per_side * c.patches_per_side;
+  for (auto [key, dst] : {std::pair{"image_mean", &c.image_mean}, {"image_std", &c.image_std}}) {
+    if (f.Find(v + key) == nullptr) continue;
+    ASSIGN_OR_RETURN(std::vector<float> vals, f.GetFloatArray(v + key));
+    if (vals.size() != 3) {
+      return InvalidArgumentError(
+          fmt::format("mmproj 'clip.vision.{}' has {} values, expected 3", key, vals.size()));
+    }
+    for (int i = 0; i < 3; ++i) (*dst)[i] = vals[i];
+  }
+  c.class_token = f.FindTensor("v.class_embd") != nullptr;
+  c.pre_ln = f.FindTensor("v.pre_ln.weight") != nullptr;
+  c.post_ln = info_->uses_post_ln && f.FindTensor("v.post_ln.weight") != nullptr;
+  return OkStatus();
+}
+
+Status VisionModel::LoadWeights() {
+  const gguf::File& f = *file_;
+  const VisionConfig& c = config_;
+  const int64_t d = c.hidden, p = c.patch_size;
+  ASSIGN_OR_RETURN(const gguf::TensorInfo* pw,
+                   CheckedTensor(f, "v.patch_embd.weight", {p, p, 3, d}));
+  patch_w_ = kernels::WeightView{pw->type, pw->data, d, 3 * p * p};
+  if (f.FindTensor("v.patch_embd.bias") != nullptr) {  // SigLIP has one, CLIP does not
+    ASSIGN_OR_RETURN(patch_b_, VisionVector(f, "v.patch_embd.bias", d));
+  } else {
+    patch_b_.assign(d, 0.0f);
+  }
+  const int64_t positions = c.tokens_per_tile_in_tower();
+  ASSIGN_OR_RETURN(const gguf::TensorInfo* pos,
+                   CheckedTensor(f, "v.position_embd.weight", {d, positions}));
+  pos_embd_.resize(positions * d);
+  kernels::Dequantize(pos->type, pos->data, pos_embd_.data(), positions * d);
+  if (c.class_token) {
+    ASSIGN_OR_RETURN(class_embd_, VisionVector(f, "v.class_embd", d));
+  }
+  if (c.pre_ln) {
+    ASSIGN_OR_RETURN(pre_ln_w_, VisionVector(f, "v.pre_ln.weight", d));
+    ASSIGN_OR_RETURN(pre_ln_b_, VisionVector(f, "v.pre_ln.bias", d));
+  }
+  if (c.post_ln) {
+    ASSIGN_OR_RETURN(post_ln_w_, VisionVector(f, "v.post_ln.weight", d));
+    ASSIGN_OR_RETURN(post_ln_b_, VisionVector(f, "v.post_ln.bias", d));
+  }
+  layers_.resize(c.num_layers);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    VisionLayerWeights& l = layers_[i];
+    const std::string b = fmt::format("v.blk.{}.", i);
+    ASSIGN_OR_RETURN(l.ln1_w, VisionVector(f, b + "ln1.weight", d));
+    ASSIGN_OR_RETURN(l.ln1_b, VisionVector(f, b + "ln1.bias", d));
+    ASSIGN_OR_RETURN(l.ln2_w, VisionVector(f, b + "ln2.weight", d));
+    ASSIGN_OR_RETURN(l.ln2_b, VisionVector(f, b + "ln2.bias", d));
+    const std::pair<const char*, std::pair<kernels::WeightView*, std::vector<float>*>> attn[] = {
+        {"attn_q", {&l.q, &l.q_b}},
+        {"attn_k", {&l.k, &l.k_b}},
+        {"attn_v", {&l.v, &l.v_b}},
+        {"attn_out", {&l.o, &l.o_b}}};
+    for (const auto& [name, dst] : attn) {
+      ASSIGN_OR_RETURN(*dst.first, VisionMatrix(f, b + name + ".weight", d, d));
+      ASSIGN_OR_RETURN(*dst.second, VisionVector(f, b + name + ".bias", d));
+    }
+    ASSIGN_OR_RETURN(l.up, VisionMatrix(f, b + "ffn_up.weight", c.ffn, d));
+    ASSIGN_OR_RETURN(l.up_b, VisionVector(f, b + "ffn_up.bias", c.ffn));
+    ASSIGN_OR_RETURN(l.down, VisionMatrix(f, b + "ffn_down.weight", d, c.ffn));
+    ASSIGN_OR_RETURN(l.down_b, VisionVector(f, b + "ffn_down.bias", d));
+  }
+  ASSIGN_OR_RETURN(projector_, info_->load(f, c));
+  return OkStatus();
+}
+
+double VisionModel::FlopsPerTile() const {
+  const VisionConfig& c = config_;
+  const double t = static_cast<double>(c.tokens_per_tile_in_tower());
+  const double d = static_cast<double>(c.hidden), ffn = static_cast<double>(c.ffn);
+  const double patch = 2.0 * c.num_patches * d * 3 * c.patch_size * c.patch_size;
+  const double layer = 2.0 * t * (4 * d * d + 2 * d * ffn) + 4.0 * t * t * d;
+  return patch + layer * c.num_layers + 2.0 * projector_->macs_per_tile();
+}
+
+Status VisionModel::CheckCompatible(const TextConfig& text) const {
+  if (output_width() == text.hidden) return OkStatus();
+  return InvalidArgumentError(fmt::format(
+      "the mmproj's projector outputs {}-wide embeddings but the text model's hidden size is "
+      "{}; use the mmproj file made for this text model",
+      output_width(), text.hidden));
+}
+
+void VisionModel::Encode(const float* tiles, int64_t num_tiles, float* out, VisionScratch& s,
+                         ThreadPool* pool) const {
+  if (num_tiles <= 0) return;
+  RunTower(tiles, num_tiles, s, pool);
+  projector_->Project(s.features.data(), num_tiles, out, s, pool);
+}
+
+std::vector<float> VisionModel::Encode(const float* tiles, int64_t num_tiles,
+                                       ThreadPool* pool) const {
+  VisionScratch scratch;
+  std::vector<float> out(num_tiles * tokens_per_tile() * output_width());
+  Encode(tiles, num_tiles, out.data(), scratch, pool);
+  return out;
+}
+
+}  // namespace vlserve::models

@@ -1,0 +1,136 @@
+// Helpers shared by the vision tests: tiny VLMs built in memory, the closed-form tiles
+// the reference script also uses, greedy decoding with image embeddings in the prompt.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gguf/gguf.h"
+#include "kernels/kernels.h"
+#include "models/image_prompt.h"
+#include "models/registry.h"
+#include "models/test_model.h"
+#include "models/text_model.h"
+#include "models/vision_model.h"
+#include "tokenizer/gguf_config.h"
+#include "tokenizer/tokenizer.h"
+
+namespace vlserve::models::vision_testing {
+
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline std::string Fnv1a64Hex(const std::string& bytes) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ull;
+  char out[17];
+  std::snprintf(out, sizeof(out), "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
+// [num_tiles, 3, size, size]: 1.5 sin(0.37 x + 0.23 y + 1.1 c + 0.71 t), computed in double
+// and rounded to float (tools/reference/vision_reference.py: tile_values).
+inline std::vector<float> TileValues(int64_t num_tiles, int64_t size) {
+  std::vector<float> v(num_tiles * 3 * size * size);
+  size_t i = 0;
+  for (int64_t t = 0; t < num_tiles; ++t)
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t y = 0; y < size; ++y)
+        for (int64_t x = 0; x < size; ++x)
+          v[i++] = static_cast<float>(1.5 * std::sin(0.37 * x + 0.23 * y + 1.1 * c + 0.71 * t));
+  return v;
+}
+
+// A text model + mmproj + tokenizer as `make-test-model --arch llama --vision P` writes.
+struct Vlm {
+  std::unique_ptr<TextModel> text;
+  std::unique_ptr<VisionModel> vision;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  std::string text_digest, mmproj_digest;
+  bool ok() const { return text && vision && tok; }
+};
+
+inline Vlm MakeVlm(const std::string& projector, VisionTestOptions vo = {}) {
+  Vlm out;
+  TestModelOptions to;
+  auto tw = BuildTestModel(to);
+  EXPECT_TRUE(tw.ok()) << tw.status().ToString();
+  if (!tw.ok()) return out;
+  std::string text_bytes = tw->WriteToString();
+  out.text_digest = Fnv1a64Hex(text_bytes);
+  vo.projector = projector;
+  vo.text_hidden = to.hidden;
+  auto vw = BuildTestMmproj(vo);
+  EXPECT_TRUE(vw.ok()) << vw.status().ToString();
+  if (!vw.ok()) return out;
+  std::string mm_bytes = vw->WriteToString();
+  out.mmproj_digest = Fnv1a64Hex(mm_bytes);
+  auto tf = gguf::File::FromBytes(std::move(text_bytes), "text");
+  auto mf = gguf::File::FromBytes(std::move(mm_bytes), "mmproj");
+  EXPECT_TRUE(tf.ok() && mf.ok());
+  if (!tf.ok() || !mf.ok()) return out;
+  auto config = tokenizer::TokenizerConfigFromGguf(**tf);
+  EXPECT_TRUE(config.ok()) << config.status().ToString();
+  if (!config.ok()) return out;
+  auto tok = tokenizer::Tokenizer::Create(std::move(*config));
+  EXPECT_TRUE(tok.ok()) << tok.status().ToString();
+  auto text = LoadTextModel(std::move(*tf));
+  EXPECT_TRUE(text.ok()) << text.status().ToString();
+  auto vision = VisionModel::Load(std::move(*mf));
+  EXPECT_TRUE(vision.ok()) << vision.status().ToString();
+  if (!tok.ok() || !text.ok() || !vision.ok()) return out;
+  out.tok = std::move(*tok);
+  out.text = std::move(*text);
+  out.vision = std::move(*vision);
+  return out;
+}
+
+// Greedy continuation of `prompt` with the image rows fed through BatchItem::embeddings
+// (negative ids), prefill in one Forward, then one token per step.
+inline std::vector<int32_t> Greedy(const TextModel& model, const ExpandedPrompt& prompt,
+                                   const std::vector<float>& image_embd, int steps) {
+  const int64_t hidden = model.config().hidden, vocab = model.config().vocab;
+  const int64_t n = static_cast<int64_t>(prompt.tokens.size());
+  std::vector<int32_t> feed = prompt.tokens;
+  std::vector<float> embd(n * hidden, 0.0f);
+  for (const PromptImageSpan& s : prompt.spans) {
+    for (int64_t i = 0; i < s.num_tokens; ++i) {
+      feed[s.position + i] = -1;
+      std::copy_n(image_embd.data() + (s.first_row + i) * hidden, hidden,
+                  embd.data() + (s.position + i) * hidden);
+    }
+  }
+  const int64_t blocks_needed = (n + steps + kKvBlockSize - 1) / kKvBlockSize;
+  KvBuffer kv(model.config(), blocks_needed);
+  std::vector<int32_t> blocks(blocks_needed);
+  for (int64_t i = 0; i < blocks_needed; ++i) blocks[i] = static_cast<int32_t>(i);
+  ForwardScratch scratch;
+  std::vector<float> logits(vocab);
+  BatchItem item{blocks.data(), blocks_needed, 0, feed, embd.data(), false};
+  Status s = model.Forward({item}, kv, scratch, logits.data());
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  std::vector<int32_t> out;
+  for (int step = 0; step < steps && s.ok(); ++step) {
+    const int32_t next =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    out.push_back(next);
+    const int32_t one[1] = {next};
+    BatchItem it{blocks.data(), blocks_needed, n + step, one, nullptr, false};
+    s = model.Forward({it}, kv, scratch, logits.data());
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  return out;
+}
+
+}  // namespace vlserve::models::vision_testing

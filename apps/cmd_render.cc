@@ -7,11 +7,14 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "models/vision_model.h"
+#include "tokenizer/gguf_config.h"
 #include "command.h"
 #include "render/png_write.h"
 #include "render/renderer.h"
@@ -43,22 +46,27 @@ bool ReadInput(const std::string& path, std::string* text, std::string* error) {
   return true;
 }
 
+// exact_text_tokens: the text's token count under the model's own tokenizer (-m), if given.
 std::string Manifest(const std::vector<PageRecord>& pages, const render::RenderSummary& summary,
-                     const RenderFlags& flags) {
+                     const RenderFlags& flags, std::optional<int64_t> exact_text_tokens) {
   int64_t image_tokens = 0;
   for (const PageRecord& p : pages) image_tokens += p.cost.tokens;
-  const int64_t text_tokens = render::EstimateTextTokens(
-      summary.text.chars - summary.text.cjk_chars, summary.text.cjk_chars);
+  const int64_t text_tokens =
+      exact_text_tokens ? *exact_text_tokens
+                        : render::EstimateTextTokens(summary.text.chars - summary.text.cjk_chars,
+                                                     summary.text.cjk_chars);
+  const char* method = exact_text_tokens ? "exact (the -m model's tokenizer)"
+                                         : "chars/4 + CJK chars (no tokenizer given)";
   std::string out = fmt::format(
       "{{\n  \"pages\": {},\n  \"chars\": {},\n  \"invalid_utf8_bytes\": {},\n"
       "  \"dpi\": {},\n  \"seconds\": {:.4f},\n"
       "  \"vision\": {{\"tile_size\": {}, \"tokens_per_tile\": {}, \"max_edge\": {}}},\n"
       "  \"image_tokens\": {},\n  \"text_tokens_estimate\": {},\n"
-      "  \"text_tokens_method\": \"chars/4 + CJK chars (no tokenizer given)\",\n"
+      "  \"text_tokens_method\": \"{}\",\n"
       "  \"compression_ratio_estimate\": {:.3f},\n  \"page_list\": [",
       pages.size(), summary.text.chars, summary.text.invalid_bytes, flags.options.dpi,
       summary.seconds, flags.vision.tile_size, flags.vision.tokens_per_tile,
-      flags.vision.max_long_edge, image_tokens, text_tokens,
+      flags.vision.max_long_edge, image_tokens, text_tokens, method,
       image_tokens ? static_cast<double>(text_tokens) / image_tokens : 0.0);
   for (size_t i = 0; i < pages.size(); ++i) {
     const PageRecord& p = pages[i];
@@ -100,16 +108,34 @@ int RunRender(int argc, char** argv) {
     std::fprintf(stderr, "error: --format must be png or pgm, got '%s'\n", format.c_str());
     return 2;
   }
-  if (!model.empty() || !mmproj.empty()) {
-    std::fprintf(stderr,
-                 "error: -m/--mmproj are not supported yet (no model loader); use --tile-size, "
-                 "--tokens-per-tile and --max-edge to describe the vision model\n");
-    return 2;
+  if (!mmproj.empty()) {
+    // The real vision configuration replaces --tile-size / --tokens-per-tile / --max-edge.
+    auto vision = models::VisionModel::Load(mmproj);
+    if (!vision.ok()) {
+      std::fprintf(stderr, "error: %s\n", vision.status().ToString().c_str());
+      return 1;
+    }
+    const models::VisionConfig& vc = (*vision)->config();
+    const bool tiles = vc.projector_type == "idefics3";  // LLaVA-1.5 sees one square image
+    flags.vision.tile_size = static_cast<int>(vc.image_size);
+    flags.vision.tokens_per_tile = static_cast<int>((*vision)->tokens_per_tile());
+    flags.vision.max_long_edge =
+        static_cast<int>(tiles && vc.preproc_image_size > 0 ? vc.preproc_image_size : vc.image_size);
+    flags.vision.global_image = tiles;
   }
   std::string text, error;
   if (!ReadInput(input, &text, &error)) {
     std::fprintf(stderr, "error: %s\n", error.c_str());
     return 1;
+  }
+  std::optional<int64_t> exact_text_tokens;
+  if (!model.empty()) {
+    auto tok = tokenizer::LoadTokenizerFromGguf(model);
+    if (!tok.ok()) {
+      std::fprintf(stderr, "error: %s\n", tok.status().ToString().c_str());
+      return 1;
+    }
+    exact_text_tokens = static_cast<int64_t>((*tok)->Encode(text).size());
   }
   auto renderer = render::Renderer::Create(flags.options);
   if (!renderer.ok()) {
@@ -152,7 +178,7 @@ int RunRender(int argc, char** argv) {
                  static_cast<long long>(summary.text.invalid_bytes));
   }
   if (pages.empty()) std::fprintf(stderr, "warning: no visible text; no pages written\n");
-  const std::string manifest = Manifest(pages, summary, flags);
+  const std::string manifest = Manifest(pages, summary, flags, exact_text_tokens);
   std::ofstream(std::filesystem::path(out_dir) / "manifest.json") << manifest;
   if (json) {
     std::fputs(manifest.c_str(), stdout);

@@ -12,7 +12,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <cstdlib>
 
 #include "kernels/matmul_internal.h"
 #include "kernels/matmul_tiling.h"
@@ -21,10 +20,10 @@
 namespace vlserve::kernels::internal {
 namespace {
 
-// Rows ahead that a matrix-vector product prefetches (~2-8 KiB at small-model widths).
-static const int64_t kPrefetchRows = getenv("PFR") ? atoi(getenv("PFR")) : 8;
-static const int kPfHint = getenv("PFH") ? atoi(getenv("PFH")) : 0;
-static const int kMvR = getenv("MVR") ? atoi(getenv("MVR")) : 4;
+// Rows ahead that a matrix-vector product prefetches into L2 (~10-26 KiB at small-model
+// widths). Measured on Zen 4, 576-wide Q8_0, 2 threads: T1 at 16 rows streams ~30% faster
+// than T0 at 8 (L1-targeted prefetches evict the lines still being used).
+constexpr int64_t kPrefetchRows = 16;
 
 inline __m512i HalfIndex() { return _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0); }
 
@@ -179,9 +178,9 @@ struct Q32Tile {
         // prefetch never faults, so running past the matrix end is harmless.
 #pragma GCC unroll 8
         for (int i = 0; i < R; ++i) {
-          const char* pf = reinterpret_cast<const char*>(
-              reinterpret_cast<uintptr_t>(wb[i]) + kPrefetchRows * w_stride);
-          if (kPfHint == 0) _mm_prefetch(pf, _MM_HINT_T0); else _mm_prefetch(pf, _MM_HINT_T1);
+          _mm_prefetch(reinterpret_cast<const char*>(
+                           reinterpret_cast<uintptr_t>(wb[i]) + kPrefetchRows * w_stride),
+                       _MM_HINT_T1);
         }
       }
 #pragma GCC unroll 8
@@ -224,11 +223,7 @@ void Q32Kernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
   const Q32Tile<Dec> tile{static_cast<const uint8_t*>(w.data), RowBytes(w.type, w.cols),
                           static_cast<const uint8_t*>(a.act.data), a.act.stride, a.act.ld,
                           w.cols / kQK, a.y, w.rows};
-  if (a.n == 1) {
-    if (kMvR == 2) return DriveTiles<2, 1>(tile, r0, r1, 1, 1);
-    if (kMvR == 8) return DriveTiles<8, 1>(tile, r0, r1, 1, 1);
-    return DriveTiles<4, 1>(tile, r0, r1, 1, 1);
-  }
+  if (a.n == 1) return DriveTiles<4, 1>(tile, r0, r1, 1, 1);
   DriveTiles<4, 4>(tile, r0, r1, a.n, TokenTile(a.act.stride, 4));
 }
 

@@ -119,7 +119,11 @@ int RunBench(int argc, char** argv) {
   bool json = false, no_limits = false;
   std::string mmproj_path;
   int64_t tiles = 1;
+  std::string vision_compute = "f32";
   cli.add_option("-m,--model", model_path, "text model GGUF")->required();
+  cli.add_option("--vision-compute", vision_compute,
+                 "vision tower matmul arithmetic: f32 or bf16 (vdpbf16ps; docs/vision.md)")
+      ->capture_default_str();
   cli.add_option("--mmproj", mmproj_path, "also time the vision encoder of this mmproj GGUF");
   cli.add_option("--tiles", tiles, "tiles per encode forward (with --mmproj)")
       ->capture_default_str();
@@ -147,7 +151,12 @@ int RunBench(int argc, char** argv) {
   const models::TextConfig& c = m.config();
   EncodeResult enc;
   if (!mmproj_path.empty()) {
-    auto v = models::VisionModel::Load(mmproj_path);
+    auto compute = models::ParseVisionComputeType(vision_compute);
+    if (!compute.ok()) {
+      std::fprintf(stderr, "error: %s\n", compute.status().ToString().c_str());
+      return 1;
+    }
+    auto v = models::VisionModel::Load(mmproj_path, models::VisionLoadOptions{*compute});
     Status s = v.ok() ? (*v)->CheckCompatible(c) : v.status();
     if (!s.ok() || tiles < 1) {
       std::fprintf(stderr, "error: %s\n", s.ok() ? "--tiles must be >= 1" : s.ToString().c_str());
@@ -213,10 +222,12 @@ int RunBench(int argc, char** argv) {
                 tg.stddev_tok_s, tg_gbps, tg_frac, tg_cpu_ratio, limits.mem_read_gbps,
                 limits.f32_gemm_gflops);
     if (enc.tiles > 0) {
-      std::printf(", \"encode\": {\"tiles\": %lld, \"ms_per_tile\": %.3f, \"stddev_ms\": %.3f, "
-                  "\"gflops\": %.3f, \"frac_f32_gemm\": %.4f, \"cpu_per_wall\": %.2f}",
-                  static_cast<long long>(enc.tiles), enc.ms_per_tile, enc.stddev_ms, enc.gflops,
-                  frac(enc.gflops, limits.f32_gemm_gflops), enc.cpu_per_wall);
+      std::printf(", \"encode\": {\"tiles\": %lld, \"compute\": \"%s\", \"ms_per_tile\": %.3f, "
+                  "\"stddev_ms\": %.3f, \"gflops\": %.3f, \"frac_f32_gemm\": %.4f, "
+                  "\"cpu_per_wall\": %.2f}",
+                  static_cast<long long>(enc.tiles), vision_compute.c_str(), enc.ms_per_tile,
+                  enc.stddev_ms, enc.gflops, frac(enc.gflops, limits.f32_gemm_gflops),
+                  enc.cpu_per_wall);
     }
     std::printf("}\n");
     return 0;
@@ -251,9 +262,10 @@ int RunBench(int argc, char** argv) {
         no_limits ? "" : fmt::format("{:.1f}% mem", 100 * tg_frac));
   }
   if (enc.tiles > 0) {
-    std::printf("\nencode (%lld tile(s) per forward): %.1f ± %.1f ms/tile, %.1f GFLOP/s, cpu/wall "
-                "%.2f%s\n",
-                static_cast<long long>(enc.tiles), enc.ms_per_tile, enc.stddev_ms, enc.gflops,
+    std::printf("\nencode (%lld tile(s) per forward, %s compute): %.1f ± %.1f ms/tile, %.1f GFLOP/s, "
+                "cpu/wall %.2f%s\n",
+                static_cast<long long>(enc.tiles), vision_compute.c_str(), enc.ms_per_tile,
+                enc.stddev_ms, enc.gflops,
                 enc.cpu_per_wall,
                 no_limits ? ""
                           : fmt::format(" ({:.1f}% of F32 GEMM peak)",

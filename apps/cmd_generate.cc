@@ -146,7 +146,7 @@ StatusOr<PreparedPrompt> PreparePrompt(const tokenizer::Tokenizer& tok,
 int RunGenerate(int argc, char** argv) {
   CLI::App cli("Generate text from a prompt (greedy with --temp 0), optionally about images.",
                "vlserve generate");
-  std::string model_path, mmproj_path, prompt, logits_out;
+  std::string model_path, mmproj_path, prompt, logits_out, vision_compute = "f32";
   std::vector<std::string> image_paths;
   bool chat = false;
   float temp = 0.8f;
@@ -154,6 +154,9 @@ int RunGenerate(int argc, char** argv) {
   uint64_t seed = 0;
   cli.add_option("-m,--model", model_path, "text model GGUF")->required();
   cli.add_option("--mmproj", mmproj_path, "vision projector GGUF (clip) for --image");
+  cli.add_option("--vision-compute", vision_compute,
+                 "vision tower matmul arithmetic: f32 or bf16 (faster; docs/vision.md)")
+      ->capture_default_str();
   cli.add_option("--image", image_paths,
                  "image file (JPEG/PNG/WebP/BMP); repeat for several. Placed at each <image> in "
                  "-p, else before the text. Implies --chat");
@@ -181,7 +184,9 @@ int RunGenerate(int argc, char** argv) {
   const models::TextModel& model = **model_or;
   std::unique_ptr<models::VisionModel> vision;
   if (!mmproj_path.empty()) {
-    auto v = models::VisionModel::Load(mmproj_path);
+    auto compute = models::ParseVisionComputeType(vision_compute);
+    if (!compute.ok()) return Fail(compute.status());
+    auto v = models::VisionModel::Load(mmproj_path, models::VisionLoadOptions{*compute});
     if (!v.ok()) return Fail(v.status());
     vision = std::move(*v);
     if (Status s = vision->CheckCompatible(model.config()); !s.ok()) return Fail(s);

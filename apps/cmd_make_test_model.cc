@@ -25,7 +25,9 @@ int RunMakeTestModel(int argc, char** argv) {
                  "comma-separated key=N: hidden, layers, heads, kv_heads, ffn, vocab "
                  "(0 = built-in BPE vocabulary, ~512), context");
   cli.add_option("--type", type, "matrix weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 "
-                 "q4_k q5_k q6_k (norms/biases stay f32)")->capture_default_str();
+                 "q4_k q5_k q6_k (norms/biases stay f32). As llama.cpp does, a matrix whose "
+                 "width is not a multiple of 256 falls back from q4_k/q5_k/q6_k to "
+                 "q5_0/q5_1/q8_0 (f16 if not a multiple of 32 either)")->capture_default_str();
   cli.add_option("--seed", seed, "PRNG seed")->capture_default_str();
   cli.add_option("--name", name, "general.name");
   cli.add_flag("--tied", tied, "no output.weight (logits use token_embd); llama default");

@@ -98,8 +98,8 @@ document.addEventListener("drop", (e) => {
   addFiles(e.dataTransfer.files);
 });
 
-// ---- document mode: exact text-token count from POST /tokenize ----
-let docTimer = 0;
+// ---- document mode: the rendered pages and the token savings from POST /v1/render ----
+let docTimer = 0, docSeq = 0;
 $("doc-mode").addEventListener("change", (e) => { $("doc-panel").hidden = !e.target.checked; });
 $("doc-text").addEventListener("input", () => {
   clearTimeout(docTimer);
@@ -107,17 +107,33 @@ $("doc-text").addEventListener("input", () => {
 });
 
 async function updateDocStats() {
-  const text = $("doc-text").value, out = $("doc-stats");
-  if (!text) { out.textContent = ""; return; }
+  const text = $("doc-text").value, out = $("doc-stats"), pages = $("doc-pages");
+  const seq = ++docSeq;  // a slow answer must not overwrite a newer one
+  if (!text) { out.textContent = ""; pages.replaceChildren(); return; }
   let line = `${[...text].length.toLocaleString()} characters`;
   try {
-    const r = await fetch("/tokenize", {
+    const r = await fetch("/v1/render", {
       method: "POST", headers: { "Content-Type": "application/json", ...authHeaders() },
-      body: JSON.stringify({ content: text }),
+      body: JSON.stringify({ text, max_images: 6 }),
     });
-    if (r.ok) line += ` · ${(await r.json()).tokens.length.toLocaleString()} tokens as plain text`;
-  } catch (e) { /* the count is a convenience; sending still works */ }
-  out.textContent = line + " · sent as a document part (rendered to page images by the server)";
+    const j = await r.json();
+    if (seq !== docSeq) return;
+    if (!r.ok) throw new Error(j.error?.message || r.status);
+    line += ` · ${j.text_tokens.toLocaleString("en-US")} tokens as plain text` +
+      ` · ${j.pages} page${j.pages === 1 ? "" : "s"} = ${j.image_tokens.toLocaleString("en-US")} image tokens` +
+      (j.compression > 0 ? ` (${j.compression.toFixed(1)}x ${j.compression >= 1 ? "fewer" : "more"})` : "");
+    pages.replaceChildren(...j.images.map((src, i) => {
+      const img = document.createElement("img");
+      img.src = src;
+      img.alt = img.title = `page ${i + 1} (${j.sizes[i][0]}x${j.sizes[i][1]})`;
+      return img;
+    }));
+  } catch (e) {
+    if (seq !== docSeq) return;
+    pages.replaceChildren();
+    line += ` · preview unavailable: ${e.message}`;
+  }
+  out.textContent = line;
 }
 
 // ---- messages ----

@@ -73,6 +73,10 @@ struct EncoderOutput {
   int64_t hidden = 0;
   // Rows per segment (e.g. per tile, in prompt order); empty = one segment of `rows`.
   std::vector<int64_t> segment_rows;
+  // How the image was tiled (SmolVLM grid; 0 x 0 = one tile): a hit must rebuild the same
+  // prompt without decoding the image again.
+  int grid_rows = 0;
+  int grid_cols = 0;
 
   // Bytes charged against the capacity.
   int64_t Bytes() const;

@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include "base/clock.h"
@@ -47,26 +49,51 @@ Status ResolveConfig(const models::TextConfig& model, EngineConfig& c) {
   return OkStatus();
 }
 
-// Checks image spans: in order, inside the prompt, with embeddings of the right size.
-Status ValidateImages(const Request& r, int64_t hidden) {
+// Checks image spans: in order, inside the prompt, each with ready embeddings of the right
+// size or an encode job the vision model can run.
+Status ValidateImages(const Request& r, int64_t hidden, const models::VisionModel* vision) {
   const auto n = static_cast<int64_t>(r.prompt_tokens.size());
   int64_t prev_end = 0;
   for (size_t i = 0; i < r.images.size(); ++i) {
     const ImageSpan& s = r.images[i];
-    if (s.num_tokens < 1 || s.position < prev_end || s.position + s.num_tokens > n) {
+    if (s.num_tokens < 1 || s.position < prev_end || s.position + s.num_tokens > n ||
+        s.first_row < 0) {
       return InvalidArgumentError(fmt::format(
           "image span {} (position {}, {} tokens) must be non-empty, inside the {}-token "
           "prompt, sorted and non-overlapping",
           i, s.position, s.num_tokens, n));
     }
-    if (s.embeddings == nullptr) {
-      return FailedPreconditionError(fmt::format(
-          "image span {} has no embeddings: the vision encoder did not run for it", i));
-    }
-    if (static_cast<int64_t>(s.embeddings->size()) != s.num_tokens * hidden) {
+    if ((s.embeddings == nullptr) == (s.encode == nullptr)) {
       return InvalidArgumentError(fmt::format(
-          "image span {} has {} embedding floats; expected {} tokens x {} hidden", i,
-          s.embeddings->size(), s.num_tokens, hidden));
+          "image span {} must carry either embeddings or an encode job (exactly one)", i));
+    }
+    int64_t rows = 0;
+    if (s.embeddings != nullptr) {
+      if (s.embeddings->size() % hidden != 0) {
+        return InvalidArgumentError(fmt::format(
+            "image span {} has {} embedding floats, not a multiple of hidden {}", i,
+            s.embeddings->size(), hidden));
+      }
+      rows = static_cast<int64_t>(s.embeddings->size()) / hidden;
+    } else {
+      if (vision == nullptr) {
+        return FailedPreconditionError(fmt::format(
+            "image span {} needs the vision encoder, but this engine has none", i));
+      }
+      const EncodeJob& job = *s.encode;
+      const int64_t size = vision->config().image_size;
+      if (job.num_tiles < 1 || job.embeddings != nullptr ||
+          static_cast<int64_t>(job.tiles.size()) != job.num_tiles * 3 * size * size) {
+        return InvalidArgumentError(fmt::format(
+            "image span {}: the encode job needs {} tiles of 3x{}x{} floats", i, job.num_tiles,
+            size, size));
+      }
+      rows = job.num_tiles * vision->tokens_per_tile();
+    }
+    if (s.first_row + s.num_tokens > rows) {
+      return InvalidArgumentError(fmt::format(
+          "image span {} takes rows [{}, {}) but the image has {} embedding rows", i,
+          s.first_row, s.first_row + s.num_tokens, rows));
     }
     prev_end = s.position + s.num_tokens;
   }
@@ -80,15 +107,20 @@ bool InImage(const Request& r, int64_t pos) {
   return false;
 }
 
+double Ms(TimePoint a, TimePoint b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
 }  // namespace
 
 class Engine::Impl {
  public:
   Impl(EngineConfig config, std::shared_ptr<const models::TextModel> model,
-       std::shared_ptr<const tokenizer::Tokenizer> tokenizer)
+       std::shared_ptr<const tokenizer::Tokenizer> tokenizer, EngineVision vision)
       : config_(config),
         model_(std::move(model)),
         tokenizer_(std::move(tokenizer)),
+        vision_(std::move(vision)),
         own_pool_(config.threads > 0 ? std::make_unique<ThreadPool>(config.threads) : nullptr),
         blocks_(static_cast<int32_t>(config.kv_tokens / models::kKvBlockSize),
                 models::kKvBlockSize),
@@ -153,7 +185,7 @@ class Engine::Impl {
           n, limit, config_.max_context, config_.kv_tokens));
     }
     RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, mc.vocab));
-    RETURN_IF_ERROR(ValidateImages(r, mc.hidden));
+    RETURN_IF_ERROR(ValidateImages(r, mc.hidden, vision_.model.get()));
     for (int64_t i = 0; i < n; ++i) {
       const int32_t t = r.prompt_tokens[i];
       if ((t < 0 || t >= mc.vocab) && !InImage(r, i)) {
@@ -166,6 +198,7 @@ class Engine::Impl {
 
   void Loop() {
     while (!stop_.load()) {
+      const TimePoint step_start = SteadyClock::now();
       StepPlan plan = scheduler_.Schedule();
       if (plan.empty()) {
         PublishStats(0);
@@ -180,11 +213,28 @@ class Engine::Impl {
         admission_.Wait(timeout);
         continue;
       }
+      StepTrace trace;
+      trace.start = step_start;
+      trace.schedule_ms = Ms(step_start, SteadyClock::now());
       Stopwatch watch;
+      const int64_t images_before = images_encoded_;
+      EncodeImages(plan);
+      trace.encode_ms = watch.ElapsedMs();
       StepOutput out = runner_.Execute(plan);
+      trace.forward_ms = watch.ElapsedMs() - trace.encode_ms;
       if (!out.status.ok()) LOG_ERROR("engine step failed: {}", out.status.ToString());
       scheduler_.Update(plan, out);
+      trace.update_ms = watch.ElapsedMs() - trace.encode_ms - trace.forward_ms;
       PublishStats(watch.ElapsedSeconds());
+      if (config_.on_step) {
+        trace.requests = static_cast<int64_t>(plan.items.size());
+        trace.decode_tokens = plan.num_decode;
+        trace.prefill_tokens = plan.num_tokens - plan.num_decode;
+        trace.images_encoded = images_encoded_ - images_before;
+        trace.preempted = plan.num_preempted;
+        trace.kv_usage = blocks_.Usage();
+        config_.on_step(trace);
+      }
     }
     for (AdmissionQueue::Entry& e : admission_.Close()) {
       Event event;
@@ -196,6 +246,85 @@ class Engine::Impl {
     }
     scheduler_.AbortAll(FinishReason::kCancelled, OkStatus());
     PublishStats(0);
+  }
+
+  // Runs the encode jobs of every image span that a prefill chunk of `plan` reaches and
+  // that has no embeddings yet: tiles of all such images (of all requests) go through the
+  // tower in forwards of up to max_tiles_per_forward tiles. Jobs with the same cache key
+  // are encoded once.
+  void EncodeImages(const StepPlan& plan) {
+    std::vector<EncodeJob*> jobs;
+    std::vector<Sequence*> owners;  // sequences that wait for any of `jobs`
+    std::unordered_map<std::string, EncodeJob*> by_key;
+    std::vector<std::pair<EncodeJob*, EncodeJob*>> duplicates;  // (copy to, from)
+    for (const ScheduledItem& item : plan.items) {
+      if (item.decode) continue;
+      bool waits = false;
+      for (const ImageSpan& span : item.seq->request.images) {
+        EncodeJob* job = span.encode.get();
+        if (job == nullptr || job->embeddings != nullptr) continue;
+        if (span.position >= item.start_pos + item.num_tokens ||
+            span.position + span.num_tokens <= item.start_pos) {
+          continue;
+        }
+        waits = true;
+        if (std::find(jobs.begin(), jobs.end(), job) != jobs.end()) continue;
+        if (!job->cache_key.empty()) {
+          auto [it, inserted] = by_key.emplace(job->cache_key, job);
+          if (!inserted) {
+            if (it->second != job) duplicates.emplace_back(job, it->second);
+            continue;
+          }
+        }
+        jobs.push_back(job);
+      }
+      if (waits) owners.push_back(item.seq);
+    }
+    if (jobs.empty() && duplicates.empty()) return;
+    Stopwatch watch;
+    int64_t tiles = 0;
+    for (EncodeJob* job : jobs) {
+      RunEncodeJob(*job);
+      tiles += job->num_tiles;
+    }
+    for (auto [to, from] : duplicates) {
+      to->embeddings = from->embeddings;
+      to->tiles = {};
+    }
+    const double ms = watch.ElapsedMs();
+    for (Sequence* seq : owners) {
+      seq->timings.encode_ms = std::max(0.0, seq->timings.encode_ms) + ms;
+    }
+    images_encoded_ += static_cast<int64_t>(jobs.size());
+    tiles_encoded_ += tiles;
+    encode_seconds_ += ms / 1000.0;
+  }
+
+  void RunEncodeJob(EncodeJob& job) {
+    const models::VisionModel& vision = *vision_.model;
+    const int64_t tile_floats = 3 * vision.config().image_size * vision.config().image_size;
+    const int64_t rows_per_tile = vision.tokens_per_tile();
+    const int64_t width = vision.output_width();
+    auto out = std::make_shared<std::vector<float>>(job.num_tiles * rows_per_tile * width);
+    const int64_t step = std::max(1, vision_.max_tiles_per_forward);
+    ThreadPool* pool = own_pool_ ? own_pool_.get() : &DefaultThreadPool();
+    for (int64_t t = 0; t < job.num_tiles; t += step) {
+      const int64_t n = std::min(step, job.num_tiles - t);
+      vision.Encode(job.tiles.data() + t * tile_floats, n,
+                    out->data() + t * rows_per_tile * width, vision_scratch_, pool);
+    }
+    job.tiles = {};  // the pixels are not needed again (preemption keeps the embeddings)
+    job.embeddings = out;
+    if (vision_.cache != nullptr && !job.cache_key.empty()) {
+      EncoderOutput value;
+      value.embeddings = out;
+      value.rows = job.num_tiles * rows_per_tile;
+      value.hidden = width;
+      value.grid_rows = job.grid_rows;
+      value.grid_cols = job.grid_cols;
+      Status s = vision_.cache->Insert(job.cache_key, std::move(value));
+      if (!s.ok()) LOG_WARN("encoder cache insert failed: {}", s.ToString());
+    }
   }
 
   void PublishStats(double step_seconds) {
@@ -222,6 +351,9 @@ class Engine::Impl {
       s.prefix_cache_evictions = prefix_->evictions();
       s.prefix_cache_blocks = prefix_->size();
     }
+    s.images_encoded = images_encoded_;
+    s.tiles_encoded = tiles_encoded_;
+    s.encode_seconds = encode_seconds_;
     if (step_seconds > 0) {
       ++s.steps;
       s.busy_seconds += step_seconds;
@@ -231,6 +363,10 @@ class Engine::Impl {
   const EngineConfig config_;
   std::shared_ptr<const models::TextModel> model_;
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;
+  const EngineVision vision_;
+  models::VisionScratch vision_scratch_;  // engine thread only
+  int64_t images_encoded_ = 0, tiles_encoded_ = 0;
+  double encode_seconds_ = 0;
   std::unique_ptr<ThreadPool> own_pool_;
   BlockPool blocks_;
   std::unique_ptr<PrefixIndex> prefix_;  // null when enable_prefix_cache is false
@@ -246,12 +382,14 @@ class Engine::Impl {
 
 StatusOr<std::unique_ptr<Engine>> Engine::Create(
     EngineConfig config, std::shared_ptr<const models::TextModel> model,
-    std::shared_ptr<const tokenizer::Tokenizer> tokenizer) {
+    std::shared_ptr<const tokenizer::Tokenizer> tokenizer, EngineVision vision) {
   if (model == nullptr || tokenizer == nullptr) {
     return InvalidArgumentError("Engine::Create needs a model and a tokenizer");
   }
   RETURN_IF_ERROR(ResolveConfig(model->config(), config));
-  auto impl = std::make_unique<Impl>(config, std::move(model), std::move(tokenizer));
+  if (vision.model != nullptr) RETURN_IF_ERROR(vision.model->CheckCompatible(model->config()));
+  auto impl = std::make_unique<Impl>(config, std::move(model), std::move(tokenizer),
+                                     std::move(vision));
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 

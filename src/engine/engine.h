@@ -17,16 +17,34 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "base/status.h"
+#include "cache/encoder_cache.h"
 #include "engine/request.h"
 #include "engine/request_stream.h"
 #include "models/text_model.h"
+#include "models/vision_model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace vlserve::engine {
+
+// What one engine step did, for tracing (EngineConfig::on_step).
+struct StepTrace {
+  TimePoint start;            // Schedule() began
+  double schedule_ms = 0;     // planning + KV allocation
+  double encode_ms = 0;       // vision encoder (0 when no image was encoded)
+  double forward_ms = 0;      // the batched forward pass
+  double update_ms = 0;       // sampling, detokenizing, events
+  int64_t requests = 0;       // items of the plan
+  int64_t decode_tokens = 0;  // running requests decoding one token
+  int64_t prefill_tokens = 0; // prompt tokens computed in this step
+  int64_t images_encoded = 0;
+  int64_t preempted = 0;
+  double kv_usage = 0;        // after the step
+};
 
 struct EngineConfig {
   // Total KV capacity in tokens, rounded up to whole 16-token blocks. 0 = 2 x max_context
@@ -52,6 +70,18 @@ struct EngineConfig {
   // (image spans by content_hash) and are shared by later requests with the same prefix.
   // Cached blocks use only otherwise-free KV memory. Server flag: --no-prefix-cache.
   bool enable_prefix_cache = true;
+  // Called on the engine thread after every step that ran (keep it cheap). Server:
+  // --trace-file writes these as Chrome trace events.
+  std::function<void(const StepTrace&)> on_step;
+};
+
+// The vision side of an engine (optional): image spans that carry an EncodeJob are
+// encoded in the step loop by `model` (all pending images of a step in batched forwards
+// of at most max_tiles_per_forward tiles) and their embeddings inserted into `cache`.
+struct EngineVision {
+  std::shared_ptr<const models::VisionModel> model;  // null = requests may not carry jobs
+  std::shared_ptr<EncoderCache> cache;               // null = nothing is cached
+  int max_tiles_per_forward = 8;                     // bounds the activation memory
 };
 
 // A snapshot for /metrics and logs (refreshed once per step and on Submit).
@@ -83,6 +113,10 @@ struct EngineStats {
   int64_t kv_blocks_cached = 0;        // indexed blocks no request uses (reclaimable; in
                                        // kv_blocks_total - kv_blocks_used)
   int64_t prefix_cache_blocks = 0;     // indexed blocks (used or not)
+  // Vision encoder (0 without one).
+  int64_t images_encoded = 0;          // images (or pages) run through the encoder
+  int64_t tiles_encoded = 0;
+  double encode_seconds = 0;
 };
 
 class Engine {
@@ -91,7 +125,7 @@ class Engine {
   // (e.g. kv_tokens below one block); the message names the field.
   static StatusOr<std::unique_ptr<Engine>> Create(
       EngineConfig config, std::shared_ptr<const models::TextModel> model,
-      std::shared_ptr<const tokenizer::Tokenizer> tokenizer);
+      std::shared_ptr<const tokenizer::Tokenizer> tokenizer, EngineVision vision = {});
   ~Engine();  // Shutdown()
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -100,7 +134,7 @@ class Engine {
   //   InvalidArgument     empty prompt, bad sampling params, bad image spans, token ids
   //                       outside the vocabulary
   //   OutOfRange          prompt longer than max_context - 1 or than the KV capacity
-  //   FailedPrecondition  an image span without embeddings (vision not wired)
+  //   FailedPrecondition  an image span to encode but the engine has no vision model
   //   ResourceExhausted   the waiting queue is full (requests or tokens): retry later
   //   Unavailable         the engine is shutting down
   StatusOr<std::shared_ptr<RequestStream>> Submit(Request request);

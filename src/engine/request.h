@@ -19,18 +19,35 @@ namespace vlserve::engine {
 using SteadyClock = std::chrono::steady_clock;
 using TimePoint = SteadyClock::time_point;
 
+// The vision work of one image (or rendered page) that the engine runs in its step loop,
+// batched with other requests' images, the first time a prefill chunk reaches one of its
+// spans (a span served from the prefix cache never needs it). Shared by every ImageSpan
+// of that image; after Submit only the engine thread touches it.
+struct EncodeJob {
+  std::string cache_key;   // encoder-cache key (SHA-256 hex); "" = do not cache
+  int grid_rows = 0;       // the image's tiling, stored with the cached embeddings
+  int grid_cols = 0;
+  int64_t num_tiles = 0;
+  std::vector<float> tiles;  // [num_tiles, 3, S, S] normalized pixels; freed after encode
+  // Set by the engine: [num_tiles * tokens_per_tile, hidden].
+  std::shared_ptr<const std::vector<float>> embeddings;
+};
+
 // A run of image (or rendered page) embeddings inside the prompt. prompt_tokens holds
-// placeholder ids at [position, position + num_tokens); the engine feeds rows of
-// `embeddings` there instead of token embeddings.
+// placeholder ids at [position, position + num_tokens); the engine feeds embedding rows
+// [first_row, first_row + num_tokens) of `embeddings` (or of `encode`'s output) there.
 struct ImageSpan {
   int64_t position = 0;    // index in Request::prompt_tokens of the first placeholder
   int64_t num_tokens = 0;  // placeholders (= embedding rows) of this span
-  // SHA-256 hex of the image bytes (or rendered page) + preprocessing: the identity used
-  // by the prefix and encoder caches (ARCHITECTURE §4). Never an xxHash: user-controlled.
+  int64_t first_row = 0;   // row of the image's embeddings fed at `position`
+  // Identity used by the prefix cache (ARCHITECTURE §4): SHA-256 hex of the image bytes
+  // (or rendered page) + preprocessing + tower, plus the span's row range. Never an
+  // xxHash: user-controlled. Empty = the span's blocks are never shared.
   std::string content_hash;
-  // [num_tokens, hidden] float32 from the vision encoder + projector. A request whose span
-  // has no embeddings is rejected by Submit (FailedPrecondition) until encode is wired.
+  // Exactly one of the two: ready embeddings ([rows >= first_row + num_tokens, hidden]
+  // float32, e.g. from the encoder cache), or the job that computes them.
   std::shared_ptr<const std::vector<float>> embeddings;
+  std::shared_ptr<EncodeJob> encode;
 };
 
 // Per-stage timings in milliseconds; a negative value means "stage did not run".
@@ -44,7 +61,10 @@ struct RequestTimings {
   double image_decode_ms = -1; // JPEG/PNG/WebP -> RGB
   double render_ms = -1;       // text -> page images (document mode)
   double preprocess_ms = -1;   // resize/normalize/tiling
-  double encode_ms = -1;       // vision encoder + projector (0 on an encoder-cache hit)
+  double encode_ms = -1;       // vision encoder + projector (engine; 0 when every image
+                               // came from the encoder cache)
+  int32_t images = 0;          // images + rendered pages of the request
+  int32_t images_cached = 0;   // of those, served by the encoder cache (not decoded)
   double tokenize_ms = -1;     // chat template + tokenization
   // --- filled by the engine ---
   double queue_ms = -1;        // Submit -> first scheduled step

@@ -22,12 +22,15 @@ void Runner::PrepareItem(size_t i, const ScheduledItem& item) {
     const int64_t lo = std::max(begin, span.position);
     const int64_t hi = std::min(end, span.position + span.num_tokens);
     if (lo >= hi) continue;
-    CHECK(span.embeddings != nullptr);  // Submit rejects spans without embeddings
+    // Submit checked the row range; the engine ran the encode job before this step.
+    const std::vector<float>* rows =
+        span.embeddings != nullptr ? span.embeddings.get() : span.encode->embeddings.get();
+    CHECK(rows != nullptr);
     if (embeds_[i].empty()) embeds_[i].assign(item.num_tokens * hidden, 0.0f);
     for (int64_t p = lo; p < hi; ++p) {
       feed_[i][p - begin] = -1;
       std::memcpy(embeds_[i].data() + (p - begin) * hidden,
-                  span.embeddings->data() + (p - span.position) * hidden,
+                  rows->data() + (span.first_row + p - span.position) * hidden,
                   hidden * sizeof(float));
     }
   }

@@ -341,7 +341,9 @@ void Scheduler::FillTimings(Sequence* seq, TimePoint end) {
   if (seq->first_scheduled) {
     t.queue_ms = Ms(seq->submit_time, *seq->first_scheduled);
     if (seq->prefill_end) {
-      t.prefill_ms = Ms(*seq->first_scheduled, *seq->prefill_end);
+      // Encoding ran inside the prefill steps; the waterfall shows it as its own stage.
+      t.prefill_ms = std::max(0.0, Ms(*seq->first_scheduled, *seq->prefill_end) -
+                                       std::max(0.0, t.encode_ms));
       t.prefill_tokens = seq->num_prompt - seq->cached_tokens;
     }
   } else {

@@ -23,7 +23,7 @@ struct BenchKernelsOptions {
 // This machine's limits, measured on `threads` threads (a private pool):
 //   mem_read_gbps: AVX-512 loads streaming a `stream_bytes` buffer (best of runs);
 //   fma_gflops:    12 independent zmm FMA chains per thread (0 without AVX-512);
-//   f32_gemm_gflops: F32 MatMul 1024x1024 weights x 128 tokens (our own GEMM kernel).
+//   f32_gemm_gflops: F32 MatMul (packed GEMM) 1536x1536 weights x 1536 tokens, best of runs.
 // Each takes max(seconds, a few repetitions); `vlserve bench` reports model throughput as
 // a fraction of these, measured in the same run.
 struct MachineLimits {

@@ -8,6 +8,7 @@
 #include "base/aligned.h"
 #include "base/check.h"
 #include "kernels/dispatch.h"
+#include "kernels/gemm_float.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul_fused.h"
 #include "kernels/matmul_internal.h"
@@ -19,6 +20,7 @@ namespace vlserve::kernels {
 namespace internal {
 
 void QuantizeActRowQ8Avx512(const float* x, int64_t cols, int64_t ld, uint8_t* dst);
+void QuantizeActRowQ8KAvx512(const float* x, int64_t cols, ActQ8K* dst);  // matmul_k_avx512
 
 namespace {
 
@@ -102,8 +104,12 @@ PreparedAct PrepareActivations(ActKind kind, Isa isa, const float* x, int64_t n,
       uint8_t* out = buf->data();
       ForTokens(pool, n, cols, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
-          ref::QuantizeActQ8K(x + t * cols, reinterpret_cast<ActQ8K*>(out + t * act.stride),
-                              cols);
+          auto* row = reinterpret_cast<ActQ8K*>(out + t * act.stride);
+          if (isa == Isa::kAvx512) {
+            QuantizeActRowQ8KAvx512(x + t * cols, cols, row);
+          } else {
+            ref::QuantizeActQ8K(x + t * cols, row, cols);
+          }
         }
       });
       break;
@@ -168,6 +174,18 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
   if (n <= 0 || count <= 0) return;
   if (pool == nullptr) pool = &DefaultThreadPool();
   const Isa isa = internal::CurrentIsa();
+  // Float weights at prefill / encoder sizes: the packed GEMM (gemm_float.h), per matrix.
+  {
+    bool gemm = true;
+    for (int i = 0; i < count; ++i) {
+      gemm = gemm && internal::GemmSupports(ws[i].type, isa) &&
+             n >= internal::GemmMinTokens(ws[i].type);
+    }
+    if (gemm) {
+      for (int i = 0; i < count; ++i) internal::GemmFloat(ws[i], x, n, ys[i], pool);
+      return;
+    }
+  }
   const internal::KernelChoice kc = internal::ChooseKernel(ws[0].type, isa);
   bool same = kc.fn != nullptr && count <= 8;
   for (int i = 0; i < count; ++i) {

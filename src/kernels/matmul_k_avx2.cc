@@ -35,13 +35,41 @@ inline __m256i Load32(const uint8_t* p) {
 struct KRow {
   __m256i q[8];
   __m256i sc[8];
-  int16_t corr[16];
+  __m256i corr;   // int16 w16[0..15]
   float d, cmul;  // y += d·da·Σ(q·sc·a) - cmul·da·Σ corr·bsums
 };
 
+// The 12 packed 6-bit scales/mins of a Q4_K / Q5_K super-block -> bytes [sc0..sc7,
+// m0..m7], with byte shuffles instead of per-sub-block scalar bit fiddling. Reads 16
+// bytes from p (the 4 after the scales belong to the same block).
+inline __m128i UnpackScalesK4(const uint8_t* p) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  // sc0..3 = q0..3 & 63, sc4..7 = (q8..11 & 15) | (q0..3 >> 6) << 4,
+  // m0..3 = q4..7 & 63,  m4..7 = (q8..11 >> 4) | (q4..7 >> 6) << 4.
+  const __m128i a = _mm_shuffle_epi8(q, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7,
+                                                      8, 9, 10, 11));
+  const __m128i h = _mm_shuffle_epi8(q, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1,
+                                                      -1, 4, 5, 6, 7));
+  const __m128i lo = _mm_blendv_epi8(
+      _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15,
+                                     15, 15)),
+      _mm_and_si128(_mm_srli_epi16(a, 4), _mm_set1_epi8(15)),
+      _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1));
+  return _mm_or_si128(lo, _mm_srli_epi16(_mm_and_si128(h, _mm_set1_epi8(char(0xC0))), 2));
+}
+
+// ymm whose int16 lanes 0..7 = word w0 of `words` and lanes 8..15 = word w1 (each 128-bit
+// half of `words` holds the same 8 words).
+inline __m256i PickWords(__m256i words, int w0, int w1) {
+  const short p0 = static_cast<short>((2 * w0) | ((2 * w0 + 1) << 8));
+  const short p1 = static_cast<short>((2 * w1) | ((2 * w1 + 1) << 8));
+  return _mm256_shuffle_epi8(words, _mm256_set_m128i(_mm_set1_epi16(p1), _mm_set1_epi16(p0)));
+}
+
 inline void DecodeQ45K(const uint8_t* b, bool five, KRow* k) {
-  uint8_t sc[8], m[8];
-  for (int j = 0; j < 8; ++j) GetScaleMinK4(j, b + 4, &sc[j], &m[j]);
+  const __m128i sm = UnpackScalesK4(b + 4);
+  const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // sc0..7 twice
+  const __m256i m32 = _mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8));          // m0..7
   const uint8_t* qs = b + (five ? 48 : 16);
   const __m256i mask = _mm256_set1_epi8(0x0f);
   const __m256i qh = five ? Load32(b + 16) : _mm256_setzero_si256();
@@ -61,10 +89,8 @@ inline void DecodeQ45K(const uint8_t* b, bool five, KRow* k) {
     k->q[2 * g] = lo;
     k->q[2 * g + 1] = hi;
   }
-  for (int j = 0; j < 8; ++j) {
-    k->sc[j] = _mm256_set1_epi16(sc[j]);
-    k->corr[2 * j] = k->corr[2 * j + 1] = m[j];
-  }
+  for (int j = 0; j < 8; ++j) k->sc[j] = PickWords(sc16, j, j);
+  k->corr = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));  // m_j for bsums 2j, 2j+1
   k->d = LoadF16(b);
   k->cmul = LoadF16(b + 2);
 }
@@ -82,11 +108,13 @@ inline void DecodeQ6K(const uint8_t* b, KRow* k) {
     k->q[4 * c + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), mask), hbits(4));
     k->q[4 * c + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), mask), hbits(6));
   }
-  const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
-  for (int q = 0; q < 8; ++q) {
-    k->sc[q] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * q + 1]), _mm_set1_epi16(sc[2 * q]));
-  }
-  for (int j = 0; j < 16; ++j) k->corr[j] = sc[j];
+  const __m256i sc =
+      _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
+  const __m256i lo = _mm256_permute2x128_si256(sc, sc, 0x00);  // sc0..7 in both halves
+  const __m256i hi = _mm256_permute2x128_si256(sc, sc, 0x11);  // sc8..15
+  for (int q = 0; q < 4; ++q) k->sc[q] = PickWords(lo, 2 * q, 2 * q + 1);
+  for (int q = 4; q < 8; ++q) k->sc[q] = PickWords(hi, 2 * q - 8, 2 * q - 7);
+  k->corr = sc;
   k->d = LoadF16(b + 208);
   k->cmul = 32 * k->d;
 }
@@ -103,10 +131,9 @@ struct KTile {
 
   template <int R, int T>
   void Run(int64_t r, int64_t t) const {
-    __m256 acc[R][T];
-    float corr_acc[R][T] = {};
+    __m256 acc[R][T], corr_acc[R][T];
     for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+      for (int j = 0; j < T; ++j) acc[i][j] = corr_acc[i][j] = _mm256_setzero_ps();
     KRow k[R];
     for (int64_t b = 0; b < nbk; ++b) {
       for (int i = 0; i < R; ++i) {
@@ -123,16 +150,18 @@ struct KTile {
             const __m256i p16 = _mm256_maddubs_epi16(k[i].q[q], Load32(reinterpret_cast<const uint8_t*>(ab.qs) + 32 * q));
             isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p16, k[i].sc[q]));
           }
-          int32_t c = 0;
-          for (int m = 0; m < 16; ++m) c += k[i].corr[m] * ab.bsums[m];
+          // Σ corr·bsums as 8 int32 pair sums (|corr| <= 128, |bsums| <= 2032: no overflow).
+          const __m256i c =
+              _mm256_madd_epi16(k[i].corr, Load32(reinterpret_cast<const uint8_t*>(ab.bsums)));
           acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(k[i].d * ab.d),
                                       acc[i][j]);
-          corr_acc[i][j] += k[i].cmul * ab.d * static_cast<float>(c);
+          corr_acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c),
+                                           _mm256_set1_ps(k[i].cmul * ab.d), corr_acc[i][j]);
         }
       }
     }
     for (int j = 0; j < T; ++j)
-      for (int i = 0; i < R; ++i) y[(t + j) * rows + r + i] = Hsum8(acc[i][j]) - corr_acc[i][j];
+      for (int i = 0; i < R; ++i) y[(t + j) * rows + r + i] = Hsum8(acc[i][j]) - Hsum8(corr_acc[i][j]);
   }
 };
 

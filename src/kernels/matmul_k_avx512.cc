@@ -16,6 +16,217 @@
 namespace vlserve::kernels::internal {
 namespace {
 
+// --- Matrix-vector (n = 1) kernels ------------------------------------------------------
+// Decode streams every weight byte once, so the per-super-block work must stay under
+// what memory delivers (~15 GB/s per core: ~35 cycles per 144-byte Q4_K block). Per
+// row and super-block: two 64-byte loads give all 256 levels (low / high nibbles), the
+// activation bytes are permuted once per super-block per tile of rows to match that
+// order, the sub-block scales are unpacked with one pshufb-based sequence and spread
+// over int16 lanes with a masked vpermb, and the mins / offset terms are vector
+// multiply-adds against the activation's block sums (no horizontal sums until the row
+// ends). Rows are prefetched kKPrefetchRows ahead: rows at small widths are too short
+// for the hardware prefetcher to ramp up.
+constexpr int64_t kKPrefetchRows = 8;
+
+// The 12 packed 6-bit scales/mins of a Q4_K / Q5_K super-block -> bytes [sc0..sc7,
+// m0..m7]. Reads 16 bytes from p (the 4 after the scales are the block's own levels).
+inline __m128i UnpackScalesK4(const uint8_t* p) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  // sc0..3 = q0..3 & 63, sc4..7 = (q8..11 & 15) | (q0..3 >> 6) << 4,
+  // m0..3 = q4..7 & 63,  m4..7 = (q8..11 >> 4) | (q4..7 >> 6) << 4.
+  const __m128i a = _mm_shuffle_epi8(q, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7,
+                                                      8, 9, 10, 11));
+  const __m128i h = _mm_shuffle_epi8(q, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1,
+                                                      -1, 4, 5, 6, 7));
+  const __m128i lo = _mm_mask_blend_epi8(
+      0xF000, _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63,
+                                             15, 15, 15, 15)),
+      _mm_and_si128(_mm_srli_epi16(a, 4), _mm_set1_epi8(15)));
+  return _mm_or_si128(lo, _mm_srli_epi16(_mm_and_si128(h, _mm_set1_epi8(char(0xC0))), 2));
+}
+
+// int16 lanes 0..15 <- byte s0 of `bytes`, lanes 16..31 <- byte s1 (zero extended).
+inline __m512i SpreadScales(__m512i bytes, int s0, int s1) {
+  const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi8(char(s0)), _mm256_set1_epi8(char(s1)), 1);
+  return _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, idx, bytes);
+}
+
+inline __m512i Load64(const void* p) { return _mm512_loadu_si512(p); }
+
+// Activation data of one super-block shared by all rows of a tile.
+struct VecAct {
+  __m512i v[4];  // the 256 int8 values in the order the weight decoder produces levels
+  __m256i bsums;  // Q6_K: 16 int16 sums of 16 values
+  __m128i bs8;    // Q4_K/Q5_K: 8 int16 sums of the 32-value sub-blocks
+  __m128 d;       // activation scale, broadcast
+};
+
+// Q4_K / Q5_K: 64-byte load k of the levels holds groups 2k, 2k+1 (32 bytes each); its
+// low nibbles are sub-blocks 4k, 4k+2 and its high nibbles 4k+1, 4k+3.
+inline void PrepActK4(const ActQ8K& a, VecAct* out) {
+  const __m512i lo = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
+  const __m512i hi = _mm512_set_epi64(15, 14, 13, 12, 7, 6, 5, 4);
+  for (int k = 0; k < 2; ++k) {
+    const __m512i l0 = Load64(a.qs + 128 * k), l1 = Load64(a.qs + 128 * k + 64);
+    out->v[2 * k] = _mm512_permutex2var_epi64(l0, lo, l1);
+    out->v[2 * k + 1] = _mm512_permutex2var_epi64(l0, hi, l1);
+  }
+  const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums));
+  const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums + 8));
+  out->bs8 = _mm_hadd_epi16(b0, b1);  // |sum of 32| <= 32 * 127: fits int16
+  out->d = _mm_set1_ps(a.d);
+}
+
+// Σ levels · act · scale over the super-block (int32 lanes) for 4 level vectors in
+// PrepActK4 order; `sb` = the unpacked scale bytes.
+inline __m512i DotK4(const __m512i* q, const VecAct& a, __m512i sb) {
+  __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(q[0], a.v[0]),
+                                  SpreadScales(sb, 0, 2));
+  s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q[1], a.v[1]), SpreadScales(sb, 1, 3));
+  s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q[2], a.v[2]), SpreadScales(sb, 4, 6));
+  return _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q[3], a.v[3]), SpreadScales(sb, 5, 7));
+}
+
+// acc += d·da·isum; macc += dmin·da·(mins · sub-block sums). dm: f16 d, dmin.
+inline void FinishK4(const uint8_t* dm, __m512i isum, __m128i sb, const VecAct& a, __m512* acc,
+                     __m128* macc) {
+  uint32_t h;
+  std::memcpy(&h, dm, 4);
+  const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(h))), a.d);
+  *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(dd), *acc);
+  const __m128i mi = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(sb, 8)), a.bs8);
+  *macc = _mm_fmadd_ps(_mm_cvtepi32_ps(mi), _mm_shuffle_ps(dd, dd, 0x55), *macc);
+}
+
+struct VecQ4K {
+  static constexpr int kBytes = 144;
+  static void PrepAct(const ActQ8K& a, VecAct* out) { PrepActK4(a, out); }
+  static void Row(const uint8_t* b, const VecAct& a, __m512* acc, __m128* macc) {
+    const __m128i sb = UnpackScalesK4(b + 4);
+    const __m512i m = _mm512_set1_epi8(0x0f);
+    const __m512i w0 = Load64(b + 16), w1 = Load64(b + 80);
+    const __m512i q[4] = {_mm512_and_si512(w0, m), _mm512_and_si512(_mm512_srli_epi16(w0, 4), m),
+                          _mm512_and_si512(w1, m), _mm512_and_si512(_mm512_srli_epi16(w1, 4), m)};
+    FinishK4(b, DotK4(q, a, _mm512_castsi128_si512(sb)), sb, a, acc, macc);
+  }
+};
+
+struct VecQ5K {
+  static constexpr int kBytes = 176;
+  static void PrepAct(const ActQ8K& a, VecAct* out) { PrepActK4(a, out); }
+  // Fifth bit of group g: bit 2g (low nibbles) / 2g+1 (high) of qh[l], l = byte in group.
+  static __m512i High(__m512i q, __m512i qh2, int bit_lo) {
+    const __m512i sel = _mm512_inserti64x4(_mm512_set1_epi8(char(1 << bit_lo)),
+                                           _mm256_set1_epi8(char(1 << (bit_lo + 2))), 1);
+    return _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(qh2, sel), q, _mm512_set1_epi8(16));
+  }
+  static void Row(const uint8_t* b, const VecAct& a, __m512* acc, __m128* macc) {
+    const __m128i sb = UnpackScalesK4(b + 4);
+    const __m512i m = _mm512_set1_epi8(0x0f);
+    const __m512i qh2 = _mm512_broadcast_i64x4(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16)));
+    const __m512i w0 = Load64(b + 48), w1 = Load64(b + 112);
+    const __m512i q[4] = {
+        High(_mm512_and_si512(w0, m), qh2, 0),
+        High(_mm512_and_si512(_mm512_srli_epi16(w0, 4), m), qh2, 1),
+        High(_mm512_and_si512(w1, m), qh2, 4),
+        High(_mm512_and_si512(_mm512_srli_epi16(w1, 4), m), qh2, 5)};
+    FinishK4(b, DotK4(q, a, _mm512_castsi128_si512(sb)), sb, a, acc, macc);
+  }
+};
+
+// Q6_K: ql bytes 64c..64c+63 hold values 128c..128c+63 (low nibbles) and +64 (high);
+// the 2 high bits of value 128c + 32h + l (h = 0..3) are bits 2h, 2h+1 of qh[32c + l].
+struct VecQ6K {
+  static constexpr int kBytes = 210;
+  static void PrepAct(const ActQ8K& a, VecAct* out) {
+    for (int k = 0; k < 4; ++k) out->v[k] = Load64(a.qs + 64 * k);
+    out->bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums));
+    out->d = _mm_set1_ps(a.d);
+  }
+  // int16 lane L of group k (values 64k..64k+63) uses scale 4k + L / 8.
+  static __m512i GroupScale(__m512i sc16, int k) {
+    const __m512i idx = _mm512_add_epi16(
+        _mm512_set1_epi16(static_cast<int16_t>(4 * k)),
+        _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19,
+                                           18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+                                           4, 3, 2, 1, 0),
+                          3));
+    return _mm512_permutexvar_epi16(idx, sc16);
+  }
+  static void Row(const uint8_t* b, const VecAct& a, __m512* acc, __m128*) {
+    const __m256i sc =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
+    // The -32 offset: Σ_j sc_j · 32 · bsums_j, subtracted from the int32 start.
+    const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc, a.bsums), 5);
+    __m512i s = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), corr));
+    const __m512i sc512 = _mm512_castsi256_si512(sc);
+    const __m512i m = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
+    for (int c = 0; c < 2; ++c) {
+      const __m512i ql = Load64(b + 64 * c);
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * c));
+      const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+      const __m512i q0 = _mm512_or_si512(_mm512_and_si512(ql, m),
+                                         _mm512_and_si512(_mm512_slli_epi16(h, 4), m2));
+      const __m512i q1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m),
+                                         _mm512_and_si512(h, m2));
+      s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q0, a.v[2 * c]), GroupScale(sc512, 2 * c));
+      s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q1, a.v[2 * c + 1]),
+                              GroupScale(sc512, 2 * c + 1));
+    }
+    uint16_t h16;
+    std::memcpy(&h16, b + 208, 2);
+    const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(h16)), a.d);
+    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_broadcastss_ps(dd), *acc);
+  }
+};
+
+// R rows starting at r: y[r + i] = row · x.
+template <class V, int R>
+inline void VecTile(const uint8_t* w, int64_t stride, const ActQ8K* act, int64_t nbk, int64_t r,
+                    float* y) {
+  __m512 acc[R];
+  __m128 macc[R];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    acc[i] = _mm512_setzero_ps();
+    macc[i] = _mm_setzero_ps();
+  }
+  const uint8_t* row = w + r * stride;
+  for (int64_t b = 0; b < nbk; ++b) {
+    VecAct a;
+    V::PrepAct(act[b], &a);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* blk = row + i * stride + b * V::kBytes;
+      // Never faults, so running past the matrix end is harmless.
+      const char* pf = reinterpret_cast<const char*>(blk) + kKPrefetchRows * stride;
+#pragma GCC unroll 4
+      for (int o = 0; o < V::kBytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T1);
+      V::Row(blk, a, &acc[i], &macc[i]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    __m128 m = _mm_add_ps(macc[i], _mm_movehl_ps(macc[i], macc[i]));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    y[r + i] = _mm512_reduce_add_ps(acc[i]) - _mm_cvtss_f32(m);
+  }
+}
+
+template <class V>
+void MatVecRows(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  const WeightView& w = *a.w;
+  const auto* data = static_cast<const uint8_t*>(w.data);
+  const int64_t stride = RowBytes(w.type, w.cols), nbk = w.cols / kQKK;
+  const auto* act = static_cast<const ActQ8K*>(a.act.data);
+  constexpr int kRows = 4;
+  int64_t r = r0;
+  for (; r + kRows <= r1; r += kRows) VecTile<V, kRows>(data, stride, act, nbk, r, a.y);
+  for (; r < r1; ++r) VecTile<V, 1>(data, stride, act, nbk, r, a.y);
+}
+
+
 // Unpacks the 12 packed 6-bit scales/mins into 16 int32 lanes [sc0..sc7, m0..m7].
 inline __m512i ScalesMinsK4(const uint8_t* packed) {
   uint32_t u[4];
@@ -48,6 +259,7 @@ inline __m512i Nibbles32(const uint8_t* q) {
 }
 
 struct DecQ4K {
+  using Vec = VecQ4K;
   static constexpr int kBytes = 144;
   static constexpr bool kMins = true;
   static __m512i Scales(const uint8_t* b) { return ScalesMinsK4(b + 4); }
@@ -58,6 +270,7 @@ struct DecQ4K {
 };
 
 struct DecQ5K {
+  using Vec = VecQ5K;
   static constexpr int kBytes = 176;
   static constexpr bool kMins = true;
   static __m512i Scales(const uint8_t* b) { return ScalesMinsK4(b + 4); }
@@ -75,6 +288,7 @@ struct DecQ5K {
 };
 
 struct DecQ6K {
+  using Vec = VecQ6K;
   static constexpr int kBytes = 210;
   static constexpr bool kMins = false;
   static __m512i Scales(const uint8_t* b) {
@@ -187,13 +401,52 @@ struct KTile {
 template <class Dec>
 void KKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
   const WeightView& w = *a.w;
+  if (a.n == 1) return MatVecRows<typename Dec::Vec>(a, r0, r1);
   const KTile<Dec> tile{static_cast<const uint8_t*>(w.data), RowBytes(w.type, w.cols),
                         static_cast<const ActQ8K*>(a.act.data), w.cols / kQKK, a.y, w.rows};
-  if (a.n == 1) return DriveTiles<4, 1>(tile, r0, r1, 1, 1);
   DriveTiles<2, 4>(tile, r0, r1, a.n, TokenTile(a.act.stride, 4));
 }
 
 }  // namespace
+
+// ref::QuantizeActQ8K, vectorized, bit-identical: per 256 values, max = the first value
+// of largest magnitude, q = min(127, round_half_even(-127/max · x)), 16-value sums,
+// d = 1/iscale. (The scalar version costs ~1.5 ns per value, which at decode is
+// several percent of a 2048-wide matvec.)
+void QuantizeActRowQ8KAvx512(const float* x, int64_t cols, ActQ8K* dst) {
+  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  for (int64_t b = 0; b < cols / kQKK; ++b, x += kQKK) {
+    ActQ8K& y = dst[b];
+    std::memset(&y, 0, sizeof(y));
+    __m512 amax_v = _mm512_setzero_ps();
+    for (int i = 0; i < 16; ++i) {
+      // Operand order: vmaxps returns the second operand when one is NaN, so NaNs are skipped
+      // as in the reference.
+      amax_v = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + 16 * i), abs_mask), amax_v);
+    }
+    const float amax = _mm512_reduce_max_ps(amax_v);
+    if (!(amax > 0)) continue;  // all zero (the reference also skips NaN-only blocks)
+    float max = 0;
+    for (int i = 0; i < 16; ++i) {
+      const __mmask16 m = _mm512_cmp_ps_mask(
+          _mm512_and_ps(_mm512_loadu_ps(x + 16 * i), abs_mask), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+      if (m != 0) {
+        max = x[16 * i + __builtin_ctz(m)];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    const __m512 vi = _mm512_set1_ps(iscale);
+    for (int i = 0; i < 16; ++i) {
+      __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * i), vi),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      q = _mm512_min_epi32(q, _mm512_set1_epi32(127));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y.qs + 16 * i), _mm512_cvtepi32_epi8(q));
+      y.bsums[i] = static_cast<int16_t>(_mm512_reduce_add_epi32(q));
+    }
+    y.d = 1 / iscale;
+  }
+}
 
 KernelChoice Avx512KQuantKernel(DType type) {
   switch (type) {

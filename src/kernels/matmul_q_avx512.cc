@@ -10,6 +10,7 @@
 //     the mins / the Q6_K offset are subtracted using the activation block sums.
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 
@@ -58,7 +59,7 @@ inline __m512i AddHighBit(__m512i v, const uint8_t* qh0, const uint8_t* qh1) {
 // Decoders: two consecutive blocks (64 values) of one weight row.
 struct DecQ4_0 {
   static constexpr int kBytes = 18, kOffsetShift = 3;  // offset 8
-  static constexpr bool kMin = false, kSigned = false;
+  static constexpr bool kMin = false, kSigned = false, kVec4 = true;
   static void Load(const uint8_t* b, __m512i* q, __m512* d, __m512*) {
     *q = Nibbles2x16(b + 2, b + kBytes + 2);
     *d = HalfScales(b, b + kBytes);
@@ -66,7 +67,7 @@ struct DecQ4_0 {
 };
 struct DecQ4_1 {
   static constexpr int kBytes = 20, kOffsetShift = -1;
-  static constexpr bool kMin = true, kSigned = false;
+  static constexpr bool kMin = true, kSigned = false, kVec4 = false;
   static void Load(const uint8_t* b, __m512i* q, __m512* d, __m512* m) {
     *q = Nibbles2x16(b + 4, b + kBytes + 4);
     *d = HalfScales(b, b + kBytes);
@@ -75,7 +76,7 @@ struct DecQ4_1 {
 };
 struct DecQ5_0 {
   static constexpr int kBytes = 22, kOffsetShift = 4;  // offset 16
-  static constexpr bool kMin = false, kSigned = false;
+  static constexpr bool kMin = false, kSigned = false, kVec4 = true;
   static void Load(const uint8_t* b, __m512i* q, __m512* d, __m512*) {
     *q = AddHighBit(Nibbles2x16(b + 6, b + kBytes + 6), b + 2, b + kBytes + 2);
     *d = HalfScales(b, b + kBytes);
@@ -83,7 +84,7 @@ struct DecQ5_0 {
 };
 struct DecQ5_1 {
   static constexpr int kBytes = 24, kOffsetShift = -1;
-  static constexpr bool kMin = true, kSigned = false;
+  static constexpr bool kMin = true, kSigned = false, kVec4 = false;
   static void Load(const uint8_t* b, __m512i* q, __m512* d, __m512* m) {
     *q = AddHighBit(Nibbles2x16(b + 8, b + kBytes + 8), b + 4, b + kBytes + 4);
     *d = HalfScales(b, b + kBytes);
@@ -92,7 +93,7 @@ struct DecQ5_1 {
 };
 struct DecQ8_0 {
   static constexpr int kBytes = 34, kOffsetShift = -1;
-  static constexpr bool kMin = false, kSigned = true;
+  static constexpr bool kMin = false, kSigned = true, kVec4 = false;
   static void Load(const uint8_t* b, __m512i* q, __m512* d, __m512*) {
     const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
     const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kBytes + 2));
@@ -159,6 +160,79 @@ struct Q32Tile {
     }
   }
 
+  // Matrix-vector Q4_0 / Q5_0, 4 blocks (72 / 88 bytes) of R rows per step: one 64-byte
+  // load and one masked load cover the step; a two-source vpermb gathers the 64 level
+  // bytes, a vpermw + vcvtph2ps spreads the 4 scales over the lanes of their blocks
+  // (lanes 4k..4k+3 = block k), Q5_0's fifth bits become two byte masks (vpermw of the
+  // qh words), and two vpdpbusd do all 128 products. The activations are permuted to
+  // that order once per step for all R rows. Returns the number of blocks done.
+  template <int R>
+  int64_t Vec4Steps(int64_t r, int64_t t, __m512 (&acc)[R][1]) const {
+    constexpr int kB = Dec::kBytes, kQs = kB - 16;  // qs are the last 16 bytes of a block
+    constexpr bool kHigh = Dec::kOffsetShift == 4;   // Q5_0
+    const uint8_t* arow = act + t * act_stride;  // token t's kQ8 row
+    const float* ad = reinterpret_cast<const float*>(arow + ld);
+    const int32_t* as = reinterpret_cast<const int32_t*>(arow + ld + ld / kQK * 4);
+    // Level byte j = qs byte j % 16 of block j / 16; scale word m = the f16 d of block
+    // (m % 16) / 4; high-bit word k / 4 + k = qh bits 0..15 / 16..31 of block k.
+    static constexpr std::array<uint8_t, 64> kQi = [] {
+      std::array<uint8_t, 64> a{};
+      for (int j = 0; j < 64; ++j) a[j] = static_cast<uint8_t>(kB * (j / 16) + kQs + j % 16);
+      return a;
+    }();
+    static constexpr std::array<int16_t, 32> kWi = [] {
+      std::array<int16_t, 32> a{};
+      for (int m = 0; m < 16; ++m) a[m] = static_cast<int16_t>(kB / 2 * (m / 4));
+      for (int k = 0; k < 4; ++k) {
+        a[16 + k] = static_cast<int16_t>(kB / 2 * k + 1);
+        a[20 + k] = static_cast<int16_t>(kB / 2 * k + 2);
+      }
+      return a;
+    }();
+    const __m512i qidx = _mm512_loadu_si512(kQi.data()), widx = _mm512_loadu_si512(kWi.data());
+    const __m512i lo_idx = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);
+    const __m512i hi_idx = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
+    const __m512i quad = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
+    const uint8_t* row0 = w + r * w_stride;
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+      const __m512i l0 = _mm512_loadu_si512(arow + b * kQK);
+      const __m512i l1 = _mm512_loadu_si512(arow + b * kQK + 64);
+      const __m512i a_lo = _mm512_permutex2var_epi64(l0, lo_idx, l1);  // values 0..15 of 4 blocks
+      const __m512i a_hi = _mm512_permutex2var_epi64(l0, hi_idx, l1);  // values 16..31
+      const __m128i sums = _mm_loadu_si128(reinterpret_cast<const __m128i*>(as + b));
+      // -offset * Σa of block k in lane 4k (the block's other lanes start at 0).
+      const __m512i lane_sums =
+          _mm512_maskz_permutexvar_epi32(0x1111, quad, _mm512_castsi128_si512(sums));
+      const __m512i init = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                            _mm512_slli_epi32(lane_sums, Dec::kOffsetShift));
+      const __m512 da = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(_mm_loadu_ps(ad + b)));
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const uint8_t* p = row0 + i * w_stride + b * kB;
+        const char* pf = reinterpret_cast<const char*>(p) + kPrefetchRows * w_stride;
+        _mm_prefetch(pf, _MM_HINT_T1);
+        _mm_prefetch(pf + 64, _MM_HINT_T1);
+        const __m512i w0 = _mm512_loadu_si512(p);
+        const __m512i w1 = _mm512_maskz_loadu_epi8((uint64_t{1} << (4 * kB - 64)) - 1, p + 64);
+        const __m512i q = _mm512_permutex2var_epi8(w0, qidx, w1);
+        const __m512i words = _mm512_permutex2var_epi16(w0, widx, w1);
+        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        if constexpr (kHigh) {
+          const __m128i qh = _mm512_extracti32x4_epi32(words, 2);  // words 16..23
+          lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(_mm_cvtsi128_si64(qh)), lo, sixteen);
+          hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(_mm_extract_epi64(qh, 1)), hi, sixteen);
+        }
+        __m512i dot = _mm512_dpbusd_epi32(init, lo, a_lo);
+        dot = _mm512_dpbusd_epi32(dot, hi, a_hi);
+        const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(words));
+        acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, da), acc[i][0]);
+      }
+    }
+    return b;
+  }
+
   template <int R, int T>
   void Run(int64_t r, int64_t t) const {
     __m512 acc[R][T];
@@ -169,18 +243,23 @@ struct Q32Tile {
     const uint8_t* wb[R];
     const uint8_t* aq[T];
     const float* ad[T];
-    for (int64_t b = 0; b + 1 < nb; b += 2) {
+    int64_t b0 = 0;
+    if constexpr (T == 1 && Dec::kVec4) b0 = Vec4Steps<R>(r, t, acc);
+    for (int64_t b = b0; b + 1 < nb; b += 2) {
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) wb[i] = w + (r + i) * w_stride + b * Dec::kBytes;
       if constexpr (T == 1) {
         // Matrix-vector: rows are short (a few hundred bytes), too short for the hardware
         // prefetcher to ramp up per row; fetch the rows kPrefetchRows ahead ourselves. A
         // prefetch never faults, so running past the matrix end is harmless.
+        // A pair step covers 2·kBytes bytes: Q8_0's 68 need two prefetches, or every 17th
+        // line is left to a demand miss (a full memory latency per ~1 KiB of row).
 #pragma GCC unroll 8
         for (int i = 0; i < R; ++i) {
-          _mm_prefetch(reinterpret_cast<const char*>(
-                           reinterpret_cast<uintptr_t>(wb[i]) + kPrefetchRows * w_stride),
-                       _MM_HINT_T1);
+          const char* pf = reinterpret_cast<const char*>(
+              reinterpret_cast<uintptr_t>(wb[i]) + kPrefetchRows * w_stride);
+          _mm_prefetch(pf, _MM_HINT_T1);
+          if constexpr (2 * Dec::kBytes > 64) _mm_prefetch(pf + 64, _MM_HINT_T1);
         }
       }
 #pragma GCC unroll 8

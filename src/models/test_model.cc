@@ -55,20 +55,22 @@ struct TensorAdder {
   const TestModelOptions& o;
   gguf::Writer& w;
 
-  // Matrix [rows, cols] in the model's weight type; N(0, scale²/cols).
+  // Matrix [rows, cols] in the model's weight type (or its per-tensor fallback, see
+  // TestModelMatrixType); N(0, scale²/cols).
   Status Matrix(const std::string& name, int64_t rows, int64_t cols, double scale) const {
     const std::vector<float> v = RandomValues(o.seed, name, rows * cols, 0.0,
                                               scale / std::sqrt(static_cast<double>(cols)));
-    const DTypeInfo& info = Info(o.type);
+    const DType type = TestModelMatrixType(o.type, cols);
+    const DTypeInfo& info = Info(type);
     if (cols % info.block_size != 0) {
       return InvalidArgumentError(fmt::format(
           "--type {} needs every matrix width to be a multiple of {}, but '{}' has {} "
           "columns; choose dims that are (e.g. --dims hidden=256,ffn=512)",
           info.name, info.block_size, name, cols));
     }
-    std::vector<uint8_t> bytes(RowBytes(o.type, cols) * rows);
-    kernels::Quantize(o.type, v.data(), bytes.data(), rows * cols);
-    return w.AddTensor(name, o.type, {cols, rows}, bytes.data(), bytes.size());
+    std::vector<uint8_t> bytes(RowBytes(type, cols) * rows);
+    kernels::Quantize(type, v.data(), bytes.data(), rows * cols);
+    return w.AddTensor(name, type, {cols, rows}, bytes.data(), bytes.size());
   }
   Status Vector(const std::string& name, int64_t n, double mean, double stddev) const {
     const std::vector<float> v = RandomValues(o.seed, name, n, mean, stddev);
@@ -137,6 +139,23 @@ void AddMetadata(const TestModelOptions& o, const TestVocab& v, gguf::Writer& w)
 }
 
 }  // namespace
+
+// llama.cpp's llama_tensor_get_type (src/llama-quant.cpp) does the same when a tensor's
+// row length is not a multiple of the K-quant super-block (256): Q4_K -> Q5_0,
+// Q5_K -> Q5_1, Q6_K -> Q8_0, and F16 if the row is not a multiple of 32 either. So a
+// "q4_k" model at 576/960-wide presets is mostly Q5_0 with Q4_K where rows allow
+// (ffn_down: 1536 / 2560 columns), as a llama.cpp Q4_K quantization of it would be.
+DType TestModelMatrixType(DType type, int64_t cols) {
+  if (cols % Info(type).block_size == 0) return type;
+  DType fallback;
+  switch (type) {
+    case DType::kQ4_K: fallback = DType::kQ5_0; break;
+    case DType::kQ5_K: fallback = DType::kQ5_1; break;
+    case DType::kQ6_K: fallback = DType::kQ8_0; break;
+    default: return type;  // the caller reports the width error
+  }
+  return cols % Info(fallback).block_size == 0 ? fallback : DType::kF16;
+}
 
 StatusOr<TestModelOptions> TestModelPreset(std::string_view preset) {
   TestModelOptions o;

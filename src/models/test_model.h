@@ -50,6 +50,11 @@ struct TestVocab {
 };
 StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size);
 
+// The type a matrix with `cols` columns gets when `type` is requested: `type` itself, or
+// llama.cpp's per-tensor fallback when cols is not a multiple of the K-quant super-block
+// (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; F16 if cols is not a multiple of 32).
+DType TestModelMatrixType(DType type, int64_t cols);
+
 // The complete GGUF (metadata + tensors) for `options`.
 StatusOr<gguf::Writer> BuildTestModel(const TestModelOptions& options);
 // Writes dir/text.gguf (creating dir).

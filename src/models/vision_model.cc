@@ -59,17 +59,55 @@ StatusOr<std::vector<float>> VisionVector(const gguf::File& file, const std::str
   return out;
 }
 
-StatusOr<std::unique_ptr<VisionModel>> VisionModel::Load(const std::string& path) {
-  ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> file, gguf::File::Open(path));
-  return Load(std::move(file));
+StatusOr<VisionComputeType> ParseVisionComputeType(std::string_view name) {
+  if (name == "f32") return VisionComputeType::kF32;
+  if (name == "bf16") return VisionComputeType::kBf16;
+  return InvalidArgumentError(
+      fmt::format("vision compute type '{}' is not supported; use f32 or bf16", name));
 }
 
-StatusOr<std::unique_ptr<VisionModel>> VisionModel::Load(std::unique_ptr<gguf::File> file) {
+std::string_view VisionComputeTypeName(VisionComputeType type) {
+  return type == VisionComputeType::kBf16 ? "bf16" : "f32";
+}
+
+StatusOr<std::unique_ptr<VisionModel>> VisionModel::Load(const std::string& path,
+                                                         const VisionLoadOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> file, gguf::File::Open(path));
+  return Load(std::move(file), options);
+}
+
+StatusOr<std::unique_ptr<VisionModel>> VisionModel::Load(std::unique_ptr<gguf::File> file,
+                                                         const VisionLoadOptions& options) {
   std::unique_ptr<VisionModel> model(new VisionModel());
   model->file_ = std::move(file);
   if (Status s = model->ReadConfig(); !s.ok()) return s.WithContext(model->file_->path());
   if (Status s = model->LoadWeights(); !s.ok()) return s.WithContext(model->file_->path());
+  model->compute_ = options.compute;
+  if (options.compute == VisionComputeType::kBf16) model->ConvertMatricesToBf16();
   return model;
+}
+
+// Converts every F32/F16 tower matrix to an owned BF16 copy (round to nearest even) and
+// points its WeightView there; the mapped file is untouched.
+void VisionModel::ConvertMatricesToBf16() {
+  std::vector<kernels::WeightView*> views{&patch_w_};
+  for (VisionLayerWeights& l : layers_) {
+    for (kernels::WeightView* v : {&l.q, &l.k, &l.v, &l.o, &l.up, &l.down}) views.push_back(v);
+  }
+  std::vector<float> row;
+  for (kernels::WeightView* v : views) {
+    if (v->type != DType::kF32 && v->type != DType::kF16) continue;
+    AlignedBuffer<uint16_t> buf(v->rows * v->cols);
+    row.resize(v->cols);
+    const int64_t row_bytes = RowBytes(v->type, v->cols);
+    for (int64_t r = 0; r < v->rows; ++r) {
+      kernels::Dequantize(v->type, static_cast<const uint8_t*>(v->data) + r * row_bytes,
+                          row.data(), v->cols);
+      kernels::Quantize(DType::kBF16, row.data(), buf.data() + r * v->cols, v->cols);
+    }
+    *v = kernels::WeightView{DType::kBF16, buf.data(), v->rows, v->cols};
+    bf16_matrices_.push_back(std::move(buf));
+  }
 }
 
 Status VisionModel::ReadConfig() {

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/aligned.h"
@@ -60,6 +61,20 @@ struct VisionConfig {
 
   int64_t tokens_per_tile_in_tower() const { return num_patches + (class_token ? 1 : 0); }
 };
+
+// Arithmetic of the tower's matrix multiplications, chosen at load time.
+//   kF32:  matrices as stored (F32/F16/BF16/quantized kernels, float activations).
+//   kBf16: F32 and F16 tower matrices (patch embedding, attention, FFN) are converted once
+//          to BF16; with AVX512_BF16 the matmuls then round activations to bf16 and run
+//          vdpbf16ps (2× the F32 FMA rate). Quantized matrices and the projector are kept.
+//          Accuracy cost: docs/vision.md "Performance".
+enum class VisionComputeType { kF32, kBf16 };
+struct VisionLoadOptions {
+  VisionComputeType compute = VisionComputeType::kF32;
+};
+// "f32" | "bf16"; InvalidArgument otherwise.
+StatusOr<VisionComputeType> ParseVisionComputeType(std::string_view name);
+std::string_view VisionComputeTypeName(VisionComputeType type);
 
 struct VisionLayerWeights {
   std::vector<float> ln1_w, ln1_b, ln2_w, ln2_b;  // [hidden]
@@ -111,10 +126,13 @@ StatusOr<const ProjectorInfo*> FindProjector(std::string_view name);
 
 class VisionModel {
  public:
-  static StatusOr<std::unique_ptr<VisionModel>> Load(const std::string& path);
-  static StatusOr<std::unique_ptr<VisionModel>> Load(std::unique_ptr<gguf::File> file);
+  static StatusOr<std::unique_ptr<VisionModel>> Load(const std::string& path,
+                                                     const VisionLoadOptions& options = {});
+  static StatusOr<std::unique_ptr<VisionModel>> Load(std::unique_ptr<gguf::File> file,
+                                                     const VisionLoadOptions& options = {});
 
   const VisionConfig& config() const { return config_; }
+  VisionComputeType compute_type() const { return compute_; }
   const gguf::File& file() const { return *file_; }
   int64_t tokens_per_tile() const { return projector_->tokens_per_tile(); }
   int64_t output_width() const { return projector_->output_width(); }
@@ -141,6 +159,7 @@ class VisionModel {
   VisionModel() = default;
   Status ReadConfig();
   Status LoadWeights();
+  void ConvertMatricesToBf16();
   void Embed(const float* tiles, int64_t num_tiles, VisionScratch& s, ThreadPool* pool) const;
   void Layer(const VisionLayerWeights& l, int64_t num_tiles, VisionScratch& s,
              ThreadPool* pool) const;
@@ -155,6 +174,8 @@ class VisionModel {
   std::vector<float> pre_ln_w_, pre_ln_b_, post_ln_w_, post_ln_b_;
   std::vector<VisionLayerWeights> layers_;
   std::unique_ptr<Projector> projector_;
+  VisionComputeType compute_ = VisionComputeType::kF32;
+  std::vector<AlignedBuffer<uint16_t>> bf16_matrices_;  // kBf16: converted tower matrices
 };
 
 // Loader helpers shared by the vision files (vision_model.cc).

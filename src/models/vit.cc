@@ -8,6 +8,7 @@
 #include <cstring>
 #include <tuple>
 
+#include "kernels/attention_bidir.h"
 #include "models/vision_model.h"
 
 namespace vlserve::models {
@@ -105,12 +106,12 @@ void VisionModel::Layer(const VisionLayerWeights& l, int64_t num_tiles, VisionSc
   }
   s.attn.Resize(n * d);
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const bool bf16 = compute_ == VisionComputeType::kBf16;
   for (int64_t t = 0; t < num_tiles; ++t) {
-    const float* kb = s.k.data() + t * t_tok * d;
-    const float* vb = s.v.data() + t * t_tok * d;
-    const kernels::KvView kv{&kb, &vb, t_tok, t_tok};
-    kernels::Attention(s.q.data() + t * t_tok * d, t_tok, c.num_heads, c.num_heads, c.head_dim, kv,
-                       /*q_positions=*/nullptr, scale, s.attn.data() + t * t_tok * d, pool);
+    const int64_t off = t * t_tok * d;
+    kernels::AttentionBidirectional(s.q.data() + off, s.k.data() + off, s.v.data() + off, t_tok,
+                                    c.num_heads, c.head_dim, d, scale, bf16,
+                                    s.attn.data() + off, pool);
   }
   kernels::MatMul(l.o, s.attn.data(), n, s.xn.data(), pool);
   ResidualAdd(s.x.data(), s.xn.data(), l.o_b, n, d, pool);

@@ -17,31 +17,89 @@ uint64_t RandomSeed() {
   return rng();
 }
 
-// Decodes every media part (so bad data is reported precisely) and then checks that the
-// model can use images at all.
-Status ResolveMedia(const ChatRequest& chat, const ModelContext& ctx, const MediaConfig& config,
-                    engine::Request* request) {
-  if (chat.media.empty()) return OkStatus();
-  MediaTimings t;
-  bool has_document = false;
+// The prompt of a request with media: every image part (and every page of a document
+// part) becomes one image marker of the chat template, expanded into the family's image
+// tokens with one ImageSpan per run of embedding rows.
+Status PrepareMedia(const ChatRequest& chat, const ModelContext& ctx, const MediaConfig& config,
+                    std::vector<models::ChatMessage>* messages, engine::Request* request) {
+  const VisionContext& vision = ctx.vision;
+  if (vision.model == nullptr) {
+    return InvalidArgumentError(fmt::format(
+        "model {} has no vision encoder (start vlserve with --mmproj); it cannot read images "
+        "or documents",
+        ctx.id));
+  }
+  VisionTimings t;
+  std::vector<std::vector<PreparedImage>> per_part(chat.media.size());
   for (size_t i = 0; i < chat.media.size(); ++i) {
     const MediaRef& ref = chat.media[i];
     if (ref.kind == MediaRef::Kind::kDocument) {
-      has_document = true;
-      continue;
+      auto pages = PrepareDocument(ref.document_text, ref.render_json, vision, &t);
+      if (!pages.ok()) return pages.status().WithContext(fmt::format("media part {}", i));
+      per_part[i] = std::move(*pages);
+    } else {
+      auto image = PrepareImageUrl(ref.url, vision, config, &t);
+      if (!image.ok()) return image.status().WithContext(fmt::format("media part {}", i));
+      per_part[i].push_back(std::move(*image));
     }
-    auto image = LoadImage(ref.url, config, &t);
-    if (!image.ok()) return image.status().WithContext(fmt::format("media part {}", i));
   }
-  request->timings.media_fetch_ms = t.fetch_ms;
-  request->timings.image_decode_ms = t.decode_ms;
-  if (!ctx.has_vision) {
-    return InvalidArgumentError(fmt::format(
-        "model {} has no vision encoder (start vlserve with --mmproj); it cannot read {}",
-        ctx.id, has_document ? "documents or images" : "images"));
+  engine::RequestTimings& rt = request->timings;
+  // Stages that did not run stay absent (-1): a cached image is never decoded.
+  if (t.documents < static_cast<int>(chat.media.size())) rt.media_fetch_ms = t.fetch_ms;
+  if (t.decoded > 0) rt.image_decode_ms = t.decode_ms;
+  if (t.documents > 0) rt.render_ms = t.render_ms;
+  if (t.preprocessed > 0) rt.preprocess_ms = t.preprocess_ms;
+  rt.images = t.images;
+  rt.images_cached = t.cached;
+  if (t.cached == t.images) rt.encode_ms = 0;  // the engine has nothing to encode
+
+  Stopwatch tokenize;
+  std::vector<const PreparedImage*> images;  // in marker order
+  for (const ParsedMessage& m : chat.messages) {
+    models::ChatMessage out{m.role, {}};
+    for (const ParsedPart& p : m.parts) {
+      if (p.kind == ParsedPart::Kind::kText) {
+        out.parts.push_back({models::ChatPart::Kind::kText, p.text});
+        continue;
+      }
+      for (const PreparedImage& image : per_part[p.media_index]) {
+        out.parts.push_back({models::ChatPart::Kind::kImage, {}});
+        images.push_back(&image);
+      }
+    }
+    messages->push_back(std::move(out));
   }
-  // A vision encoder exists but its hook into the prompt is not wired yet.
-  return UnimplementedError("image and document inputs are not yet supported by this build");
+  const std::string prompt = models::ApplyChatTemplate(*ctx.chat_template, *messages, true);
+  std::vector<models::ImageTiling> tilings;
+  for (const PreparedImage* image : images) tilings.push_back(image->tiling);
+  models::ImagePromptOptions options;
+  options.style = models::PromptStyleFor(*vision.model);
+  options.tokens_per_tile = vision.model->tokens_per_tile();
+  options.marker = ctx.chat_template->image_marker;
+  options.add_special = false;
+  ASSIGN_OR_RETURN(models::ExpandedPrompt expanded,
+                   models::ExpandImagePrompt(*ctx.tokenizer, prompt, tilings, options));
+  const tokenizer::Tokenizer& tok = *ctx.tokenizer;
+  int64_t shift = 0;  // BOS as the tokenizer wants it, never twice (see TokenizePrompt)
+  if (tok.add_bos() && tok.bos_id() >= 0 &&
+      (expanded.tokens.empty() || expanded.tokens.front() != tok.bos_id())) {
+    expanded.tokens.insert(expanded.tokens.begin(), tok.bos_id());
+    shift = 1;
+  }
+  request->prompt_tokens = std::move(expanded.tokens);
+  for (const models::PromptImageSpan& span : expanded.spans) {
+    const PreparedImage& image = *images[span.image];
+    engine::ImageSpan out;
+    out.position = span.position + shift;
+    out.num_tokens = span.num_tokens;
+    out.first_row = span.first_row;
+    out.content_hash = fmt::format("{}/{}", image.cache_key, span.first_row);
+    out.embeddings = image.embeddings;
+    out.encode = image.job;
+    request->images.push_back(std::move(out));
+  }
+  rt.tokenize_ms = tokenize.ElapsedMs();
+  return OkStatus();
 }
 
 std::vector<int32_t> TokenizePrompt(const std::string& prompt, const tokenizer::Tokenizer& tok) {
@@ -68,6 +126,11 @@ json::object TimingsObject(const engine::RequestTimings& t) {
   ms("tokenize", t.tokenize_ms);
   ms("queue", t.queue_ms);
   ms("encode", t.encode_ms);
+  if (t.images > 0) {
+    o["images"] = t.images;
+    o["images_cached"] = t.images_cached;
+    o["encode_cached"] = t.images_cached == t.images;
+  }
   ms("prefill", t.prefill_ms);
   o["prefill_tokens"] = t.prefill_tokens;
   ms("ttft", t.ttft_ms);
@@ -114,23 +177,21 @@ Status PrepareChat(const ChatRequest& chat, const ModelContext& ctx, const Media
                                      "(GET /v1/models)",
                                      *chat.model, ctx.id));
   }
-  RETURN_IF_ERROR(ResolveMedia(chat, ctx, media, request));
-
-  Stopwatch tokenize;
   std::vector<models::ChatMessage> messages;
   messages.reserve(chat.messages.size());
-  for (const ParsedMessage& m : chat.messages) {
-    models::ChatMessage out{m.role, {}};
-    for (const ParsedPart& p : m.parts) {
-      out.parts.push_back(p.kind == ParsedPart::Kind::kText
-                              ? models::ChatPart{models::ChatPart::Kind::kText, p.text}
-                              : models::ChatPart{models::ChatPart::Kind::kImage, {}});
+  if (!chat.media.empty()) {
+    RETURN_IF_ERROR(PrepareMedia(chat, ctx, media, &messages, request));
+  } else {
+    Stopwatch tokenize;
+    for (const ParsedMessage& m : chat.messages) {
+      models::ChatMessage out{m.role, {}};
+      for (const ParsedPart& p : m.parts) out.parts.push_back({models::ChatPart::Kind::kText, p.text});
+      messages.push_back(std::move(out));
     }
-    messages.push_back(std::move(out));
+    const std::string prompt = models::ApplyChatTemplate(*ctx.chat_template, messages, true);
+    request->prompt_tokens = TokenizePrompt(prompt, *ctx.tokenizer);
+    request->timings.tokenize_ms = tokenize.ElapsedMs();
   }
-  const std::string prompt = models::ApplyChatTemplate(*ctx.chat_template, messages, true);
-  request->prompt_tokens = TokenizePrompt(prompt, *ctx.tokenizer);
-  request->timings.tokenize_ms = tokenize.ElapsedMs();
 
   request->sampling = chat.sampling;
   if (request->sampling.max_tokens < 0) request->sampling.max_tokens = defaults.max_tokens;

@@ -14,6 +14,7 @@
 #include "models/text_model.h"
 #include "server/chat_request.h"
 #include "server/media_input.h"
+#include "server/vision_input.h"
 #include "tokenizer/tokenizer.h"
 
 namespace vlserve::server {
@@ -24,7 +25,7 @@ struct ModelContext {
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer;
   const models::ChatTemplate* chat_template = nullptr;
   std::unique_ptr<engine::Engine> engine;
-  bool has_vision = false;  // set once a vision encoder (--mmproj) is wired
+  VisionContext vision;  // vision.model null = text only (no --mmproj)
   int64_t created_unix = 0;
 };
 
@@ -33,8 +34,9 @@ struct ChatDefaults {
 };
 
 // Turns a parsed request into an engine request. Fills the server stages of
-// request->timings. Errors: NotFound (model), InvalidArgument (media, vision), and the
-// sampling validation of the engine.
+// request->timings. Images and document pages become ImageSpans (cached embeddings or
+// encode jobs for the engine). Errors: NotFound (model), InvalidArgument (media, no vision
+// encoder), OutOfRange (media limits), and the engine's validation.
 Status PrepareChat(const ChatRequest& chat, const ModelContext& ctx, const MediaConfig& media,
                    const ChatDefaults& defaults, engine::Request* request);
 

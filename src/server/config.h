@@ -14,7 +14,8 @@ namespace vlserve::server {
 
 struct ServerConfig {
   std::string model_path;    // "" = the built-in tiny test model (noise answers)
-  std::string mmproj_path;   // vision tower; not wired yet
+  std::string mmproj_path;   // vision tower ("" with no -m = the built-in tiny tower)
+  std::string vision_compute = "f32";  // f32 | bf16 (models::ParseVisionComputeType)
   std::string chat_template; // "" = recognise from the GGUF
   std::string api_key;       // "" = no authentication
   std::string trace_file;
@@ -25,8 +26,12 @@ struct ServerConfig {
   int write_timeout_s = 60;
   MediaConfig media;
   int max_media_parts = 8;
+  double encoder_cache_mb = 256;  // 0 = off
+  int max_document_pages = 16;
   int default_max_tokens = 256;
   bool warmup = true;
+  double response_cache_mb = 0;  // 0 = response cache off (docs/caching.md)
+  std::vector<std::string> warm_prompt_files;  // JSON Lines of chat requests to prefill
   engine::EngineConfig engine;
 };
 
@@ -36,7 +41,9 @@ template <typename F>
 void ForEachServeFlag(ServerConfig& c, F&& f) {
   f("-m,--model", c.model_path,
     "text model GGUF; default: a built-in tiny random model (its answers are noise)");
-  f("--mmproj", c.mmproj_path, "vision encoder / projector GGUF (not supported yet)");
+  f("--mmproj", c.mmproj_path, "vision encoder / projector GGUF (mmproj) for images and documents");
+  f("--vision-compute", c.vision_compute,
+    "vision tower math: f32 (exact) or bf16 (AVX512-BF16, ~2x faster, ~0.5% relative error)");
   f("--host", c.http.host, "IP address to listen on");
   f("--port", c.http.port, "TCP port (0 = any free port, printed at start)");
   f("--api-key", c.api_key, "require 'Authorization: Bearer KEY' on every route but /health");
@@ -47,8 +54,13 @@ void ForEachServeFlag(ServerConfig& c, F&& f) {
   f("--write-timeout", c.write_timeout_s, "seconds one response write may take");
   f("--media-dir", c.media.media_dir, "allow file:// image URLs below this directory");
   f("--allow-media-domains", c.media.allowed_hosts,
-    "hosts for http(s) image URLs (remote fetch is not implemented yet: must be empty)");
+    "hosts whose http(s) image URLs may be fetched ('.example.com' = its subdomains too)");
+  f("--media-fetch-timeout", c.media.fetch_timeout_s,
+    "seconds one remote image fetch may take, redirects included");
   f("--max-images", c.max_media_parts, "images + documents per request");
+  f("--max-document-pages", c.max_document_pages, "pages one document part may render to");
+  f("--encoder-cache-mb", c.encoder_cache_mb,
+    "MiB of projected image embeddings kept for repeated images (0 = off)");
   f("--chat-template", c.chat_template,
     "built-in chat template (chatml, qwen2, smolvlm, vicuna); default: from the GGUF");
   f("-n,--n-predict", c.default_max_tokens, "max_tokens when a request gives none");
@@ -63,6 +75,12 @@ void ForEachServeFlag(ServerConfig& c, F&& f) {
   f("--max-context", c.engine.max_context, "longest sequence (0 = the model's context)");
   f("--prefix-cache,!--no-prefix-cache", c.engine.enable_prefix_cache,
     "reuse KV blocks of earlier requests that share a prefix (on by default)");
+  f("--response-cache-mb", c.response_cache_mb,
+    "replay answers of repeated deterministic requests from a cache of this size (0 = off)");
+  f("--warm-prompt", c.warm_prompt_files,
+    "JSON Lines file of chat requests prefilled at start-up into the prefix cache (repeatable)");
+  f("--warmup,!--no-warmup", c.warmup,
+    "run a text and (with a vision tower) an image + document request before /health is 200");
   f("--trace-file", c.trace_file, "write Chrome trace-event JSON of request spans here");
   f("--default-model-dir", c.default_model_dir,
     "cache directory for the built-in model (default: generated in memory)");

@@ -94,6 +94,7 @@ asio::awaitable<bool> Connection::Write(
   res.set(http::field::server, "vlserve");
   res.set(http::field::content_type, content_type);
   for (auto& [name, value] : headers) res.set(name, value);
+  for (const auto& [name, value] : extra_headers_) res.set(name, value);
   res.body() = std::move(body);
   const bool ok = co_await WriteMessage(res);
   co_return ok;
@@ -115,6 +116,7 @@ asio::awaitable<bool> Connection::StartEventStream() {
   sse_header_->set(http::field::content_type, "text/event-stream");
   sse_header_->set(http::field::cache_control, "no-cache");
   sse_header_->set("X-Accel-Buffering", "no");
+  for (const auto& [name, value] : extra_headers_) sse_header_->set(name, value);
   sse_header_->keep_alive(keep_alive_ && request_keep_alive_);
   sse_header_->chunked(true);
   sse_serializer_ = std::make_unique<http::response_serializer<http::empty_body>>(*sse_header_);
@@ -196,6 +198,9 @@ asio::awaitable<void> HttpServer::Accept() {
       LOG_WARN("accept failed: {}", ec.message());
       continue;
     }
+    // Small SSE writes must leave at once: with Nagle's algorithm each one after the first
+    // waits for the client's delayed ACK (~40 ms on Linux) on a kept-alive connection.
+    socket.set_option(tcp::no_delay(true), ec);
     const asio::any_io_executor ex = socket.get_executor();
     asio::co_spawn(ex, Session(std::move(socket)), asio::detached);
   }
@@ -259,6 +264,7 @@ asio::awaitable<void> HttpServer::Session(tcp::socket socket) {
     while (conn.keep_alive()) {
       IncomingRequest req;
       if (!co_await ReadRequest(conn, &req)) break;
+      conn.extra_headers_.clear();
       co_await handler_(conn, req);
     }
   }

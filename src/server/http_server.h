@@ -69,6 +69,12 @@ class Connection {
   asio::awaitable<void> StopWatchingPeer();
   bool peer_closed() const;
 
+  // Extra headers for every response to the current request (full, error or event
+  // stream), e.g. X-Cache. Cleared when the next request on the connection is read.
+  void AddResponseHeader(std::string name, std::string value) {
+    extra_headers_.emplace_back(std::move(name), std::move(value));
+  }
+
   void Close() { keep_alive_ = false; }
   bool keep_alive() const { return keep_alive_; }
   int last_status() const { return last_status_; }
@@ -87,6 +93,7 @@ class Connection {
   bool request_keep_alive_ = true;
   bool linger_ = false;  // drain unread input before closing (after a 413)
   int last_status_ = 0;
+  std::vector<std::pair<std::string, std::string>> extra_headers_;
   std::unique_ptr<http::response<http::empty_body>> sse_header_;
   std::unique_ptr<http::response_serializer<http::empty_body>> sse_serializer_;
 };

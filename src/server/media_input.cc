@@ -1,7 +1,6 @@
 #include "server/media_input.h"
 
 #include <fmt/format.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <array>
@@ -10,6 +9,7 @@
 #include <span>
 
 #include "base/clock.h"
+#include "server/remote_fetch.h"
 
 namespace vlserve::server {
 namespace {
@@ -103,45 +103,35 @@ StatusOr<std::string> DecodeBase64(std::string_view text) {
   return out;
 }
 
-std::string Sha256Hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
-  std::string hex;
-  hex.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) hex += fmt::format("{:02x}", digest[i]);
-  return hex;
+std::string EncodeBase64(std::string_view bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const auto at = [&](size_t k) -> uint32_t {
+      return k < bytes.size() ? static_cast<uint8_t>(bytes[k]) : 0;
+    };
+    const uint32_t n = at(i) << 16 | at(i + 1) << 8 | at(i + 2);
+    out += kAlphabet[n >> 18 & 63];
+    out += kAlphabet[n >> 12 & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[n >> 6 & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[n & 63] : '=';
+  }
+  return out;
 }
 
 StatusOr<std::string> FetchImageBytes(std::string_view url, const MediaConfig& config) {
   if (url.starts_with("data:")) return DecodeDataUrl(url);
   if (url.starts_with("file://")) return ReadFileUnder(url.substr(7), config);
   if (url.starts_with("http://") || url.starts_with("https://")) {
-    return InvalidArgumentError(std::string(kRemoteDisabled));
+    if (config.allowed_hosts.empty()) return InvalidArgumentError(std::string(kRemoteDisabled));
+    return FetchRemoteImage(url, config);
   }
   return InvalidArgumentError(fmt::format(
-      "image URL '{}' has an unsupported scheme; use data:, file:// (with --media-dir)",
+      "image URL '{}' has an unsupported scheme; use data:, file:// (with --media-dir) or "
+      "http(s):// (with --allow-media-domains)",
       url.substr(0, std::min<size_t>(url.size(), 32))));
-}
-
-StatusOr<LoadedImage> LoadImage(std::string_view url, const MediaConfig& config,
-                                MediaTimings* timings) {
-  Stopwatch fetch;
-  ASSIGN_OR_RETURN(std::string bytes, FetchImageBytes(url, config));
-  if (bytes.size() > config.max_image_bytes) {
-    return OutOfRangeError(fmt::format("image is {} bytes; the limit is {}", bytes.size(),
-                                       config.max_image_bytes));
-  }
-  timings->fetch_ms += fetch.ElapsedMs();
-  Stopwatch decode;
-  media::DecodeOptions options;
-  options.max_pixels = config.max_image_pixels;
-  options.max_bytes = config.max_image_bytes;
-  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
-  auto image = media::Decode(std::span<const uint8_t>(data, bytes.size()), options);
-  timings->decode_ms += decode.ElapsedMs();
-  if (!image.ok()) return image.status().WithContext("image");
-  return LoadedImage{std::move(*image), Sha256Hex(bytes)};
 }
 
 }  // namespace vlserve::server

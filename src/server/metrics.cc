@@ -85,7 +85,8 @@ void Metrics::ObserveTimings(const engine::RequestTimings& t) {
   for (const auto& [name, ms] : stages) obs(stages_.at(name), ms);
 }
 
-std::string Metrics::Render(const engine::EngineStats* stats) const {
+std::string Metrics::Render(const engine::EngineStats* stats,
+                            const ResponseCacheStats* response_cache) const {
   std::string out;
   out += "# HELP vlserve_requests_total HTTP requests to the API routes by status code.\n"
          "# TYPE vlserve_requests_total counter\n";
@@ -115,6 +116,20 @@ std::string Metrics::Render(const engine::EngineStats* stats) const {
           "Prompt tokens served from cached KV blocks.", s.prefix_cache_hit_tokens, &out);
   Gauge("vlserve_kv_cache_cached_blocks", "Unreferenced KV blocks kept for prefix reuse.",
         s.kv_blocks_cached, &out);
+  if (response_cache != nullptr) {
+    const ResponseCacheStats& r = *response_cache;
+    Counter("vlserve_response_cache_hits_total",
+            "Chat requests answered from the response cache.", r.hits, &out);
+    Counter("vlserve_response_cache_misses_total",
+            "Cacheable chat requests not found in the response cache.", r.misses, &out);
+    Counter("vlserve_response_cache_evictions_total",
+            "Response cache entries evicted to make room.", r.evictions, &out);
+    Gauge("vlserve_response_cache_entries", "Answers held by the response cache.", r.entries,
+          &out);
+    Gauge("vlserve_response_cache_bytes", "Bytes held by the response cache.", r.bytes, &out);
+    Gauge("vlserve_response_cache_capacity_bytes", "Response cache capacity.",
+          r.capacity_bytes, &out);
+  }
   HistHeader("vlserve_ttft_seconds", "Time to first token.", &out);
   ttft_.Render("vlserve_ttft_seconds", "", &out);
   HistHeader("vlserve_inter_token_latency_seconds", "Gap between streamed token deliveries.",

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/response_cache.h"
 #include "engine/engine.h"
 #include "engine/request.h"
 
@@ -39,8 +40,10 @@ class Metrics {
   void ObserveInterToken(double seconds) { itl_.Observe(seconds); }
   void AddTokens(int64_t prompt, int64_t generated);
 
-  // The whole exposition; `stats` null before the engine exists.
-  std::string Render(const engine::EngineStats* stats) const;
+  // The whole exposition; `stats` null before the engine exists; `response_cache` null
+  // when the response cache is off (its metrics are then left out).
+  std::string Render(const engine::EngineStats* stats,
+                     const ResponseCacheStats* response_cache = nullptr) const;
 
  private:
   mutable std::mutex mu_;

@@ -3,12 +3,20 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <filesystem>
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "media/encode.h"
 #include "models/registry.h"
 #include "models/test_model.h"
+#include "models/vision_model.h"
+#include "render/renderer.h"
+#include "server/vision_input.h"
+#include "server/warm_prompts.h"
 #include "tokenizer/gguf_config.h"
 
 namespace vlserve::server {
@@ -29,6 +37,90 @@ StatusOr<std::unique_ptr<models::TextModel>> LoadDefaultModel(const std::string&
   return models::LoadTextModel(std::move(file));
 }
 
+// Reads every page of the file's tensor data once, so the weights are in the page cache
+// before the first request (a cold mmap otherwise pays disk reads inside the first
+// forward passes), with a progress bar on a terminal and log lines otherwise.
+void PrefaultWeights(const gguf::File& file, const std::string& label) {
+  int64_t total = 0;
+  for (const gguf::TensorInfo& t : file.tensors()) total += t.num_bytes;
+  if (total <= 0) return;
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  constexpr int64_t kPage = 4096;
+  int64_t done = 0;
+  int last_shown = -1;
+  volatile uint8_t sink = 0;
+  for (const gguf::TensorInfo& t : file.tensors()) {
+    for (int64_t i = 0; i < t.num_bytes; i += kPage) sink = sink + t.data[i];
+    done += t.num_bytes;
+    const int percent = static_cast<int>(100 * done / total);
+    if (tty && percent != last_shown) {
+      const int bar = percent / 4;
+      std::fprintf(stderr, "\rloading %s [%.*s%*s] %3d%% %.0f/%.0f MiB", label.c_str(), bar,
+                   "#########################", 25 - bar, "", percent, done / 1048576.0,
+                   total / 1048576.0);
+    } else if (!tty && percent / 25 != last_shown / 25) {
+      LOG_INFO("loading {}: {}% of {:.0f} MiB", label, percent, total / 1048576.0);
+    }
+    last_shown = percent;
+  }
+  if (tty) std::fprintf(stderr, "\n");
+}
+
+// The built-in vision tower (`make-test-model --vision idefics3` defaults, projecting to the
+// built-in text model's width): tiny and random, so image answers are noise too.
+StatusOr<std::unique_ptr<models::VisionModel>> LoadDefaultVision(const std::string& dir,
+                                                                  int64_t text_hidden) {
+  models::VisionTestOptions options;
+  options.text_hidden = text_hidden;
+  if (!dir.empty()) {
+    const std::string path = dir + "/mmproj.gguf";
+    if (!std::filesystem::exists(path)) RETURN_IF_ERROR(models::WriteTestMmproj(options, dir));
+    return models::VisionModel::Load(path);
+  }
+  ASSIGN_OR_RETURN(gguf::Writer writer, models::BuildTestMmproj(options));
+  ASSIGN_OR_RETURN(auto file,
+                   gguf::File::FromBytes(writer.WriteToString(), "builtin-test-mmproj"));
+  return models::VisionModel::Load(std::move(file));
+}
+
+// The vision side of the served model: tower, encoder cache, document renderer.
+StatusOr<VisionContext> LoadVision(const ServerConfig& config, const models::TextModel& text) {
+  VisionContext v;
+  std::unique_ptr<models::VisionModel> model;
+  ASSIGN_OR_RETURN(models::VisionComputeType compute,
+                   models::ParseVisionComputeType(config.vision_compute));
+  if (!config.mmproj_path.empty()) {
+    LOG_INFO("loading {} ...", config.mmproj_path);
+    ASSIGN_OR_RETURN(model, models::VisionModel::Load(config.mmproj_path,
+                                                      models::VisionLoadOptions{compute}));
+  } else if (config.model_path.empty()) {
+    ASSIGN_OR_RETURN(model, LoadDefaultVision(config.default_model_dir, text.config().hidden));
+  } else {
+    return v;  // -m without --mmproj: a text-only model
+  }
+  RETURN_IF_ERROR(model->CheckCompatible(text.config()).WithContext("--mmproj"));
+  if (!config.mmproj_path.empty()) PrefaultWeights(model->file(), config.mmproj_path);
+  v.preprocess_id = PreprocessId(*model);
+  // The compute type changes the embeddings: part of the tower's identity in cache keys.
+  v.mmproj_id = MmprojId(config.mmproj_path) + " compute=" + config.vision_compute;
+  LOG_INFO("vision: {} tower, {}x{} px tiles, {} tokens per tile, {} layers",
+           model->config().projector_type, model->config().image_size,
+           model->config().image_size, model->tokens_per_tile(), model->config().num_layers);
+  v.model = std::shared_ptr<const models::VisionModel>(std::move(model));
+  if (config.encoder_cache_mb > 0) {
+    v.cache = std::make_shared<EncoderCache>(
+        static_cast<int64_t>(config.encoder_cache_mb * 1024 * 1024));
+  }
+  v.max_document_pages = config.max_document_pages;
+  auto renderer = render::Renderer::Create(render::RenderOptions{});
+  if (renderer.ok()) {
+    v.renderer = std::move(*renderer);
+  } else {
+    LOG_WARN("document parts are disabled: {}", renderer.status().ToString());
+  }
+  return v;
+}
+
 }  // namespace
 
 Server::Server(ServerConfig config) : config_(std::move(config)) {}
@@ -37,10 +129,14 @@ Server::~Server() { Stop(); }
 
 StatusOr<std::unique_ptr<Server>> Server::Start(ServerConfig config) {
   if (config.max_body_mb <= 0) return InvalidArgumentError("--max-body-mb must be > 0");
-  if (!config.media.allowed_hosts.empty()) {
-    return UnimplementedError(
-        "--allow-media-domains: fetching remote images is not implemented yet; send images "
-        "as data: URLs or use --media-dir");
+  if (config.response_cache_mb < 0) {
+    return InvalidArgumentError("--response-cache-mb must be >= 0 (0 = off)");
+  }
+  if (config.encoder_cache_mb < 0) {
+    return InvalidArgumentError("--encoder-cache-mb must be >= 0 (0 = off)");
+  }
+  if (!(config.media.fetch_timeout_s > 0)) {
+    return InvalidArgumentError("--media-fetch-timeout must be > 0 seconds");
   }
   config.http.max_body_bytes = static_cast<size_t>(config.max_body_mb * 1024 * 1024);
   config.http.read_timeout = std::chrono::seconds(config.read_timeout_s);
@@ -48,8 +144,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(ServerConfig config) {
   std::unique_ptr<Server> s(new Server(std::move(config)));
   if (!s->config_.trace_file.empty()) {
     ASSIGN_OR_RETURN(s->trace_, TraceWriter::Open(s->config_.trace_file));
-    LOG_INFO("tracing request spans to {} (engine steps are not traced: no engine hook yet)",
-             s->config_.trace_file);
+    LOG_INFO("tracing engine steps and request spans to {}", s->config_.trace_file);
   }
   Server* self = s.get();
   ASSIGN_OR_RETURN(s->http_, HttpServer::Start(s->config_.http,
@@ -63,9 +158,8 @@ StatusOr<std::unique_ptr<Server>> Server::Start(ServerConfig config) {
 
 StatusOr<std::unique_ptr<ModelContext>> Server::LoadModel() {
   Stopwatch timer;
-  if (!config_.mmproj_path.empty()) {
-    return UnimplementedError(fmt::format(
-        "--mmproj {}: vision encoders are not supported by this build yet", config_.mmproj_path));
+  if (!config_.mmproj_path.empty() && config_.model_path.empty()) {
+    return InvalidArgumentError("--mmproj needs -m/--model (the text model it belongs to)");
   }
   std::unique_ptr<models::TextModel> model;
   if (config_.model_path.empty()) {
@@ -73,6 +167,7 @@ StatusOr<std::unique_ptr<ModelContext>> Server::LoadModel() {
   } else {
     LOG_INFO("loading {} ...", config_.model_path);
     ASSIGN_OR_RETURN(model, models::LoadTextModel(config_.model_path));
+    PrefaultWeights(model->file(), config_.model_path);
   }
   auto ctx = std::make_unique<ModelContext>();
   ASSIGN_OR_RETURN(tokenizer::TokenizerConfig tok_config,
@@ -97,12 +192,74 @@ StatusOr<std::unique_ptr<ModelContext>> Server::LoadModel() {
            model->weight_bytes() / 1048576.0, timer.ElapsedMs(), ctx->chat_template->name);
   ctx->model = std::shared_ptr<const models::TextModel>(std::move(model));
   ctx->tokenizer = std::shared_ptr<const tokenizer::Tokenizer>(std::move(tok));
-  ASSIGN_OR_RETURN(ctx->engine, engine::Engine::Create(config_.engine, ctx->model, ctx->tokenizer));
+  ASSIGN_OR_RETURN(ctx->vision, LoadVision(config_, *ctx->model));
+  engine::EngineVision engine_vision;
+  engine_vision.model = ctx->vision.model;
+  engine_vision.cache = ctx->vision.cache;
+  engine::EngineConfig engine_config = config_.engine;
+  if (trace_ != nullptr) {
+    TraceWriter* trace = trace_.get();  // outlives the engine (Stop() order)
+    engine_config.on_step = [trace](const engine::StepTrace& step) { trace->AddStep(step); };
+  }
+  ASSIGN_OR_RETURN(ctx->engine, engine::Engine::Create(engine_config, ctx->model, ctx->tokenizer,
+                                                       std::move(engine_vision)));
   ctx->created_unix = std::chrono::duration_cast<std::chrono::seconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
   return ctx;
 }
+
+namespace {
+
+// Waits for the terminal event of a warm-up request (<= 60 s).
+Status AwaitWarmUp(engine::RequestStream& stream, std::string_view what) {
+  engine::Event event;
+  for (int i = 0; i < 600; ++i) {
+    if (!stream.WaitNext(&event, std::chrono::milliseconds(100))) {
+      if (stream.drained()) break;
+      continue;
+    }
+    if (event.kind == engine::Event::Kind::kError) return event.error.WithContext(what);
+    if (event.kind == engine::Event::Kind::kFinished) return OkStatus();
+  }
+  return DeadlineExceededError(fmt::format("{} did not finish within 60 s", what));
+}
+
+// A chat request with a synthetic JPEG and a short document: warms decode, preprocess,
+// render, the vision tower and prefill over image embeddings.
+StatusOr<engine::Request> VisionWarmUpRequest(const ModelContext& ctx, const MediaConfig& media) {
+  // Very wide: SmolVLM resizes the long edge to 4 tiles, so this is the fewest tiles (one
+  // row + the global image) that still runs the split-image path.
+  media::Image image = media::MakeImage(256, 8);
+  for (size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = static_cast<uint8_t>(i * 31);
+  ASSIGN_OR_RETURN(std::vector<uint8_t> jpeg, media::EncodeJpeg(image, 85));
+  ChatRequest chat;
+  MediaRef picture;
+  picture.url = "data:image/jpeg;base64," +
+                EncodeBase64({reinterpret_cast<const char*>(jpeg.data()), jpeg.size()});
+  chat.media.push_back(std::move(picture));
+  if (ctx.vision.renderer != nullptr) {
+    MediaRef document;
+    document.kind = MediaRef::Kind::kDocument;
+    document.document_text = "Warm-up page.";
+    chat.media.push_back(std::move(document));
+  }
+  ParsedMessage user{"user", {}};
+  for (size_t i = 0; i < chat.media.size(); ++i) {
+    user.parts.push_back({ParsedPart::Kind::kMedia, "", i});
+  }
+  user.parts.push_back({ParsedPart::Kind::kText, "Warm up.", 0});
+  chat.messages.push_back(std::move(user));
+  chat.sampling.temperature = 0;
+  chat.sampling.max_tokens = 2;
+  chat.seed_given = true;
+  engine::Request req;
+  req.id = "warmup-vision";
+  RETURN_IF_ERROR(PrepareChat(chat, ctx, media, {}, &req));
+  return req;
+}
+
+}  // namespace
 
 Status Server::WarmUp(ModelContext& ctx) {
   Stopwatch timer;
@@ -113,25 +270,27 @@ Status Server::WarmUp(ModelContext& ctx) {
   req.sampling.temperature = 0;
   req.sampling.max_tokens = 2;
   ASSIGN_OR_RETURN(auto stream, ctx.engine->Submit(std::move(req)));
-  engine::Event event;
-  for (int i = 0; i < 600; ++i) {  // <= 60 s
-    if (!stream->WaitNext(&event, std::chrono::milliseconds(100))) {
-      if (stream->drained()) break;
-      continue;
-    }
-    if (event.kind == engine::Event::Kind::kError) return event.error.WithContext("warm-up");
-    if (event.kind == engine::Event::Kind::kFinished) {
-      LOG_INFO("warm-up generation done in {:.0f} ms", timer.ElapsedMs());
-      return OkStatus();
-    }
-  }
-  return DeadlineExceededError("warm-up generation did not finish within 60 s");
+  RETURN_IF_ERROR(AwaitWarmUp(*stream, "warm-up"));
+  LOG_INFO("warm-up generation done in {:.0f} ms", timer.ElapsedMs());
+  if (ctx.vision.model == nullptr) return OkStatus();
+  Stopwatch vision_timer;
+  ASSIGN_OR_RETURN(engine::Request image_req, VisionWarmUpRequest(ctx, config_.media));
+  ASSIGN_OR_RETURN(auto image_stream, ctx.engine->Submit(std::move(image_req)));
+  RETURN_IF_ERROR(AwaitWarmUp(*image_stream, "image warm-up"));
+  LOG_INFO("image + document warm-up done in {:.0f} ms", vision_timer.ElapsedMs());
+  return OkStatus();
 }
 
 void Server::Load() {
   auto ctx = LoadModel();
   Status status = ctx.status();
   if (status.ok() && config_.warmup) status = WarmUp(**ctx);
+  for (const std::string& file : config_.warm_prompt_files) {
+    if (!status.ok()) break;
+    auto warmed = RunWarmPrompts(file, **ctx, config_.media,
+                                 {.max_media_parts = config_.max_media_parts});
+    status = warmed.status();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   load_status_ = status;
   loaded_ = true;

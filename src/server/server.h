@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "base/status.h"
+#include "cache/response_cache.h"
 #include "server/chat_service.h"
 #include "server/config.h"
 #include "server/http_server.h"
@@ -55,12 +56,22 @@ class Server {
   // routes.cc
   asio::awaitable<void> Handle(Connection& conn, IncomingRequest& req);
   asio::awaitable<void> HandleChat(Connection& conn, IncomingRequest& req);
+  // `cache_key` "" = the answer is not stored in the response cache.
   asio::awaitable<void> StreamChat(Connection& conn, std::shared_ptr<engine::RequestStream> s,
                                    const CompletionMeta& meta, bool include_usage,
-                                   engine::TimePoint arrival);
+                                   engine::TimePoint arrival, const std::string& cache_key);
   asio::awaitable<void> AnswerChat(Connection& conn, std::shared_ptr<engine::RequestStream> s,
-                                   const CompletionMeta& meta, engine::TimePoint arrival);
+                                   const CompletionMeta& meta, engine::TimePoint arrival,
+                                   const std::string& cache_key);
+  asio::awaitable<void> AnswerFromCache(Connection& conn, const CachedResponse& hit,
+                                        const CompletionMeta& meta, bool stream,
+                                        bool include_usage, engine::TimePoint arrival,
+                                        const engine::RequestTimings& timings);
+  void StoreResponse(const std::string& cache_key, const std::string& text,
+                     const engine::Event& terminal);
+  std::string ResponseCacheIdentity() const;
   asio::awaitable<void> HandleTokenize(Connection& conn, IncomingRequest& req);
+  asio::awaitable<void> HandleRender(Connection& conn, IncomingRequest& req);
   asio::awaitable<void> HandleStatic(Connection& conn, IncomingRequest& req);
   asio::awaitable<void> Json(Connection& conn, int status, std::string body);
   asio::awaitable<void> Error(Connection& conn, const HttpError& error);
@@ -78,6 +89,7 @@ class Server {
   std::thread loader_;
   asio::thread_pool workers_{2};  // JSON parse, media decode, tokenization
   Metrics metrics_;
+  ResponseCache response_cache_{static_cast<int64_t>(config_.response_cache_mb * 1048576)};
   std::unique_ptr<TraceWriter> trace_;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<bool> stopped_{false};

@@ -1,7 +1,7 @@
-// Chrome trace-event JSON (opens in Perfetto / chrome://tracing) of request spans:
-// one "X" (complete) event per server stage and engine stage of each request, on a track
-// per request. The engine exposes no per-step hook yet, so engine steps are not traced;
-// a request's queue/prefill/decode spans are reconstructed from its final timings.
+// Chrome trace-event JSON (opens in Perfetto / chrome://tracing): engine steps on track 0
+// ("engine": one "X" event per step with its schedule / encode / forward / update parts
+// and batch composition in args), and one track per request with an "X" event per stage,
+// reconstructed from its final timings (the stages ran back to back from arrival).
 #pragma once
 
 #include <cstdio>
@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "engine/engine.h"
 #include "engine/request.h"
 
 namespace vlserve::server {
@@ -19,6 +20,8 @@ class TraceWriter {
   static StatusOr<std::unique_ptr<TraceWriter>> Open(const std::string& path);
   ~TraceWriter();  // closes the JSON array
 
+  // One engine step (EngineConfig::on_step; engine thread).
+  void AddStep(const engine::StepTrace& step);
   // Spans of one finished request; `arrival` anchors the stages (they ran back to back).
   void AddRequest(const std::string& request_id, engine::TimePoint arrival,
                   const engine::RequestTimings& t);

@@ -11,10 +11,18 @@ std::string SanitizeUtf8(std::string_view bytes) {
   while (pos < bytes.size()) {
     const size_t start = pos;
     const uint32_t cp = DecodeUtf8(bytes, &pos);
-    // DecodeUtf8 yields U+FFFD after consuming a single bad byte; a real U+FFFD in the
-    // input is three bytes long and is copied as is.
-    if (cp == 0xFFFD && pos - start == 1) {
+    const size_t len = pos - start;
+    // DecodeUtf8 is lenient (the pre-tokenizers need that); output must be strictly valid
+    // UTF-8 for JSON: overlong forms, surrogates and code points past U+10FFFF become
+    // U+FFFD for their lead byte, and decoding resumes at the next byte. A real U+FFFD in
+    // the input is three bytes long and is copied as is.
+    const bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+                          (len == 4 && cp < 0x10000);
+    const bool invalid = (cp == 0xFFFD && len == 1) || overlong ||
+                         (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF;
+    if (invalid) {
       AppendUtf8(0xFFFD, &out);
+      pos = start + 1;
     } else {
       out.append(bytes.substr(start, pos - start));
     }

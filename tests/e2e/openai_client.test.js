@@ -71,7 +71,7 @@ test("streaming deltas concatenate to the greedy non-streaming answer", async ()
   assert.ok(timings && timings.ttft >= 0 && timings.decode_tokens >= 1, "final chunk has timings");
 });
 
-test("an image part: 400 on a text-only model, else a real answer", async () => {
+test("an image part is answered by the built-in vision tower, streamed too", async () => {
   const body = {
     model: modelId, max_tokens: 4, temperature: 0, logit_bias: kNoSpecialTokens,
     messages: [{ role: "user", content: [
@@ -79,16 +79,22 @@ test("an image part: 400 on a text-only model, else a real answer", async () => 
       { type: "image_url", image_url: { url: kPngDataUrl } },
     ] }],
   };
-  try {
-    const r = await client.chat.completions.create(body);
-    // Reached only once the server wires a vision encoder into the served model.
-    assert.ok(r.choices[0].message.content.length > 0);
-    assert.ok(r.timings.image_decode >= 0, "an image answer has an image_decode stage");
-  } catch (e) {
-    assert.ok(e instanceof OpenAI.BadRequestError, `expected a 400, got ${e}`);
-    assert.equal(e.status, 400);
-    assert.match(e.message, /vision encoder|--mmproj/);
+  const r = await client.chat.completions.create(body);
+  assert.ok(r.choices[0].message.content.length > 0);
+  assert.equal(r.timings.images, 1);
+  assert.ok(r.timings.preprocess >= 0, "a new image is preprocessed");
+  assert.ok(r.usage.prompt_tokens > 20, "image tokens are part of the prompt");
+  // The same image again, streamed: served from the encoder cache, never decoded again.
+  const stream = await client.chat.completions.create(
+    { ...body, stream: true, stream_options: { include_usage: true } });
+  let text = "", timings = null;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta?.content ?? "";
+    if (chunk.timings) timings = chunk.timings;
   }
+  assert.equal(text, r.choices[0].message.content, "greedy answer is the same");
+  assert.equal(timings.encode_cached, true);
+  assert.equal(timings.image_decode, undefined, "a cached image is not decoded");
 });
 
 test("malformed image data is a 400 that names the problem", async () => {

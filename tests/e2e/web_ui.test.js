@@ -93,14 +93,18 @@ test("an attached image is previewed and sent as an image_url part", { skip }, a
   assert.equal(body.stream, true);
   assert.equal(await page.locator("#attachments img").count(), 0, "attachments are cleared");
   await page.locator("#send:not([hidden])").waitFor();
-  // A text-only model answers 400 (shown in the bubble); a vision model answers with text.
+  // The built-in model has a vision tower: a streamed answer and a waterfall with the
+  // image stages.
   const bubble = lastAssistant();
-  const text = await bubble.locator(".body").textContent();
-  if (await bubble.evaluate((b) => b.classList.contains("error"))) {
-    assert.match(text, /^400: .*(vision encoder|--mmproj)/);
-  } else {
-    assert.ok(text.length > 0);
+  assert.equal(await bubble.evaluate((b) => b.classList.contains("error")), false,
+               await bubble.locator(".body").textContent());
+  assert.ok((await bubble.locator(".body").textContent()).length > 0);
+  await bubble.locator(".waterfall").waitFor({ timeout: 20_000 });
+  const stages = await bubble.locator(".waterfall .name").allTextContents();
+  for (const stage of ["media_fetch", "encode", "prefill"]) {  // decode: unless cached
+    assert.ok(stages.includes(stage), `waterfall has ${stage} (got ${stages})`);
   }
+  await page.screenshot({ path: path.join(artifactsDir, "image-answer.png") });
   assert.equal(await page.locator(".msg.user .thumbs img").count(), 1, "thumbnail in the chat");
 });
 
@@ -167,11 +171,19 @@ test("document mode counts tokens and sends a document part", { skip }, async ()
   await page.check("#doc-mode");
   const doc = "The quick brown fox jumps over the lazy dog. ".repeat(40);
   await page.fill("#doc-text", doc);
-  // The count comes from POST /tokenize; compare with the server's own answer.
+  // The counts come from POST /v1/render; compare with the server's own answers.
   const expected = (await (await fetch(url + "/tokenize", {
     method: "POST", body: JSON.stringify({ content: doc }) })).json()).tokens.length;
-  await page.locator("#doc-stats").filter({ hasText: `${expected.toLocaleString("en-US")} tokens` })
-    .waitFor({ timeout: 5000 });
+  const render = await (await fetch(url + "/v1/render", {
+    method: "POST", body: JSON.stringify({ text: doc }) })).json();
+  assert.ok(render.pages >= 1 && render.image_tokens > 0);
+  await page.locator("#doc-stats").filter({
+    hasText: `${expected.toLocaleString("en-US")} tokens as plain text` }).waitFor({ timeout: 5000 });
+  assert.match(await page.locator("#doc-stats").textContent(),
+               new RegExp(`${render.pages} pages? = ${render.image_tokens.toLocaleString("en-US")} image tokens`));
+  await page.locator("#doc-pages img").first().waitFor();
+  assert.equal(await page.locator("#doc-pages img").count(), Math.min(render.pages, 6));
+  await page.screenshot({ path: path.join(artifactsDir, "document-mode.png") });
   const sent = page.waitForRequest((r) => r.url().endsWith("/v1/chat/completions"));
   await page.fill("#input", "Summarise the document.");
   await page.click("#send");
@@ -181,9 +193,10 @@ test("document mode counts tokens and sends a document part", { skip }, async ()
   await page.locator("#send:not([hidden])").waitFor();
   assert.match(await page.locator(".msg.user .doc").last().textContent(), /1,800 characters/);
   const bubble = lastAssistant();
-  if (await bubble.evaluate((b) => b.classList.contains("error"))) {
-    // Documents are rendered into page images, which a text-only model cannot read.
-    assert.match(await bubble.locator(".body").textContent(), /^400: /);
-  }
+  assert.equal(await bubble.evaluate((b) => b.classList.contains("error")), false,
+               await bubble.locator(".body").textContent());
+  await bubble.locator(".waterfall").waitFor({ timeout: 20_000 });
+  const stages = await bubble.locator(".waterfall .name").allTextContents();
+  assert.ok(stages.includes("render"), `a document answer has a render stage (got ${stages})`);
   await page.uncheck("#doc-mode");
 });

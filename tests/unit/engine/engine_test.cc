@@ -274,7 +274,7 @@ TEST_F(EngineTest, ImageSpanEmbeddingsMatchTokenEmbeddings) {
   }
   Request r = Greedy("img", prompt, 8);
   for (int64_t i = pos; i < pos + n; ++i) r.prompt_tokens[i] = -7;  // placeholders
-  r.images.push_back(ImageSpan{pos, n, "hash", rows});
+  r.images.push_back(ImageSpan{pos, n, 0, "hash", rows});
   EngineConfig config;
   config.max_batch_tokens = 4;  // chunks start and end inside the span
   auto engine = MakeEngine(config);
@@ -298,9 +298,16 @@ TEST_F(EngineTest, SubmitRejectsBadRequests) {
   bad_temp.sampling.temperature = -1;
   EXPECT_EQ(engine->Submit(bad_temp).status().code(), StatusCode::kInvalidArgument);
   Request no_embd = Greedy("img", {5, 6, 7}, 4);
-  no_embd.images.push_back(ImageSpan{1, 1, "h", nullptr});
-  EXPECT_EQ(engine->Submit(no_embd).status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_EQ(engine->Stats().requests_rejected, 5);
+  no_embd.images.push_back(ImageSpan{1, 1, 0, "h", nullptr});
+  EXPECT_EQ(engine->Submit(no_embd).status().code(), StatusCode::kInvalidArgument);
+  // An encode job needs a vision model, which this engine does not have.
+  Request job = Greedy("job", {5, 6, 7}, 4);
+  ImageSpan span{1, 1, 0, "h", nullptr};
+  span.encode = std::make_shared<EncodeJob>();
+  span.encode->num_tiles = 1;
+  job.images.push_back(span);
+  EXPECT_EQ(engine->Submit(job).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(engine->Stats().requests_rejected, 6);
 }
 
 TEST_F(EngineTest, CancelAndShutdownEndStreams) {

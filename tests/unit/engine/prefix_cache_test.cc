@@ -105,7 +105,7 @@ class PrefixCacheTest : public ::testing::Test {
     const auto n = static_cast<int64_t>(rows->size()) / model_->config().hidden;
     for (int64_t i = pos; i < pos + n; ++i) prompt[i] = -5;
     Request r = Greedy(std::move(prompt), max_tokens);
-    r.images.push_back(ImageSpan{pos, n, std::move(hash), std::move(rows)});
+    r.images.push_back(ImageSpan{pos, n, 0, std::move(hash), std::move(rows)});
     return r;
   }
 

@@ -97,3 +97,22 @@ TEST(StreamingDetokenizerTest, SentencePieceByteFallbackAndPrefix) {
 
 }  // namespace
 }  // namespace vlserve::tokenizer
+
+namespace vlserve::tokenizer {
+namespace {
+
+// Strict validity (RFC 3629): what JSON encoders and browsers accept.
+TEST(SanitizeUtf8Test, RejectsOverlongSurrogatesAndOutOfRange) {
+  const std::string kFffd = "\xEF\xBF\xBD";
+  EXPECT_EQ(SanitizeUtf8("a\xC3\xA9z"), "a\xC3\xA9z");                // é is fine
+  EXPECT_EQ(SanitizeUtf8("\xF0\x9F\x98\x80"), "\xF0\x9F\x98\x80");    // U+1F600
+  EXPECT_EQ(SanitizeUtf8(kFffd), kFffd);                               // a real U+FFFD
+  // E0 8E 8E: overlong 3-byte form of U+038E (what a noise model produced).
+  EXPECT_EQ(SanitizeUtf8("\xE0\x8E\x8E"), kFffd + kFffd + kFffd);
+  EXPECT_EQ(SanitizeUtf8("\xC0\xAF"), kFffd + kFffd);                  // overlong '/'
+  EXPECT_EQ(SanitizeUtf8("\xED\xA0\x80"), kFffd + kFffd + kFffd);      // surrogate D800
+  EXPECT_EQ(SanitizeUtf8("\xF4\x90\x80\x80"), kFffd + kFffd + kFffd + kFffd);  // > U+10FFFF
+}
+
+}  // namespace
+}  // namespace vlserve::tokenizer

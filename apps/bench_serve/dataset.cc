@@ -204,7 +204,9 @@ std::string Dataset::Body(const Conversation& c, int turn,
     }
     if (t == 0 && !c.image_url.empty()) {
       json::object image{{"type", "image_url"}, {"image_url", json::object{{"url", c.image_url}}}};
-      content = json::array{TextPart(c.questions[0]), std::move(image)};
+      // Image first, as SmolVLM's examples put it: a new question about the same image
+      // then shares the image's KV blocks (prefix reuse).
+      content = json::array{std::move(image), TextPart(c.questions[0])};
     } else if (t == 0 && !c.document.empty()) {
       json::object doc{{"type", "document"}, {"text", c.document}};
       content = json::array{std::move(doc), TextPart(c.questions[0])};

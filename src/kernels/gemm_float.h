@@ -24,8 +24,10 @@ namespace vlserve::kernels::internal {
 
 // Below this many tokens the dot-product kernels (matmul_avx512.cc) are used: packing W
 // costs about one pass over it, which only pays when each weight is reused many times.
-// F32/F16 (measured: the GEMM wins from n = 32 at 576- and 2048-wide shapes):
-constexpr int64_t kGemmMinTokens = 32;
+// F32/F16 (measured on a quiet machine, 2 threads, bench-kernels -n: at n = 64 the two
+// are equal within noise (~130 GFLOP/s), from n = 128 the GEMM wins: 128: 140 vs 115,
+// 256: 156 vs 124, 512: 178 vs 115 GFLOP/s averaged over the 135M/1.7B shapes):
+constexpr int64_t kGemmMinTokens = 96;
 // BF16 with vdpbf16ps: the dot-product kernel needs no packing and is as fast up to
 // n ≈ 128; the GEMM is ~20% faster at n = 1024 (vision towers).
 constexpr int64_t kGemmMinTokensBf16 = 256;

@@ -2,6 +2,7 @@
 // prepare the activations once per call, and split output rows over the thread pool.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <functional>
 #include <vector>
 
@@ -200,7 +201,7 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
     return;
   }
   internal::RowsKernel fn = kc.fn;
-  if (isa == Isa::kAvx512 && n >= internal::kPackedMinTokens) {
+  if (isa == Isa::kAvx512 && n >= internal::PackedMinTokens()) {
     if (internal::RowsKernel packed = internal::Avx512PackedQuantKernel(ws[0].type)) fn = packed;
   }
   // One scratch buffer per calling thread; MatMul is not reentrant on one pool anyway.
@@ -209,6 +210,16 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
       internal::PrepareActivations(kc.act, isa, x, n, ws[0].cols, &scratch, pool);
   internal::RunRows(ws, ys, count, act, n, fn, pool);
 }
+
+namespace internal {
+int64_t PackedMinTokens() {
+  static const int64_t value = [] {
+    const char* env = std::getenv("VLSERVE_QPACK_MIN_TOKENS");
+    return env != nullptr && std::atoll(env) > 0 ? std::atoll(env) : kPackedMinTokens;
+  }();
+  return value;
+}
+}  // namespace internal
 
 void MatMul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool* pool) {
   CHECK(ref::IsSupportedWeightType(w.type)) << "MatMul: unsupported type " << Info(w.type).name;

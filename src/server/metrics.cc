@@ -86,7 +86,8 @@ void Metrics::ObserveTimings(const engine::RequestTimings& t) {
 }
 
 std::string Metrics::Render(const engine::EngineStats* stats,
-                            const ResponseCacheStats* response_cache) const {
+                            const ResponseCacheStats* response_cache,
+                            const EncoderCacheStats* encoder_cache) const {
   std::string out;
   out += "# HELP vlserve_requests_total HTTP requests to the API routes by status code.\n"
          "# TYPE vlserve_requests_total counter\n";
@@ -116,6 +117,25 @@ std::string Metrics::Render(const engine::EngineStats* stats,
           "Prompt tokens served from cached KV blocks.", s.prefix_cache_hit_tokens, &out);
   Gauge("vlserve_kv_cache_cached_blocks", "Unreferenced KV blocks kept for prefix reuse.",
         s.kv_blocks_cached, &out);
+  Counter("vlserve_images_encoded_total",
+          "Images and document pages run through the vision encoder.", s.images_encoded, &out);
+  Counter("vlserve_tiles_encoded_total", "Tiles run through the vision encoder.",
+          s.tiles_encoded, &out);
+  Counter("vlserve_encode_seconds_total", "Engine time spent in the vision encoder.",
+          s.encode_seconds, &out);
+  if (encoder_cache != nullptr) {
+    const EncoderCacheStats& e = *encoder_cache;
+    Counter("vlserve_encoder_cache_hits_total",
+            "Images served from the encoder cache (not decoded, not encoded).", e.hits, &out);
+    Counter("vlserve_encoder_cache_misses_total", "Images looked up and not found.", e.misses,
+            &out);
+    Counter("vlserve_encoder_cache_evictions_total", "Encoder-cache entries evicted.",
+            e.evictions, &out);
+    Gauge("vlserve_encoder_cache_entries", "Images held by the encoder cache.", e.entries, &out);
+    Gauge("vlserve_encoder_cache_bytes", "Bytes held by the encoder cache.", e.bytes, &out);
+    Gauge("vlserve_encoder_cache_capacity_bytes", "Encoder cache capacity.", e.capacity_bytes,
+          &out);
+  }
   if (response_cache != nullptr) {
     const ResponseCacheStats& r = *response_cache;
     Counter("vlserve_response_cache_hits_total",

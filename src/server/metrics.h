@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cache/response_cache.h"
+#include "cache/encoder_cache.h"
 #include "engine/engine.h"
 #include "engine/request.h"
 
@@ -43,7 +44,8 @@ class Metrics {
   // The whole exposition; `stats` null before the engine exists; `response_cache` null
   // when the response cache is off (its metrics are then left out).
   std::string Render(const engine::EngineStats* stats,
-                     const ResponseCacheStats* response_cache = nullptr) const;
+                     const ResponseCacheStats* response_cache = nullptr,
+                     const EncoderCacheStats* encoder_cache = nullptr) const;
 
  private:
   mutable std::mutex mu_;

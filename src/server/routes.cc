@@ -158,10 +158,15 @@ asio::awaitable<void> Server::Handle(Connection& conn, IncomingRequest& req) {
   } else if (path == "/metrics") {
     const auto stats = engine_stats();
     const ResponseCacheStats cache_stats = response_cache_.Stats();
+    const EncoderCache* encoder =
+        ready_ && ctx_->vision.cache != nullptr ? ctx_->vision.cache.get() : nullptr;
+    const EncoderCacheStats encoder_stats = encoder != nullptr ? encoder->Stats()
+                                                               : EncoderCacheStats{};
     {
       co_await conn.Write(http::status::ok, "text/plain; version=0.0.4",
                           metrics_.Render(stats ? &*stats : nullptr,
-                                          response_cache_.enabled() ? &cache_stats : nullptr));
+                                          response_cache_.enabled() ? &cache_stats : nullptr,
+                                          encoder != nullptr ? &encoder_stats : nullptr));
       co_return;
     }
   } else if (method == http::verb::get || method == http::verb::head) {

@@ -103,9 +103,9 @@ TEST(Dataset, RandomImagesAreValidJpegs) {
     const json::object o = Parse(d.Body(*c, 0, {}));
     const json::array& parts = o.at("messages").at(0).at("content").as_array();
     ASSERT_EQ(parts.size(), 2u);
-    EXPECT_EQ(parts[0].at("type"), "text");
-    EXPECT_EQ(parts[1].at("type"), "image_url");
-    const std::string url(parts[1].at("image_url").at("url").as_string());
+    EXPECT_EQ(parts[0].at("type"), "image_url");  // image first: its KV is a shared prefix
+    EXPECT_EQ(parts[1].at("type"), "text");
+    const std::string url(parts[0].at("image_url").at("url").as_string());
     const std::string prefix = "data:image/jpeg;base64,";
     ASSERT_EQ(url.substr(0, prefix.size()), prefix);
     const std::vector<uint8_t> jpeg = Unbase64(url.substr(prefix.size()));
@@ -146,8 +146,8 @@ TEST(Dataset, MultiTurnCarriesHistory) {
   ASSERT_EQ(m.size(), 5u);
   const char* roles[] = {"user", "assistant", "user", "assistant", "user"};
   for (int i = 0; i < 5; ++i) EXPECT_EQ(m[i].at("role"), roles[i]) << i;
-  EXPECT_EQ(m[0].at("content").at(1).at("type"), "image_url");
-  EXPECT_EQ(m[0].at("content").at(1).at("image_url").at("url").as_string(), c->image_url);
+  EXPECT_EQ(m[0].at("content").at(0).at("type"), "image_url");
+  EXPECT_EQ(m[0].at("content").at(0).at("image_url").at("url").as_string(), c->image_url);
   EXPECT_EQ(m[1].at("content"), "first answer");
   EXPECT_EQ(m[3].at("content"), "second answer");
   EXPECT_EQ(m[4].at("content").as_string(), c->questions[2]);

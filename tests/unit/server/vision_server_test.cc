@@ -158,6 +158,17 @@ TEST_F(VisionServerTest, ImageIsEncodedOnceThenServedFromTheCaches) {
   ASSERT_EQ(other.status, 200) << other.error;
   EXPECT_EQ(other.timings.at("images_cached").as_int64(), 0);
   EXPECT_EQ(other.usage.at("prompt_tokens").as_int64(), first.usage.at("prompt_tokens").as_int64());
+
+  // /metrics counts the hit and the encodes.
+  Client m(port());
+  const std::string metrics = m.Get("/metrics").body;
+  auto value = [&](const std::string& name) {
+    const size_t at = metrics.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(metrics.substr(at + name.size() + 2));
+  };
+  EXPECT_GE(value("vlserve_encoder_cache_hits_total"), 1.0);
+  EXPECT_GE(value("vlserve_encoder_cache_misses_total"), 2.0);
+  EXPECT_GE(value("vlserve_images_encoded_total"), 2.0);  // first + other (+ warm-up)
 }
 
 TEST_F(VisionServerTest, CachesDoNotChangeTheAnswer) {

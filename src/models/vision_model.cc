@@ -123,6 +123,15 @@ Status VisionModel::ReadConfig() {
   if (!has_vision) {
     return InvalidArgumentError("mmproj has no vision encoder (clip.has_vision_encoder = false)");
   }
+  // llama.cpp's key for towers whose projector reads a concatenation of several layers'
+  // hidden states (LLaVA-NeXT / Granite vision). SmolVLM and LLaVA-1.5 files do not set
+  // it; running such a tower as if it used one layer would give silently wrong features.
+  if (f.Find("clip.vision.feature_layer") != nullptr) {
+    return UnimplementedError(
+        "this mmproj sets clip.vision.feature_layer (features concatenated from several "
+        "layers, e.g. LLaVA-NeXT / Granite vision), which vlserve does not support yet; "
+        "supported: SmolVLM (idefics3) and LLaVA-1.5 (mlp)");
+  }
   VisionConfig& c = config_;
   ASSIGN_OR_RETURN(c.projector_type, f.GetStringOr("clip.projector_type", "mlp"));
   ASSIGN_OR_RETURN(info_, FindProjector(c.projector_type));

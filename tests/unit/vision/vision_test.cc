@@ -201,6 +201,19 @@ TEST(VisionErrorsTest, TextModelPassedAsMmproj) {
   EXPECT_NE(v.status().message().find("'clip'"), std::string::npos) << v.status().message();
 }
 
+TEST(VisionErrorsTest, MultiLayerFeaturesAreRefused) {
+  auto w = BuildTestMmproj({});
+  ASSERT_TRUE(w.ok());
+  w->Set("clip.vision.feature_layer", gguf::Value::I32(-2));
+  auto f = gguf::File::FromBytes(w->WriteToString(), "mmproj");
+  ASSERT_TRUE(f.ok());
+  auto v = VisionModel::Load(std::move(*f));
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(v.status().message().find("clip.vision.feature_layer"), std::string::npos)
+      << v.status().message();
+}
+
 TEST(VisionErrorsTest, MissingOrMisshapenTensor) {
   VisionTestOptions vo;
   vo.layers = 2;

@@ -17,6 +17,16 @@ uint64_t RandomSeed() {
   return rng();
 }
 
+// BOS as the tokenizer wants it, never twice: the template may already begin with the
+// BOS text (SmolVLM's <|im_start|>). Returns how many tokens were inserted (0 or 1).
+int64_t PrependBos(const tokenizer::Tokenizer& tok, std::vector<int32_t>* ids) {
+  if (!tok.add_bos() || tok.bos_id() < 0 || (!ids->empty() && ids->front() == tok.bos_id())) {
+    return 0;
+  }
+  ids->insert(ids->begin(), tok.bos_id());
+  return 1;
+}
+
 // The prompt of a request with media: every image part (and every page of a document
 // part) becomes one image marker of the chat template, expanded into the family's image
 // tokens with one ImageSpan per run of embedding rows.
@@ -79,13 +89,7 @@ Status PrepareMedia(const ChatRequest& chat, const ModelContext& ctx, const Medi
   options.add_special = false;
   ASSIGN_OR_RETURN(models::ExpandedPrompt expanded,
                    models::ExpandImagePrompt(*ctx.tokenizer, prompt, tilings, options));
-  const tokenizer::Tokenizer& tok = *ctx.tokenizer;
-  int64_t shift = 0;  // BOS as the tokenizer wants it, never twice (see TokenizePrompt)
-  if (tok.add_bos() && tok.bos_id() >= 0 &&
-      (expanded.tokens.empty() || expanded.tokens.front() != tok.bos_id())) {
-    expanded.tokens.insert(expanded.tokens.begin(), tok.bos_id());
-    shift = 1;
-  }
+  const int64_t shift = PrependBos(*ctx.tokenizer, &expanded.tokens);
   request->prompt_tokens = std::move(expanded.tokens);
   for (const models::PromptImageSpan& span : expanded.spans) {
     const PreparedImage& image = *images[span.image];
@@ -105,10 +109,7 @@ Status PrepareMedia(const ChatRequest& chat, const ModelContext& ctx, const Medi
 std::vector<int32_t> TokenizePrompt(const std::string& prompt, const tokenizer::Tokenizer& tok) {
   std::vector<int32_t> ids;
   tok.Encode(prompt, {.add_special = false, .parse_special = true}, &ids);
-  // The template may already begin with the BOS text (SmolVLM's <|im_start|>): never twice.
-  if (tok.add_bos() && tok.bos_id() >= 0 && (ids.empty() || ids.front() != tok.bos_id())) {
-    ids.insert(ids.begin(), tok.bos_id());
-  }
+  PrependBos(tok, &ids);
   return ids;
 }
 

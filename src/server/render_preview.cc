@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
-#include <cstring>
 
 #include "media/encode.h"
 #include "media/preprocess.h"
@@ -80,11 +79,7 @@ StatusOr<std::string> RenderPreviewJson(std::string_view body, const ModelContex
         image_tokens += PageRows(view.width, view.height, vision);
         sizes.push_back(json::array{view.width, view.height});
         if (static_cast<int64_t>(images.size()) >= max_images) return OkStatus();
-        media::Image page = media::MakeImage(view.width, view.height);
-        for (int y = 0; y < view.height; ++y) {
-          std::memcpy(page.Row(y), view.data + y * view.stride, page.RowBytes());
-        }
-        ASSIGN_OR_RETURN(std::vector<uint8_t> jpeg, media::EncodeJpeg(page, 80));
+        ASSIGN_OR_RETURN(std::vector<uint8_t> jpeg, media::EncodeJpeg(PageImage(view), 80));
         images.push_back(json::string(
             "data:image/jpeg;base64," +
             EncodeBase64({reinterpret_cast<const char*>(jpeg.data()), jpeg.size()})));

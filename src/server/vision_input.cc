@@ -129,6 +129,14 @@ StatusOr<PreparedImage> PrepareImageUrl(std::string_view url, const VisionContex
   return out;
 }
 
+media::Image PageImage(const render::ImageView& view) {
+  media::Image image = media::MakeImage(view.width, view.height);
+  for (int y = 0; y < view.height; ++y) {
+    std::memcpy(image.Row(y), view.data + y * view.stride, image.RowBytes());
+  }
+  return image;
+}
+
 StatusOr<render::RenderOptions> ParseRenderOptions(std::string_view render_json,
                                                    const render::RenderOptions& defaults) {
   render::RenderOptions o = defaults;
@@ -249,14 +257,7 @@ StatusOr<std::vector<PreparedImage>> PrepareDocument(std::string_view text,
           pages.push_back(std::move(page));
           return OkStatus();
         }
-        media::Image image;
-        image.width = image.source_width = view.width;
-        image.height = image.source_height = view.height;
-        image.pixels.resize(static_cast<size_t>(view.width) * view.height * 3);
-        for (int y = 0; y < view.height; ++y) {
-          std::memcpy(image.Row(y), view.data + y * view.stride, image.RowBytes());
-        }
-        MakeJob(vision, image, &page, timings);
+        MakeJob(vision, PageImage(view), &page, timings);
         pages.push_back(std::move(page));
         return OkStatus();
       });

@@ -67,6 +67,10 @@ StatusOr<std::vector<PreparedImage>> PrepareDocument(std::string_view text,
                                                      const VisionContext& vision,
                                                      VisionTimings* timings);
 
+// A copy of a rendered RGB8 page as a media::Image (the input of preprocessing and of
+// the JPEG previews of POST /v1/render).
+media::Image PageImage(const render::ImageView& view);
+
 // The render options of a document part's "render" object (exposed for tests).
 StatusOr<render::RenderOptions> ParseRenderOptions(std::string_view render_json,
                                                    const render::RenderOptions& defaults);

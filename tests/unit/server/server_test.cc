@@ -367,6 +367,12 @@ TEST(MediaInputTest, Base64) {
   EXPECT_EQ(*DecodeBase64(""), "");
   EXPECT_FALSE(DecodeBase64("aGV sbG8=").ok());
   EXPECT_FALSE(DecodeBase64("a").ok());
+  // RFC 4648 section 10 test vectors.
+  EXPECT_EQ(EncodeBase64(""), "");
+  EXPECT_EQ(EncodeBase64("f"), "Zg==");
+  EXPECT_EQ(EncodeBase64("fo"), "Zm8=");
+  EXPECT_EQ(EncodeBase64("foo"), "Zm9v");
+  EXPECT_EQ(EncodeBase64("foobar"), "Zm9vYmFy");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "http_client.h"
 #include "media/encode.h"
 #include "models/test_model.h"
+#include "server/media_input.h"
 #include "server/server.h"
 #include "server/vision_input.h"
 
@@ -22,20 +23,6 @@ namespace json = boost::json;
 using testing::Client;
 using testing::Response;
 using testing::SseRecords;
-
-std::string Base64(const std::vector<uint8_t>& b) {
-  static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < b.size(); i += 3) {
-    uint32_t n = b[i] << 16 | (i + 1 < b.size() ? b[i + 1] << 8 : 0) |
-                 (i + 2 < b.size() ? b[i + 2] : 0);
-    out += a[n >> 18 & 63];
-    out += a[n >> 12 & 63];
-    out += i + 1 < b.size() ? a[n >> 6 & 63] : '=';
-    out += i + 2 < b.size() ? a[n & 63] : '=';
-  }
-  return out;
-}
 
 // A JPEG data URL of a w x h gradient whose colours depend on `seed`.
 std::string JpegUrl(int w, int h, int seed) {
@@ -50,7 +37,8 @@ std::string JpegUrl(int w, int h, int seed) {
   }
   auto jpeg = media::EncodeJpeg(img, 92);
   EXPECT_TRUE(jpeg.ok());
-  return "data:image/jpeg;base64," + Base64(*jpeg);
+  return "data:image/jpeg;base64," +
+         EncodeBase64({reinterpret_cast<const char*>(jpeg->data()), jpeg->size()});
 }
 
 // Forbids the test vocabulary's special tokens so the noise model writes visible text.

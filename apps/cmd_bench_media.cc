@@ -6,14 +6,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "base/aligned.h"
 #include "base/clock.h"
 #include "command.h"
+#include "kernels/kernels.h"
 #include "media/encode.h"
 #include "media/image.h"
 #include "media/preprocess.h"
@@ -111,6 +114,47 @@ void PrintDeviation(const std::vector<float>& a, const std::vector<float>& b, fl
       max_diff, max_diff * std_dev * 255, sum / a.size(), sum / a.size() * std_dev * 255);
 }
 
+// Single-thread write bandwidth: median time to memset `bytes` (already faulted in), the
+// floor for writing the float tiles.
+void PrintWriteBandwidth(size_t bytes, int iters) {
+  AlignedBuffer<uint8_t> buffer(bytes);
+  buffer.Zero();
+  std::vector<double> ms;
+  for (int i = 0; i < iters; ++i) {
+    Stopwatch watch;
+    std::memset(buffer.data(), i, bytes);
+    ms.push_back(watch.ElapsedMs());
+  }
+  const double median = Median(ms);
+  std::printf("\nwrite bandwidth (memset, one thread): %.1f MB in %.2f ms = %.1f GB/s\n",
+              bytes / 1e6, median, bytes / median / 1e6);
+}
+
+void PrintRow(const Row& r) {
+  std::printf("%-34s 1/%-2d %6d %8.2f %8.2f %10.2f %8.2f %8.2f\n", r.name.c_str(), r.dct,
+              r.tiles, r.decode, r.resize, r.normalize, r.total, r.cpu);
+}
+
+// The SmolVLM 2048 configuration (full decode) once per resize/normalize ISA.
+void PrintPerIsa(const std::vector<uint8_t>& jpeg, int iters, media::BufferPool* pool,
+                 media::PreprocessScratch* scratch) {
+  std::printf("\nper ISA (VLSERVE_ISA), SmolVLM longest_edge 2048, full decode:\n");
+  const kernels::Isa saved = kernels::ActiveIsa();
+  media::SmolVlmPreprocessConfig config;
+  auto run = [&](const media::Image& image, media::PreprocessTimings* t) {
+    return media::PreprocessSmolVlm(image, config, pool, scratch, t);
+  };
+  for (auto isa : {kernels::Isa::kScalar, kernels::Isa::kAvx2, kernels::Isa::kAvx512}) {
+    if (!kernels::IsaAvailable(isa)) continue;
+    kernels::ForceIsa(isa);
+    std::vector<float> last;
+    const std::string name = "  " + std::string(kernels::IsaName(isa)) +
+                             (isa == kernels::Isa::kScalar ? " (SSE4.1 resize)" : "");
+    PrintRow(Measure(name, jpeg, 0, iters, run, &last));
+  }
+  kernels::ForceIsa(saved);
+}
+
 int RunBenchMedia(int argc, char** argv) {
   CLI::App app{"Decode + preprocess benchmark (one thread, median of N runs)"};
   int width = 1920, height = 1080, iters = 21, quality = 90;
@@ -118,6 +162,8 @@ int RunBenchMedia(int argc, char** argv) {
   app.add_option("--height", height, "Image height")->capture_default_str();
   app.add_option("--iterations", iters, "Runs per configuration")->capture_default_str();
   app.add_option("--quality", quality, "JPEG quality")->capture_default_str();
+  bool per_isa = true;
+  app.add_flag("!--no-per-isa", per_isa, "Skip the per-ISA comparison");
   CLI11_PARSE(app, argc, argv);
 
   StatusOr<std::vector<uint8_t>> jpeg = media::EncodeJpeg(SyntheticPhoto(width, height), quality);
@@ -125,8 +171,10 @@ int RunBenchMedia(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", jpeg.status().ToString().c_str());
     return 1;
   }
-  std::printf("input: %dx%d synthetic photo, JPEG q%d 4:2:0, %zu bytes; %d runs, median ms\n\n",
+  std::printf("input: %dx%d synthetic photo, JPEG q%d 4:2:0, %zu bytes; %d runs, median ms\n",
               width, height, quality, jpeg->size(), iters);
+  std::printf("resize/normalize ISA: %s (VLSERVE_ISA=scalar|avx2|avx512 to change)\n\n",
+              std::string(kernels::IsaName(kernels::ActiveIsa())).c_str());
   std::printf("%-34s %4s %6s %8s %8s %10s %8s %8s\n", "configuration", "dct", "tiles", "decode",
               "resize", "tile+norm", "total", "cpu");
   media::BufferPool pool;
@@ -142,8 +190,7 @@ int RunBenchMedia(int argc, char** argv) {
       const std::string name = "SmolVLM longest_edge " + std::to_string(longest) + " tile 512";
       Row r = Measure(name, *jpeg, dct ? media::SmolVlmDecodeHint(config) : 0, iters, run,
                       dct ? &scaled : &full);
-      std::printf("%-34s 1/%-2d %6d %8.2f %8.2f %10.2f %8.2f %8.2f\n", r.name.c_str(), r.dct,
-                  r.tiles, r.decode, r.resize, r.normalize, r.total, r.cpu);
+      PrintRow(r);
     }
     PrintDeviation(full, scaled, config.norm.std[0]);
   }
@@ -155,10 +202,12 @@ int RunBenchMedia(int argc, char** argv) {
   for (bool dct : {false, true}) {
     Row r = Measure("LLaVA-1.5 pad + 336 bicubic", *jpeg, dct ? media::LlavaDecodeHint(llava) : 0,
                     iters, run, dct ? &scaled : &full);
-    std::printf("%-34s 1/%-2d %6d %8.2f %8.2f %10.2f %8.2f %8.2f\n", r.name.c_str(), r.dct,
-                r.tiles, r.decode, r.resize, r.normalize, r.total, r.cpu);
+    PrintRow(r);
   }
   PrintDeviation(full, scaled, llava.norm.std[1]);
+  if (per_isa) PrintPerIsa(*jpeg, iters, &pool, &scratch);
+  // 13 SmolVLM tiles of 3 x 512 x 512 float32 = the output the 2048 configuration writes.
+  PrintWriteBandwidth(size_t{13} * 3 * 512 * 512 * sizeof(float), iters);
   return 0;
 }
 

@@ -6,6 +6,8 @@
 
 #include "base/check.h"
 #include "base/clock.h"
+#include "kernels/kernels.h"
+#include "media/resize_internal.h"
 
 namespace vlserve::media {
 namespace {
@@ -36,13 +38,49 @@ int CeilDiv(int a, int b) { return (a + b - 1) / b; }
 
 }  // namespace
 
+namespace internal {
+
+NormalizeConstants MakeNormalizeConstants(const float mean[3], const float std[3]) {
+  NormalizeConstants k;
+  for (int c = 0; c < 3; ++c) {
+    const float inv = 1.0f / std[c];
+    bool same = true;
+    for (int i = 0; i < 256 && same; ++i) {
+      const float scaled = static_cast<float>(i * (1.0 / 255.0));
+      same = (scaled - mean[c]) * inv == (scaled - mean[c]) / std[c];
+    }
+    k.mean[c] = mean[c];
+    k.divisor[c] = same ? inv : std[c];
+    k.reciprocal[c] = same;
+  }
+  return k;
+}
+
+}  // namespace internal
+
 void NormalizeTile(const Image& src, int x0, int y0, int tile, const NormalizeParams& norm,
                    float* out) {
-  const NormalizeLut lut(norm);
   const size_t plane = static_cast<size_t>(tile) * tile;
   const int w = std::clamp(src.width - x0, 0, tile);
   const int h = std::clamp(src.height - y0, 0, tile);
   if (w < tile || h < tile) std::fill(out, out + 3 * plane, 0.0f);
+  const kernels::Isa isa = kernels::ActiveIsa();
+  if (isa != kernels::Isa::kScalar && h > 0) {
+    const internal::NormalizeConstants k =
+        internal::MakeNormalizeConstants(norm.mean.data(), norm.std.data());
+    bool done = true;
+    for (int y = 0; y < h && done; ++y) {
+      const uint8_t* p = src.Row(y0 + y) + 3 * x0;
+      float* r = out + static_cast<size_t>(y) * tile;
+      if (isa == kernels::Isa::kAvx512) {
+        internal::NormalizeRowAvx512(p, w, k, r, r + plane, r + 2 * plane);
+      } else {
+        done = internal::NormalizeRowAvx2(p, w, k, r, r + plane, r + 2 * plane);
+      }
+    }
+    if (done) return;
+  }
+  const NormalizeLut lut(norm);
   for (int y = 0; y < h; ++y) {
     const uint8_t* p = src.Row(y0 + y) + 3 * x0;
     float* r = out + y * tile;
@@ -164,13 +202,26 @@ namespace {
 const Image& ExpandToSquare(const Image& src, const NormalizeParams& norm, Image* dst) {
   if (src.width == src.height) return src;
   const int side = std::max(src.width, src.height);
-  *dst = MakeImage(side, side);
+  // Reuses dst's storage; every byte is written below (fill bands, then the image rows).
+  dst->width = dst->height = dst->source_width = dst->source_height = side;
+  dst->dct_scale_denom = 1;
+  dst->pixels.resize(static_cast<size_t>(side) * side * 3);
   uint8_t fill[3];
   for (int c = 0; c < 3; ++c) fill[c] = static_cast<uint8_t>(static_cast<int>(norm.mean[c] * 255));
-  for (size_t i = 0; i < dst->pixels.size(); i += 3) std::memcpy(&dst->pixels[i], fill, 3);
+  // One row of fill colour, then whole-row copies of it (memcpy instead of 3-byte stores).
+  std::vector<uint8_t> fill_row(dst->RowBytes());
+  for (size_t i = 0; i < fill_row.size(); i += 3) std::memcpy(&fill_row[i], fill, 3);
   const int x0 = (side - src.width) / 2, y0 = (side - src.height) / 2;
-  for (int y = 0; y < src.height; ++y) {
-    std::memcpy(dst->Row(y0 + y) + 3 * x0, src.Row(y), src.RowBytes());
+  for (int y = 0; y < side; ++y) {
+    uint8_t* row = dst->Row(y);
+    if (y < y0 || y >= y0 + src.height) {
+      std::memcpy(row, fill_row.data(), fill_row.size());
+      continue;
+    }
+    const size_t left = static_cast<size_t>(x0) * 3, body = src.RowBytes();
+    std::memcpy(row, fill_row.data(), left);
+    std::memcpy(row + left, src.Row(y - y0), body);
+    std::memcpy(row + left + body, fill_row.data(), dst->RowBytes() - left - body);
   }
   return *dst;
 }

@@ -5,14 +5,19 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
 
 #include "base/check.h"
+#include "kernels/kernels.h"
+#include "media/resize_internal.h"
 
 namespace vlserve::media {
 namespace {
 
-constexpr int kPrecisionBits = 32 - 8 - 2;  // Pillow's PRECISION_BITS
-constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
+using internal::kHalf;
+using internal::kPrecisionBits;
 
 double Bilinear(double x) {
   x = std::fabs(x);
@@ -80,9 +85,12 @@ inline void HorizontalPixel(const uint8_t* row, int first, int count, const int3
   out[2] = Clip8(s2);
 }
 
-// rows [row_begin, row_end) of src -> dst rows [0, row_end - row_begin), width out_w.
-void HorizontalPass(const uint8_t* src, int in_w, int row_begin, int row_end,
-                    const ResampleWeights& w, uint8_t* dst) {
+}  // namespace
+
+namespace internal {
+
+void HorizontalPassSse41(const uint8_t* src, int in_w, int row_begin, int row_end,
+                         const ResampleWeights& w, uint8_t* dst) {
   const int out_w = static_cast<int>(w.first.size());
   const size_t in_stride = static_cast<size_t>(in_w) * 3;
   for (int y = row_begin; y < row_end; ++y) {
@@ -96,16 +104,15 @@ void HorizontalPass(const uint8_t* src, int in_w, int row_begin, int row_end,
   }
 }
 
-// Vertical pass over rows of `row_bytes` bytes; w.first is relative to `src`.
-void VerticalPass(const uint8_t* src, size_t row_bytes, const ResampleWeights& w,
-                  uint8_t* dst) {
+void VerticalColumnsSse41(const uint8_t* src, size_t row_bytes, size_t x_begin,
+                          const ResampleWeights& w, uint8_t* dst) {
   const int out_h = static_cast<int>(w.first.size());
   for (int y = 0; y < out_h; ++y) {
     const uint8_t* base = src + static_cast<size_t>(w.first[y]) * row_bytes;
     const int32_t* k = &w.weights[static_cast<size_t>(y) * w.taps];
     const int count = w.count[y];
     uint8_t* out = dst + static_cast<size_t>(y) * row_bytes;
-    size_t x = 0;
+    size_t x = x_begin;
     for (; x + 16 <= row_bytes; x += 16) {
       __m128i a0 = _mm_set1_epi32(kHalf), a1 = a0, a2 = a0, a3 = a0;
       for (int t = 0; t < count; ++t) {
@@ -123,6 +130,68 @@ void VerticalPass(const uint8_t* src, size_t row_bytes, const ResampleWeights& w
       for (int t = 0; t < count; ++t) s += base[t * row_bytes + x] * k[t];
       out[x] = Clip8(s);
     }
+  }
+}
+
+void VerticalPassSse41(const uint8_t* src, size_t row_bytes, const ResampleWeights& w,
+                       uint8_t* dst) {
+  VerticalColumnsSse41(src, row_bytes, 0, w, dst);
+}
+
+bool PackWeightsFit(const ResampleWeights& w) {
+  for (int32_t v : w.weights) {
+    if (v < -(1 << 26) || v >= (1 << 26)) return false;
+  }
+  return true;
+}
+
+void PackHorizontalWeights(const ResampleWeights& w, int group, PackedHorizontal* out) {
+  const int out_w = static_cast<int>(w.first.size());
+  int max_count = 0;
+  for (int c : w.count) max_count = std::max(max_count, c);
+  out->group = group;
+  out->steps = (max_count + 3) / 4;
+  out->groups = (out_w + group - 1) / group;
+  out->first.resize(static_cast<size_t>(out->groups) * group);
+  out->weights.assign(static_cast<size_t>(out->groups) * out->steps * 4 * group * 8, 0);
+  for (int g = 0; g < out->groups; ++g) {
+    for (int lane = 0; lane < group; ++lane) {
+      const int x = g * group + lane;
+      out->first[x] = w.first[std::min(x, out_w - 1)];
+      if (x >= out_w) continue;  // padding lane: weights stay 0
+      const int32_t* k = &w.weights[static_cast<size_t>(x) * w.taps];
+      for (int t = 0; t < w.count[x]; ++t) {
+        const int s = t / 4, pair = (t % 4) / 2, which = t % 2;
+        int16_t* hi = &out->weights[((static_cast<size_t>(g) * out->steps + s) * 4 + pair * 2) *
+                                    group * 8 + lane * 8];
+        int16_t* lo = hi + group * 8;
+        for (int c = 0; c < 3; ++c) {
+          hi[2 * c + which] = WeightHi(k[t]);
+          lo[2 * c + which] = WeightLo(k[t]);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace internal
+
+namespace {
+
+struct Passes {
+  internal::HorizontalPassFn horizontal;
+  internal::VerticalPassFn vertical;
+};
+
+// The ISA is resolved per call (one atomic load) so tests can switch with ForceIsa.
+Passes SelectPasses() {
+  switch (kernels::ActiveIsa()) {
+    case kernels::Isa::kAvx512:
+      return {internal::HorizontalPassAvx512, internal::VerticalPassAvx512};
+    case kernels::Isa::kAvx2:
+      return {internal::HorizontalPassAvx2, internal::VerticalPassAvx2};
+    default:
+      return {internal::HorizontalPassSse41, internal::VerticalPassSse41};
   }
 }
 
@@ -169,6 +238,38 @@ ResampleWeights ComputeResampleWeights(int in_size, int out_size, ResampleFilter
   return w;
 }
 
+namespace {
+
+// Weights depend only on (in, out, filter) and cost ~0.2 ms per axis (two sin() per tap);
+// preprocessing resizes to the same few sizes again and again. Bounded, thread-safe.
+std::shared_ptr<const ResampleWeights> CachedWeights(int in_size, int out_size,
+                                                     ResampleFilter filter) {
+  struct Entry {
+    int in_size, out_size;
+    ResampleFilter filter;
+    std::shared_ptr<const ResampleWeights> weights;
+  };
+  constexpr size_t kMaxEntries = 32;
+  static std::mutex* mu = new std::mutex;
+  static std::deque<Entry>* cache = new std::deque<Entry>;
+  {
+    std::lock_guard<std::mutex> lock(*mu);
+    for (const Entry& e : *cache) {
+      if (e.in_size == in_size && e.out_size == out_size && e.filter == filter) {
+        return e.weights;
+      }
+    }
+  }
+  auto weights = std::make_shared<const ResampleWeights>(
+      ComputeResampleWeights(in_size, out_size, filter));
+  std::lock_guard<std::mutex> lock(*mu);
+  if (cache->size() >= kMaxEntries) cache->pop_front();
+  cache->push_back({in_size, out_size, filter, weights});
+  return weights;
+}
+
+}  // namespace
+
 void ResizeInto(const Image& src, int out_width, int out_height, ResampleFilter filter,
                 Image* dst, std::vector<uint8_t>* scratch) {
   CHECK(src.width > 0 && src.height > 0 && out_width > 0 && out_height > 0);
@@ -181,28 +282,36 @@ void ResizeInto(const Image& src, int out_width, int out_height, ResampleFilter 
     dst->pixels = src.pixels;
     return;
   }
-  ResampleWeights vw;
-  if (need_v) vw = ComputeResampleWeights(src.height, out_height, filter);
+  const Passes passes = SelectPasses();
+  std::shared_ptr<const ResampleWeights> vw_shared;
+  if (need_v) vw_shared = CachedWeights(src.height, out_height, filter);
+  const ResampleWeights* vw = vw_shared.get();
+  ResampleWeights vw_shifted;
   const uint8_t* rows = src.pixels.data();
   if (need_h) {
-    const ResampleWeights hw = ComputeResampleWeights(src.width, out_width, filter);
+    const std::shared_ptr<const ResampleWeights> hw =
+        CachedWeights(src.width, out_width, filter);
     // Only the source rows some output row reads go through the horizontal pass.
     int row_begin = 0, row_end = src.height;
     if (need_v) {
-      row_begin = vw.first.front();
-      row_end = vw.first.back() + vw.count.back();
-      for (int& f : vw.first) f -= row_begin;
+      row_begin = vw->first.front();
+      row_end = vw->first.back() + vw->count.back();
+      if (row_begin != 0) {  // vertical taps become relative to the first row kept
+        vw_shifted = *vw;
+        for (int& f : vw_shifted.first) f -= row_begin;
+        vw = &vw_shifted;
+      }
     }
     uint8_t* out = need_v ? nullptr : dst->pixels.data();
     if (need_v) {
       scratch->resize(static_cast<size_t>(row_end - row_begin) * out_width * 3);
       out = scratch->data();
     }
-    HorizontalPass(src.pixels.data(), src.width, row_begin, row_end, hw, out);
+    passes.horizontal(src.pixels.data(), src.width, row_begin, row_end, *hw, out);
     if (!need_v) return;
     rows = scratch->data();
   }
-  VerticalPass(rows, static_cast<size_t>(out_width) * 3, vw, dst->pixels.data());
+  passes.vertical(rows, static_cast<size_t>(out_width) * 3, *vw, dst->pixels.data());
 }
 
 Image Resize(const Image& src, int out_width, int out_height, ResampleFilter filter) {

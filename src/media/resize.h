@@ -11,6 +11,10 @@
 //  - weights become int32 fixed point with 22 fractional bits (rounded half away from
 //    zero), accumulation starts at 1 << 21, and each pass clips to uint8.
 // Bicubic uses a = -0.5, Lanczos a = 3 (sinc(x) * sinc(x / 3) on [-3, 3)).
+//
+// The passes run with the ISA kernels::ActiveIsa() picks (VLSERVE_ISA=scalar|avx2|avx512;
+// "scalar" = the SSE4.1 baseline); every variant gives the same bytes (resize_internal.h
+// has the exactness argument). Weights are cached per (in, out, filter), process-wide.
 #pragma once
 
 #include <cstdint>

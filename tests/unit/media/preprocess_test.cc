@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <vector>
 
+#include "kernels/kernels.h"
 #include "media/preprocess.h"
 #include "npy.h"
 
@@ -110,6 +113,50 @@ TEST(LlavaTest, MatchesReference) {
     EXPECT_EQ(tiles.num_tiles, 1);
     EXPECT_LE(MaxDiff(tiles, ref), 1e-6);
   }
+}
+
+// NormalizeTile on every ISA against HF's arithmetic written out per sample (float64
+// multiply by 1/255, cast to float32, float32 subtract and divide), compared bit for bit:
+// SmolVLM's 0.5/0.5 (where the AVX-512 path multiplies by 1/std) and CLIP's mean/std
+// (where it must divide), widths that are not a multiple of 16, tiles hanging over the
+// image edge (zero padding).
+TEST(NormalizeTest, EveryIsaIsBitExact) {
+  Image src = MakeImage(53, 37);
+  for (size_t i = 0; i < src.pixels.size(); ++i) {
+    src.pixels[i] = static_cast<uint8_t>((i * 2654435761u) >> 24);
+  }
+  for (int v = 0; v < 256; ++v) src.pixels[v * 3 % src.pixels.size()] = static_cast<uint8_t>(v);
+  const NormalizeParams params[] = {NormalizeParams{}, LlavaPreprocessConfig{}.norm};
+  const int origins[][3] = {{0, 0, 32}, {5, 3, 31}, {40, 30, 16}, {0, 0, 53}};  // x0, y0, tile
+  const kernels::Isa saved = kernels::ActiveIsa();
+  for (auto isa : {kernels::Isa::kScalar, kernels::Isa::kAvx2, kernels::Isa::kAvx512}) {
+    if (!kernels::IsaAvailable(isa)) continue;
+    kernels::ForceIsa(isa);
+    for (const NormalizeParams& norm : params) {
+      for (const auto& o : origins) {
+        const int x0 = o[0], y0 = o[1], tile = o[2];
+        std::vector<float> got(3 * tile * tile, -7.0f);
+        NormalizeTile(src, x0, y0, tile, norm, got.data());
+        int mismatches = 0;
+        for (int c = 0; c < 3; ++c) {
+          for (int y = 0; y < tile; ++y) {
+            for (int x = 0; x < tile; ++x) {
+              float want = 0.0f;
+              if (x0 + x < src.width && y0 + y < src.height) {
+                const int p = src.Row(y0 + y)[3 * (x0 + x) + c];
+                want = (static_cast<float>(p * (1.0 / 255.0)) - norm.mean[c]) / norm.std[c];
+              }
+              const float g = got[(static_cast<size_t>(c) * tile + y) * tile + x];
+              mismatches += std::memcmp(&g, &want, sizeof(float)) != 0;
+            }
+          }
+        }
+        EXPECT_EQ(mismatches, 0) << kernels::IsaName(isa) << " tile " << tile << " at " << x0
+                                 << "," << y0 << " mean " << norm.mean[0];
+      }
+    }
+  }
+  kernels::ForceIsa(saved);
 }
 
 TEST(BufferPoolTest, ReusesReturnedBuffers) {

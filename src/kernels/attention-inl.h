@@ -150,8 +150,8 @@ inline void PrefetchKeys(const internal::AttentionTile& t, int64_t k0, int64_t n
     const char* k = reinterpret_cast<const char*>(kv.k_blocks[pos / kv.block_size] + off);
     const char* v = reinterpret_cast<const char*>(kv.v_blocks[pos / kv.block_size] + off);
     for (int64_t b = 0; b < bytes; b += 64) {
-      __builtin_prefetch(k + b);
-      __builtin_prefetch(v + b);
+      __builtin_prefetch(k + b, 0, 2);  // into L2 (T1): 64 keys' rows would flood L1
+      __builtin_prefetch(v + b, 0, 2);
     }
   }
 }
@@ -266,7 +266,33 @@ void ScoreFew(const float* const* qr, const float* const* kp, int64_t nk, int64_
               int64_t k0, const int64_t* lim, float scale, float* s) {
   using V = typename S::V;
   constexpr int L = S::kLanes;
-  for (int64_t j = 0; j < nk; ++j) {
+  int64_t j = 0;
+  if (hd % L == 0) {
+    // Four keys at a time: their R×4 dot products are reduced four at once (SumLanes4).
+    // Which keys form a group depends only on j, so results stay layout-independent.
+    for (; j + 4 <= nk; j += 4) {
+      V acc[4][R];
+      for (int kk = 0; kk < 4; ++kk) {
+        for (int r = 0; r < R; ++r) acc[kk][r] = S::Zero();
+      }
+      for (int64_t d = 0; d < hd; d += L) {
+        V qv[R];
+        for (int r = 0; r < R; ++r) qv[r] = S::Load(qr[r] + d);
+        for (int kk = 0; kk < 4; ++kk) {
+          const V k = S::Load(kp[j + kk] + d);
+          for (int r = 0; r < R; ++r) acc[kk][r] = S::Fma(qv[r], k, acc[kk][r]);
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        float* out = s + r * kKeyBlock + j;
+        S::SumLanes4(acc[0][r], acc[1][r], acc[2][r], acc[3][r], out);
+        for (int kk = 0; kk < 4; ++kk) {
+          out[kk] = k0 + j + kk > lim[r] ? -__builtin_inff() : out[kk] * scale;
+        }
+      }
+    }
+  }
+  for (; j < nk; ++j) {
     V acc[R];
     for (int r = 0; r < R; ++r) acc[r] = S::Zero();
     int64_t d = 0;
@@ -342,8 +368,13 @@ void SoftmaxFew(int64_t nk, float* s, float* m, float* l, float* alpha) {
   }
 }
 
+// Keys [k_begin, k_end) only (k_begin a multiple of kKeyBlock). part == nullptr: the
+// normalised rows go to t.out. Otherwise row r's unnormalised output, running max and
+// running sum go to part[r * (hd + 2) + {0..hd-1, hd, hd + 1}] (split-key decode, see
+// Attention()).
 template <class S, int R>
-void RunTileFew(const internal::AttentionTile& t, float* scratch) {
+void RunTileFew(const internal::AttentionTile& t, int64_t k_begin, int64_t k_end,
+                float* part, float* scratch) {
   constexpr int L = S::kLanes;
   const int64_t hd = t.head_dim, hd_pad = PaddedDim<S>(hd);
   float* o = scratch;            // [R][hd_pad]
@@ -368,7 +399,8 @@ void RunTileFew(const internal::AttentionTile& t, float* scratch) {
   const int64_t stride = t.num_kv_heads * hd;
   const float* kp[kKeyBlock];
   const float* vp[kKeyBlock];
-  for (int64_t k0 = 0; k0 < end; k0 += kKeyBlock) {
+  if (k_end < end) end = k_end;
+  for (int64_t k0 = k_begin; k0 < end; k0 += kKeyBlock) {
     const int64_t nk = end - k0 < kKeyBlock ? end - k0 : kKeyBlock;
     for (int64_t j = 0; j < nk; ++j) {
       const int64_t pos = k0 + j;
@@ -390,8 +422,27 @@ void RunTileFew(const internal::AttentionTile& t, float* scratch) {
     for (; d < hd; d += L) AccumulateFew<S, R, 1>(s, vp, nk, d, hd, hd_pad, alpha, o);
   }
   for (int r = 0; r < R; ++r) {
+    if (part != nullptr) {
+      float* pr = part + r * (hd + 2);
+      for (int64_t d = 0; d < hd; ++d) pr[d] = o[r * hd_pad + d];
+      pr[hd] = m[r];
+      pr[hd + 1] = l[r];
+      continue;
+    }
     const float inv = 1.0f / l[r];
     for (int64_t d = 0; d < hd; ++d) outr[r][d] = o[r * hd_pad + d] * inv;
+  }
+}
+
+// Split-key decode: rows [0, row_count <= 4) over keys [k_begin, k_end), partial results.
+template <class S>
+void RunKeys(const internal::AttentionTile& t, int64_t k_begin, int64_t k_end, float* part,
+             float* scratch) {
+  switch (t.row_count) {
+    case 1: return RunTileFew<S, 1>(t, k_begin, k_end, part, scratch);
+    case 2: return RunTileFew<S, 2>(t, k_begin, k_end, part, scratch);
+    case 3: return RunTileFew<S, 3>(t, k_begin, k_end, part, scratch);
+    default: return RunTileFew<S, 4>(t, k_begin, k_end, part, scratch);
   }
 }
 
@@ -402,12 +453,7 @@ void RunTile(const internal::AttentionTile& t, float* scratch) {
   // Up to 4 rows, vectors over head_dim need far fewer instructions than mostly-empty
   // row lanes. (The split depends only on the shape, so results stay thread-independent.)
   if (S::kLanes > 1 && t.row_count <= 4) {
-    switch (t.row_count) {
-      case 1: return RunTileFew<S, 1>(t, scratch);
-      case 2: return RunTileFew<S, 2>(t, scratch);
-      case 3: return RunTileFew<S, 3>(t, scratch);
-      default: return RunTileFew<S, 4>(t, scratch);
-    }
+    return RunKeys<S>(t, 0, t.kv->length, nullptr, scratch);
   }
   if (t.row_count <= S::kLanes) {
     RunTileR<S, 1, kAcc>(t, scratch);
@@ -418,7 +464,8 @@ void RunTile(const internal::AttentionTile& t, float* scratch) {
 
 template <class S, int kAcc>
 constexpr internal::AttentionKernel MakeAttentionKernel() {
-  return internal::AttentionKernel{TileRows<S>(), &ScratchFloats<S>, &RunTile<S, kAcc>};
+  return internal::AttentionKernel{TileRows<S>(), &ScratchFloats<S>, &RunTile<S, kAcc>,
+                                   &RunKeys<S>};
 }
 
 }  // namespace vlserve::kernels::attnimpl

@@ -1,6 +1,8 @@
 // Attention driver (kernels.h): splits the work into tiles of rows that share a kv head,
 // hands tiles to threads, and runs the tile kernel of the active ISA (attention-inl.h).
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 
 #include "base/aligned.h"
@@ -31,6 +33,68 @@ const internal::AttentionKernel& Kernel() {
   }
 }
 
+// Decode rows (<= 4 per kv head) over a long history: the keys are split into chunks of
+// this many positions, each chunk a work item with partial results that are combined in
+// chunk order afterwards (flash-decoding). Without it a decode step has only
+// num_kv_heads items (3 for SmolLM-135M) for the threads to share, and a long context is
+// mostly one thread's work. The split depends only on the shapes, never on the thread
+// count, so results stay thread-independent.
+// Measured (bench -d 1200 -n 32, smolvlm-256m Q8_0, 2 threads): see docs/kernels.md.
+constexpr int64_t kSplitKeys = 256;  // a multiple of attnimpl::kKeyBlock
+
+bool UseSplitKeys(int64_t n_q, int64_t group, int64_t length) {
+  return n_q * group <= 4 && length >= 2 * kSplitKeys;
+}
+
+void SplitKeyAttention(const internal::AttentionKernel& kernel, internal::AttentionTile base,
+                       int64_t rows, float* out, ThreadPool& pool) {
+  const KvView& kv = *base.kv;
+  const int64_t hd = base.head_dim, chunks = (kv.length + kSplitKeys - 1) / kSplitKeys;
+  const int64_t per_part = rows * (hd + 2);
+  const int64_t num_items = base.num_kv_heads * chunks;
+  thread_local AlignedBuffer<float> parts_buf;  // the caller's; workers use the pointer
+  parts_buf.Resize(num_items * per_part);
+  float* const parts = parts_buf.data();
+  std::atomic<int64_t> next{0};
+  auto work = [&](int, int) {
+    thread_local AlignedBuffer<float> scratch;
+    scratch.Resize(kernel.scratch_floats(hd));
+    for (int64_t item = next.fetch_add(1); item < num_items; item = next.fetch_add(1)) {
+      internal::AttentionTile t = base;
+      t.kv_head = item / chunks;
+      const int64_t c = item % chunks;
+      kernel.run_keys(t, c * kSplitKeys, std::min(kv.length, (c + 1) * kSplitKeys),
+                      parts + item * per_part, scratch.data());
+    }
+  };
+  if (pool.num_threads() == 1) {
+    work(0, 1);
+  } else {
+    pool.Run(work);
+  }
+  // out = Σ_c e^(m_c - m) o_c / Σ_c e^(m_c - m) l_c with m = max_c m_c, in chunk order.
+  for (int64_t kvh = 0; kvh < base.num_kv_heads; ++kvh) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* first = parts + (kvh * chunks) * per_part + r * (hd + 2);
+      float m = -__builtin_inff();
+      for (int64_t c = 0; c < chunks; ++c) m = std::max(m, first[c * per_part + hd]);
+      const int64_t i = r / base.group, h = kvh * base.group + r % base.group;
+      float* orow = out + (i * base.num_heads + h) * hd;
+      for (int64_t d = 0; d < hd; ++d) orow[d] = 0.0f;
+      float l = 0.0f;
+      for (int64_t c = 0; c < chunks; ++c) {
+        const float* pc = first + c * per_part;
+        if (pc[hd] == -__builtin_inff()) continue;  // every key of the chunk masked
+        const float w = std::exp(pc[hd] - m);
+        for (int64_t d = 0; d < hd; ++d) orow[d] += w * pc[d];
+        l += w * pc[hd + 1];
+      }
+      const float inv = 1.0f / l;
+      for (int64_t d = 0; d < hd; ++d) orow[d] *= inv;
+    }
+  }
+}
+
 }  // namespace
 
 void Attention(const float* q, int64_t n_q, int64_t num_heads, int64_t num_kv_heads,
@@ -46,6 +110,23 @@ void Attention(const float* q, int64_t n_q, int64_t num_heads, int64_t num_kv_he
   }
   const internal::AttentionKernel& kernel = Kernel();
   const int64_t group = num_heads / num_kv_heads;
+  ThreadPool& p = pool != nullptr ? *pool : DefaultThreadPool();
+  // What every tile shares; each item sets kv_head and its rows.
+  internal::AttentionTile base{};
+  base.q = q;
+  base.out = out;
+  base.kv = &kv;
+  base.q_positions = q_positions;
+  base.num_heads = num_heads;
+  base.num_kv_heads = num_kv_heads;
+  base.head_dim = head_dim;
+  base.group = group;
+  base.scale = scale;
+  if (UseSplitKeys(n_q, group, kv.length)) {
+    base.row_begin = 0;
+    base.row_count = n_q * group;
+    return SplitKeyAttention(kernel, base, n_q * group, out, p);
+  }
   const int64_t tiles_per_head = (n_q * group + kernel.tile_rows - 1) / kernel.tile_rows;
   const int64_t num_items = num_kv_heads * tiles_per_head;
 
@@ -56,24 +137,14 @@ void Attention(const float* q, int64_t n_q, int64_t num_heads, int64_t num_kv_he
     thread_local AlignedBuffer<float> scratch;
     scratch.Resize(kernel.scratch_floats(head_dim));
     for (int64_t item = next.fetch_add(1); item < num_items; item = next.fetch_add(1)) {
-      internal::AttentionTile t;
-      t.q = q;
-      t.out = out;
-      t.kv = &kv;
-      t.q_positions = q_positions;
-      t.num_heads = num_heads;
-      t.num_kv_heads = num_kv_heads;
-      t.head_dim = head_dim;
-      t.group = group;
+      internal::AttentionTile t = base;
       t.kv_head = item / tiles_per_head;
       t.row_begin = (item % tiles_per_head) * kernel.tile_rows;
       const int64_t rows_left = n_q * group - t.row_begin;
       t.row_count = rows_left < kernel.tile_rows ? rows_left : kernel.tile_rows;
-      t.scale = scale;
       kernel.run(t, scratch.data());
     }
   };
-  ThreadPool& p = pool != nullptr ? *pool : DefaultThreadPool();
   if (num_items == 1 || p.num_threads() == 1) {
     work(0, 1);
   } else {

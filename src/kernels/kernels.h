@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "base/aligned.h"
 #include "base/thread_pool.h"
 #include "kernels/types.h"
 
@@ -28,7 +29,19 @@ struct WeightView {
   const void* data;
   int64_t rows;  // output features
   int64_t cols;  // input features (multiple of the type's block size)
+  // Optional: the same matrix repacked by PrepackWeights (used on AVX-512 only; `data`
+  // stays the source of truth on other ISAs).
+  const void* prepacked = nullptr;
 };
+
+// Repacks a matrix once (at load) into the layout of the AVX-512 VNNI int8 kernel
+// (16-row panels of unsigned bytes, 4 k-bytes of 16 rows per zmm, plus per-block scales;
+// matmul_qpack_avx512.cc). With `w.prepacked = buffer.data()`, MatMuls of 8 or more tokens
+// (prefill, batched decode) skip the per-call repack; fewer tokens keep reading `data`.
+// Only Q8_0 on AVX-512, where the packed form costs 36 bytes per 32 weights against 34
+// (Q4_0/Q5_0 would double their bytes); otherwise returns an empty buffer. The buffer
+// must outlive the view.
+AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w);
 
 // y[n, rows] = x[n, cols] · Wᵀ. n == 1 is the matrix-vector (decode) case.
 // Quantized weights may quantize x to int8 blocks internally, as llama.cpp does.

@@ -56,6 +56,13 @@ constexpr int64_t kPackedMinTokens = 8;
 // kPackedMinTokens, or VLSERVE_QPACK_MIN_TOKENS when set (read once; for A/B runs).
 int64_t PackedMinTokens();
 RowsKernel Avx512PackedQuantKernel(DType type);
+// The same kernel over weights prepacked once by PrepackWeights (WeightView::prepacked),
+// for any n. nullptr for types that are not prepacked.
+RowsKernel Avx512PrepackedKernel(DType type);
+// Bytes of one prepacked 16-row panel of a row of `blocks_per_row` 32-blocks.
+int64_t PrepackedPanelBytes(int64_t blocks_per_row);
+// Fills dst (ceil(rows / 16) panels, 64-byte aligned) from a Q8_0 matrix.
+void PrepackQ8_0Avx512(const WeightView& w, uint8_t* dst);
 KernelChoice Avx2Kernel(DType type);    // matmul_avx2.cc
 
 }  // namespace vlserve::kernels::internal

@@ -111,6 +111,10 @@ struct Q32Tile {
   int64_t nb;  // blocks per row
   float* y;
   int64_t rows;
+  // Matrix-vector call (n == 1): Vec4Steps may run. Not for the 1-token edge tiles of a
+  // batch, whose sums would then be added in another order than the same token's inside
+  // a 4-token tile (a token's result would depend on its position in the batch).
+  bool matvec;
 
   // One pair of blocks starting at weight bytes wb[i] and activation block index ab.
   template <int R, int T>
@@ -244,7 +248,9 @@ struct Q32Tile {
     const uint8_t* aq[T];
     const float* ad[T];
     int64_t b0 = 0;
-    if constexpr (T == 1 && Dec::kVec4) b0 = Vec4Steps<R>(r, t, acc);
+    if constexpr (T == 1 && Dec::kVec4) {
+      if (matvec) b0 = Vec4Steps<R>(r, t, acc);
+    }
     for (int64_t b = b0; b + 1 < nb; b += 2) {
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) wb[i] = w + (r + i) * w_stride + b * Dec::kBytes;
@@ -301,7 +307,7 @@ void Q32Kernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
   const WeightView& w = *a.w;
   const Q32Tile<Dec> tile{static_cast<const uint8_t*>(w.data), RowBytes(w.type, w.cols),
                           static_cast<const uint8_t*>(a.act.data), a.act.stride, a.act.ld,
-                          w.cols / kQK, a.y, w.rows};
+                          w.cols / kQK, a.y, w.rows, a.n == 1};
   if (a.n == 1) return DriveTiles<4, 1>(tile, r0, r1, 1, 1);
   DriveTiles<4, 4>(tile, r0, r1, a.n, TokenTile(a.act.stride, 4));
 }

@@ -14,6 +14,7 @@
 // float in block order, so results do not depend on threads or on how rows are chunked.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/aligned.h"
@@ -204,7 +205,55 @@ void PackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
+// The rows [r0, r1) of a matrix prepacked by PrepackQ8_0Avx512: panel p (rows 16p ..
+// 16p + 15) sits at p * PrepackedPanelBytes(nb), in the layout PackPanel writes.
+// r0 is a multiple of 16 (RunRows hands out units of whole 16-row panels).
+template <int kShift>
+void PrepackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  const WeightView& w = *a.w;
+  const int64_t nb = w.cols / kQK, panel_bytes = PrepackedPanelBytes(nb);
+  const auto* base = static_cast<const uint8_t*>(w.prepacked);
+  for (int64_t r = r0; r < r1; r += 2 * kPanel) {
+    Packed p{};
+    p.nb = nb;
+    int rows_here[2] = {0, 0};
+    const int panels = r1 - r > kPanel ? 2 : 1;
+    for (int i = 0; i < panels; ++i) {
+      const uint8_t* panel = base + (r / kPanel + i) * panel_bytes;
+      p.q[i] = panel;
+      p.d[i] = reinterpret_cast<const float*>(panel + nb * 8 * 64);
+      const int64_t left = r1 - (r + i * kPanel);
+      rows_here[i] = static_cast<int>(left < kPanel ? left : kPanel);
+    }
+    if (panels == 2) {
+      PanelTokens<2, kShift>(p, a, r, rows_here);
+    } else {
+      PanelTokens<1, kShift>(p, a, r, rows_here);
+    }
+  }
+}
+
 }  // namespace
+
+int64_t PrepackedPanelBytes(int64_t blocks_per_row) {
+  return blocks_per_row * (8 * 64 + kPanel * 4);
+}
+
+void PrepackQ8_0Avx512(const WeightView& w, uint8_t* dst) {
+  const int64_t nb = w.cols / kQK, panel_bytes = PrepackedPanelBytes(nb);
+  const auto* wd = static_cast<const uint8_t*>(w.data);
+  const int64_t stride = RowBytes(w.type, w.cols);
+  for (int64_t r = 0; r < w.rows; r += kPanel) {
+    uint8_t* panel = dst + (r / kPanel) * panel_bytes;
+    const int rows_here = static_cast<int>(std::min<int64_t>(kPanel, w.rows - r));
+    PackPanel<UnpackQ8_0>(wd, stride, r, rows_here, nb, panel,
+                          reinterpret_cast<float*>(panel + nb * 8 * 64));
+  }
+}
+
+RowsKernel Avx512PrepackedKernel(DType type) {
+  return type == DType::kQ8_0 ? PrepackedKernel<UnpackQ8_0::kOffsetShift> : nullptr;
+}
 
 RowsKernel Avx512PackedQuantKernel(DType type) {
   switch (type) {

@@ -49,6 +49,11 @@ struct AttentionKernel {
   int64_t tile_rows;                              // rows per tile (a multiple of lanes)
   int64_t (*scratch_floats)(int64_t head_dim);    // per-thread scratch the tile needs
   void (*run)(const AttentionTile& tile, float* scratch);  // scratch: 64-byte aligned
+  // Decode with row_count <= 4 over keys [k_begin, k_end) only (k_begin a multiple of 64):
+  // row r's unnormalised output [head_dim], running max and running sum go to
+  // part[r * (head_dim + 2) ...]. Attention() combines the key ranges.
+  void (*run_keys)(const AttentionTile& tile, int64_t k_begin, int64_t k_end, float* part,
+                   float* scratch);
 };
 
 const AttentionKernel& AttentionKernelScalar();  // attention.cc

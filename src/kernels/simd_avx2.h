@@ -53,6 +53,13 @@ struct Avx2 {
   static M Eq(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
   static V Select(M m, V if_true, V if_false) { return _mm256_blendv_ps(if_false, if_true, m); }
 
+  // out[0..3] = SumLanes of a, b, c, d.
+  static void SumLanes4(V a, V b, V c, V d, float* out) {
+    out[0] = SumLanes(a);
+    out[1] = SumLanes(b);
+    out[2] = SumLanes(c);
+    out[3] = SumLanes(d);
+  }
   static float SumLanes(V v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

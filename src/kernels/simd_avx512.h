@@ -57,6 +57,17 @@ struct Avx512 {
   static V Select(M m, V if_true, V if_false) { return _mm512_mask_blend_ps(m, if_false, if_true); }
 
   static float SumLanes(V v) { return _mm512_reduce_add_ps(v); }
+  // out[0..3] = SumLanes of a, b, c, d (another addition order than SumLanes), in about a
+  // third of the instructions of four SumLanes.
+  static void SumLanes4(V a, V b, V c, V d, float* out) {
+    const V t = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    const V u = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
+    const V w = _mm512_add_ps(_mm512_shuffle_f32x4(t, u, 0x88), _mm512_shuffle_f32x4(t, u, 0xDD));
+    const V p = _mm512_add_ps(w, _mm512_permute_ps(w, 0xB1));
+    const V q = _mm512_add_ps(p, _mm512_permute_ps(p, 0x4E));
+    _mm_storeu_ps(out, _mm512_castps512_ps128(_mm512_permutexvar_ps(
+                           _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), q)));
+  }
   static float MaxLanes(V v) { return _mm512_reduce_max_ps(v); }
 };
 

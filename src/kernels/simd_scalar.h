@@ -47,6 +47,13 @@ struct Scalar {
   static M Eq(V a, V b) { return a == b; }
   static V Select(M m, V if_true, V if_false) { return m ? if_true : if_false; }
 
+  // out[0..3] = SumLanes of a, b, c, d.
+  static void SumLanes4(V a, V b, V c, V d, float* out) {
+    out[0] = a;
+    out[1] = b;
+    out[2] = c;
+    out[3] = d;
+  }
   static float SumLanes(V v) { return v; }
   static float MaxLanes(V v) { return v; }
 };

@@ -158,6 +158,21 @@ Status TextModel::LoadWeights() {
   }
   weight_bytes_ = 0;
   for (const gguf::TensorInfo& t : f.tensors()) weight_bytes_ += t.num_bytes;
+  // Every projection the forward pass multiplies by (not token_embd_, whose rows are
+  // looked up): Q8_0 ones get a packed copy on AVX-512 (+6% of their bytes; the file's
+  // pages are then only read here).
+  std::vector<kernels::WeightView*> matrices = {&output_};
+  for (LayerWeights& l : layers_) {
+    for (kernels::WeightView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      matrices.push_back(w);
+    }
+  }
+  for (kernels::WeightView* w : matrices) {
+    AlignedBuffer<uint8_t> packed = kernels::PrepackWeights(*w);
+    if (packed.size() == 0) continue;
+    w->prepacked = packed.data();
+    prepacked_.push_back(std::move(packed));
+  }
   return OkStatus();
 }
 

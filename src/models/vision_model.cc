@@ -84,6 +84,7 @@ StatusOr<std::unique_ptr<VisionModel>> VisionModel::Load(std::unique_ptr<gguf::F
   if (Status s = model->LoadWeights(); !s.ok()) return s.WithContext(model->file_->path());
   model->compute_ = options.compute;
   if (options.compute == VisionComputeType::kBf16) model->ConvertMatricesToBf16();
+  model->PrepackMatrices();
   return model;
 }
 
@@ -107,6 +108,19 @@ void VisionModel::ConvertMatricesToBf16() {
     }
     *v = kernels::WeightView{DType::kBF16, buf.data(), v->rows, v->cols};
     bf16_matrices_.push_back(std::move(buf));
+  }
+}
+
+// Q8_0 tower matrices (llama.cpp's quantized mmproj files) get a copy in the int8 VNNI
+// kernel's panel layout once, instead of a repack in every forward (kernels::PrepackWeights).
+void VisionModel::PrepackMatrices() {
+  for (VisionLayerWeights& l : layers_) {
+    for (kernels::WeightView* v : {&l.q, &l.k, &l.v, &l.o, &l.up, &l.down}) {
+      AlignedBuffer<uint8_t> packed = kernels::PrepackWeights(*v);
+      if (packed.size() == 0) continue;
+      v->prepacked = packed.data();
+      prepacked_.push_back(std::move(packed));
+    }
   }
 }
 

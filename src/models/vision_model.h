@@ -160,6 +160,7 @@ class VisionModel {
   Status ReadConfig();
   Status LoadWeights();
   void ConvertMatricesToBf16();
+  void PrepackMatrices();
   void Embed(const float* tiles, int64_t num_tiles, VisionScratch& s, ThreadPool* pool) const;
   void Layer(const VisionLayerWeights& l, int64_t num_tiles, VisionScratch& s,
              ThreadPool* pool) const;
@@ -176,6 +177,7 @@ class VisionModel {
   std::unique_ptr<Projector> projector_;
   VisionComputeType compute_ = VisionComputeType::kF32;
   std::vector<AlignedBuffer<uint16_t>> bf16_matrices_;  // kBf16: converted tower matrices
+  std::vector<AlignedBuffer<uint8_t>> prepacked_;       // Q8_0 matrices, panel layout
 };
 
 // Loader helpers shared by the vision files (vision_model.cc).

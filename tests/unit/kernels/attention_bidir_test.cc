@@ -72,7 +72,8 @@ class AttentionBidirTest : public ::testing::Test {
 };
 
 TEST_F(AttentionBidirTest, MatchesReferenceOnEveryIsa) {
-  const Shape shapes[] = {{1, 1, 8, 8}, {5, 2, 20, 48}, {17, 3, 16, 50}, {70, 2, 64, 128}};
+  const Shape shapes[] = {{1, 1, 8, 8}, {5, 2, 20, 48}, {17, 3, 16, 50}, {70, 2, 64, 128},
+                          {250, 2, 64, 128}};  // > 2 query blocks of 112, with a tail
   ThreadPool pool(2);
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
     if (!IsaAvailable(isa)) continue;

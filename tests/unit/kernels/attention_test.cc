@@ -161,6 +161,8 @@ TEST_F(AttentionTest, EveryIsaMatchesReferenceAndPagingIsExact) {
       {33, 6, 2, 80, 33},    // prefill = kv, head_dim 80
       {3, 2, 1, 128, 130},   // head_dim 128
       {20, 3, 3, 72, 20},    // SigLIP-so400m head_dim
+      {1, 9, 3, 64, 1200},   // decode over a long history: split-key path, 5 chunks + tail
+      {2, 4, 2, 32, 600},    // 2 queries x group 2 = 4 rows per kv head, split keys
   };
   for (Isa isa : Isas()) {
     ForceIsa(isa);
@@ -205,12 +207,11 @@ TEST_F(AttentionTest, ArbitraryPositionsAndExtremeScores) {
   }
 }
 
-TEST_F(AttentionTest, ResultsDoNotDependOnThreadCount) {
-  const Shape s{70, 6, 2, 64, 150};
+void ExpectThreadIndependent(const Shape& s, const std::vector<Isa>& isas) {
   KvData kv(s, 16, 5);
   const std::vector<float> q = Normal(s.n_q * s.num_heads * s.head_dim, 6);
   const std::vector<int32_t> pos = CausalPositions(s);
-  for (Isa isa : Isas()) {
+  for (Isa isa : isas) {
     ForceIsa(isa);
     for (const int32_t* p : {static_cast<const int32_t*>(nullptr), pos.data()}) {
       std::vector<float> first;
@@ -226,6 +227,13 @@ TEST_F(AttentionTest, ResultsDoNotDependOnThreadCount) {
         }
       }
     }
+  }
+}
+
+TEST_F(AttentionTest, ResultsDoNotDependOnThreadCount) {
+  // Prefill tiles, and a decode long enough for the split-key path.
+  for (const Shape& s : {Shape{70, 6, 2, 64, 150}, Shape{1, 9, 3, 64, 700}}) {
+    ExpectThreadIndependent(s, Isas());
   }
 }
 

@@ -93,9 +93,11 @@ double Tolerance(const Problem& p, int64_t t, int64_t r, Isa isa) {
   return tol;
 }
 
-void CheckMatMul(const Problem& p, Isa isa, ThreadPool* pool) {
+void CheckMatMul(const Problem& p, Isa isa, ThreadPool* pool, const void* prepacked = nullptr) {
   std::vector<float> y(p.n * p.rows, NAN);
-  MatMul(WeightView{p.type, p.w.data(), p.rows, p.cols}, p.x(), p.n, y.data(), pool);
+  WeightView w{p.type, p.w.data(), p.rows, p.cols};
+  w.prepacked = prepacked;
+  MatMul(w, p.x(), p.n, y.data(), pool);
   for (int64_t t = 0; t < p.n; ++t) {
     for (int64_t r = 0; r < p.rows; ++r) {
       double want = 0;
@@ -221,6 +223,113 @@ TEST(MatMulTest, FusedEqualsSeparateCalls) {
       }
     }
   }
+}
+
+}  // namespace
+}  // namespace vlserve::kernels
+
+namespace vlserve::kernels {
+namespace {
+
+// Repeated weight rows times repeated tokens must give bit-identical outputs wherever
+// they fall in the register tiling (interior tiles reduce several rows at once, edge tiles
+// one by one; a different addition tree would make results depend on the row chunking).
+// Row r repeats row r % 5, token t repeats token t % 3.
+TEST(MatMulTest, RepeatedRowsAndTokensGiveIdenticalOutputs) {
+  IsaGuard guard;
+  ThreadPool pool(2);
+  constexpr int64_t kRowPeriod = 5, kTokenPeriod = 3, rows = 43;
+  for (DType type : kTypes) {
+    const int64_t cols = Info(type).block_size == 256 ? 512 : 160;
+    for (int64_t n : {1, 7, 13}) {
+      Problem p = MakeProblem(type, rows, cols, n, 11 + static_cast<uint32_t>(n));
+      const int64_t row_bytes = RowBytes(type, cols);
+      for (int64_t r = kRowPeriod; r < rows; ++r) {
+        std::memcpy(p.w.data() + r * row_bytes, p.w.data() + (r % kRowPeriod) * row_bytes,
+                    row_bytes);
+      }
+      std::vector<float> x(p.x(), p.x() + n * cols);
+      for (int64_t t = kTokenPeriod; t < n; ++t) {
+        std::copy_n(x.begin() + (t % kTokenPeriod) * cols, cols, x.begin() + t * cols);
+      }
+      for (Isa isa : AvailableIsas()) {
+        ForceIsa(isa);
+        std::vector<float> y(n * rows, NAN);
+        MatMul(WeightView{type, p.w.data(), rows, cols}, x.data(), n, y.data(), &pool);
+        int64_t mismatches = 0, first = -1;
+        for (int64_t i = 0; i < n * rows; ++i) {
+          const float want = y[(i / rows % kTokenPeriod) * rows + i % rows % kRowPeriod];
+          if (std::memcmp(&y[i], &want, 4) != 0 && mismatches++ == 0) first = i;
+        }
+        EXPECT_EQ(mismatches, 0) << Info(type).name << " n=" << n << " " << IsaName(isa)
+                                 << ", first at t=" << first / rows << " r=" << first % rows;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace vlserve::kernels
+
+namespace vlserve::kernels {
+namespace {
+
+// Q8_0 prepacked once for the AVX-512 VNNI kernel: every n (decode included) against the
+// float reference, and bit-identical to the per-call repack (n >= 8) it replaces; other
+// ISAs ignore the prepacked copy.
+TEST(MatMulTest, PrepackedQ8_0MatchesReferenceAndPerCallRepack) {
+  IsaGuard guard;
+  if (!IsaAvailable(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  ThreadPool pool(2);
+  uint32_t seed = 40;
+  for (int64_t rows : {1, 16, 37, 53}) {
+    for (int64_t cols : {32, 160, 576}) {
+      for (int64_t n : {1, 3, 8, 13}) {
+        const Problem p = MakeProblem(DType::kQ8_0, rows, cols, n, seed++);
+        ForceIsa(Isa::kAvx512);
+        const AlignedBuffer<uint8_t> packed =
+            PrepackWeights(WeightView{p.type, p.w.data(), p.rows, p.cols});
+        ASSERT_GT(packed.size(), 0u);
+        for (Isa isa : AvailableIsas()) {
+          ForceIsa(isa);
+          CheckMatMul(p, isa, &pool, packed.data());
+          if (HasFatalFailure()) return;
+        }
+        ForceIsa(Isa::kAvx512);
+        if (n >= 8) {
+          WeightView w{p.type, p.w.data(), p.rows, p.cols};
+          std::vector<float> repacked(n * rows), pre(n * rows);
+          MatMul(w, p.x(), n, repacked.data(), &pool);
+          w.prepacked = packed.data();
+          MatMul(w, p.x(), n, pre.data(), &pool);
+          EXPECT_EQ(pre, repacked) << "rows=" << rows << " cols=" << cols << " n=" << n;
+        }
+      }
+    }
+  }
+  // Other types are not prepacked.
+  const Problem q4 = MakeProblem(DType::kQ4_0, 16, 64, 1, 1);
+  EXPECT_EQ(PrepackWeights(WeightView{q4.type, q4.w.data(), 16, 64}).size(), 0u);
+}
+
+TEST(MatMulTest, FusedPrepackedEqualsSeparateCalls) {
+  IsaGuard guard;
+  if (!IsaAvailable(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  ForceIsa(Isa::kAvx512);
+  ThreadPool pool(3);
+  const Problem a = MakeProblem(DType::kQ8_0, 40, 96, 5, 51);
+  const Problem b = MakeProblem(DType::kQ8_0, 24, 96, 5, 52);
+  WeightView ws[2] = {{a.type, a.w.data(), a.rows, 96}, {b.type, b.w.data(), b.rows, 96}};
+  const AlignedBuffer<uint8_t> pa = PrepackWeights(ws[0]), pb = PrepackWeights(ws[1]);
+  ws[0].prepacked = pa.data();
+  ws[1].prepacked = pb.data();
+  std::vector<float> ya(5 * 40), yb(5 * 24), fa(ya.size()), fb(yb.size());
+  MatMul(ws[0], a.x(), 5, ya.data(), &pool);
+  MatMul(ws[1], a.x(), 5, yb.data(), &pool);
+  float* const ys[2] = {fa.data(), fb.data()};
+  MatMulFused(ws, ys, 2, a.x(), 5, &pool);
+  EXPECT_EQ(fa, ya);
+  EXPECT_EQ(fb, yb);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -64,13 +65,14 @@ StatusOr<double> TimePrefill(const models::TextModel& m, models::KvBuffer& kv,
   return t.ElapsedSeconds();
 }
 
-// Seconds for `n` single-token decode steps at positions [0, n).
+// Seconds for `n` single-token decode steps at positions [depth, depth + n) (the KV
+// cache below `depth` already filled).
 StatusOr<double> TimeDecode(const models::TextModel& m, models::KvBuffer& kv,
                             models::ForwardScratch& s, const std::vector<int32_t>& blocks,
-                            int64_t n, std::vector<float>& logits) {
+                            int64_t depth, int64_t n, std::vector<float>& logits) {
   Stopwatch t;
   int32_t token = 1;
-  for (int64_t pos = 0; pos < n; ++pos) {
+  for (int64_t pos = depth; pos < depth + n; ++pos) {
     const int32_t one[1] = {token};
     models::BatchItem item{blocks.data(), kv.num_blocks(), pos, one, nullptr, false};
     RETURN_IF_ERROR(m.Forward({item}, kv, s, logits.data()));
@@ -83,7 +85,29 @@ struct EncodeResult {
   int64_t tiles = 0;
   double ms_per_tile = 0, stddev_ms = 0, gflops = 0;
   double cpu_per_wall = 0;  // below the thread count: the threads did not get their cores
+  std::vector<float> pixels, output;  // the timed tiles and their embeddings
 };
+
+// How far `got` is from `ref` (the same tiles through a reference tower).
+struct EncodeAccuracy {
+  bool measured = false;
+  double max_abs_diff = 0, max_abs_ref = 0, rel_rms = 0;
+};
+
+EncodeAccuracy CompareEmbeddings(const std::vector<float>& got, const std::vector<float>& ref) {
+  EncodeAccuracy a;
+  a.measured = true;
+  double sq_err = 0, sq = 0;
+  for (size_t i = 0; i < ref.size() && i < got.size(); ++i) {
+    const double d = double{got[i]} - ref[i];
+    a.max_abs_diff = std::max(a.max_abs_diff, std::fabs(d));
+    a.max_abs_ref = std::max(a.max_abs_ref, std::fabs(double{ref[i]}));
+    sq_err += d * d;
+    sq += double{ref[i]} * ref[i];
+  }
+  a.rel_rms = sq > 0 ? std::sqrt(sq_err / sq) : 0.0;
+  return a;
+}
 
 // Times `reps` encodes of `tiles` deterministic tiles after one warm-up.
 EncodeResult TimeEncode(const models::VisionModel& v, int64_t tiles, int reps) {
@@ -102,6 +126,8 @@ EncodeResult TimeEncode(const models::VisionModel& v, int64_t tiles, int reps) {
   }
   const Result rate = Summarize(seconds, tiles);  // tiles per second
   EncodeResult e;
+  e.pixels = std::move(pixels);
+  e.output = std::move(out);
   e.tiles = tiles;
   e.ms_per_tile = 1e3 / rate.mean_tok_s;
   e.stddev_ms = e.ms_per_tile * rate.stddev_tok_s / rate.mean_tok_s;
@@ -114,10 +140,10 @@ int RunBench(int argc, char** argv) {
   CLI::App cli("Model throughput: prompt processing (pp) and token generation (tg).",
                "vlserve bench");
   std::string model_path;
-  int64_t n_prompt = 512, n_gen = 128;
+  int64_t n_prompt = 512, n_gen = 128, depth = 0;
   int threads = 0, reps = 3;
   bool json = false, no_limits = false;
-  std::string mmproj_path;
+  std::string mmproj_path, reference_path;
   int64_t tiles = 1;
   std::string vision_compute = "f32";
   cli.add_option("-m,--model", model_path, "text model GGUF")->required();
@@ -125,10 +151,17 @@ int RunBench(int argc, char** argv) {
                  "vision tower matmul arithmetic: f32 or bf16 (vdpbf16ps; docs/vision.md)")
       ->capture_default_str();
   cli.add_option("--mmproj", mmproj_path, "also time the vision encoder of this mmproj GGUF");
+  cli.add_option("--encode-reference", reference_path,
+                 "also encode the timed tiles with this mmproj (f32 compute) and report how far "
+                 "the timed embeddings are from it (accuracy cost of bf16 or a quantized mmproj)");
   cli.add_option("--tiles", tiles, "tiles per encode forward (with --mmproj)")
       ->capture_default_str();
   cli.add_option("-p,--n-prompt", n_prompt, "prompt tokens (0 = skip pp)")->capture_default_str();
   cli.add_option("-n,--n-gen", n_gen, "generated tokens (0 = skip tg)")->capture_default_str();
+  cli.add_option("-d,--depth", depth,
+                 "tokens already in the KV cache when tg starts (decode at a long context, "
+                 "e.g. after an image prompt; llama-bench's -d)")
+      ->capture_default_str();
   cli.add_option("-t,--threads", threads, "threads (default: VLSERVE_THREADS or all cores)");
   cli.add_option("-r,--repetitions", reps, "repetitions")->capture_default_str();
   cli.add_flag("--json", json, "print one JSON object instead of the table");
@@ -150,6 +183,7 @@ int RunBench(int argc, char** argv) {
   const models::TextModel& m = **model_or;
   const models::TextConfig& c = m.config();
   EncodeResult enc;
+  EncodeAccuracy accuracy;
   if (!mmproj_path.empty()) {
     auto compute = models::ParseVisionComputeType(vision_compute);
     if (!compute.ok()) {
@@ -163,10 +197,25 @@ int RunBench(int argc, char** argv) {
       return 1;
     }
     enc = TimeEncode(**v, tiles, std::max(reps, 1));
+    if (!reference_path.empty()) {
+      auto ref = models::VisionModel::Load(reference_path, models::VisionLoadOptions{});
+      Status rs = ref.ok() ? (*ref)->CheckCompatible(c) : ref.status();
+      if (rs.ok() && ((*ref)->tokens_per_tile() != (*v)->tokens_per_tile() ||
+                      (*ref)->output_width() != (*v)->output_width() ||
+                      (*ref)->config().image_size != (*v)->config().image_size)) {
+        rs = InvalidArgumentError("--encode-reference has another tower shape than --mmproj");
+      }
+      if (!rs.ok()) {
+        std::fprintf(stderr, "error: %s\n", rs.ToString().c_str());
+        return 1;
+      }
+      accuracy = CompareEmbeddings(enc.output, (*ref)->Encode(enc.pixels.data(), tiles));
+    }
   }
-  const int64_t ctx = std::max<int64_t>({n_prompt, n_gen, 1});
-  if (ctx > c.context_length || reps < 1) {
-    std::fprintf(stderr, "error: -p/-n must fit the context length %lld and -r must be >= 1\n",
+  const int64_t ctx = std::max<int64_t>({n_prompt, depth + n_gen, 1});
+  if (ctx > c.context_length || reps < 1 || depth < 0) {
+    std::fprintf(stderr, "error: -p and -d + -n must fit the context length %lld, -d must be "
+                 ">= 0 and -r >= 1\n",
                  static_cast<long long>(c.context_length));
     return 2;
   }
@@ -178,6 +227,14 @@ int RunBench(int argc, char** argv) {
   std::vector<int32_t> prompt(n_prompt);
   for (int64_t i = 0; i < n_prompt; ++i) prompt[i] = static_cast<int32_t>((i * 37 + 11) % c.vocab);
 
+  if (depth > 0 && n_gen > 0) {  // fill the KV cache up to the depth once (untimed)
+    std::vector<int32_t> fill(depth);
+    for (int64_t i = 0; i < depth; ++i) fill[i] = static_cast<int32_t>((i * 53 + 5) % c.vocab);
+    models::BatchItem item{blocks.data(), kv.num_blocks(), 0, fill, nullptr, false};
+    if (Status s = m.Forward({item}, kv, scratch, logits.data()); !s.ok()) {
+      return std::fprintf(stderr, "error: %s\n", s.ToString().c_str()), 1;
+    }
+  }
   std::vector<double> pp_s, tg_s;
   double pp_cpu = 0, tg_cpu = 0;  // CPU seconds over the measured repetitions
   for (int r = 0; r <= reps; ++r) {  // r == 0 warms up
@@ -189,8 +246,8 @@ int RunBench(int argc, char** argv) {
     }
     if (n_gen > 0) {
       const double cpu0 = ProcessCpuSeconds();
-      auto s = TimeDecode(m, kv, scratch, blocks, r == 0 ? std::min<int64_t>(n_gen, 4) : n_gen,
-                          logits);
+      auto s = TimeDecode(m, kv, scratch, blocks, depth,
+                          r == 0 ? std::min<int64_t>(n_gen, 4) : n_gen, logits);
       if (!s.ok()) return std::fprintf(stderr, "error: %s\n", s.status().ToString().c_str()), 1;
       if (r > 0) tg_s.push_back(*s), tg_cpu += ProcessCpuSeconds() - cpu0;
     }
@@ -213,21 +270,28 @@ int RunBench(int argc, char** argv) {
     std::printf("{\"model\": \"%s\", \"threads\": %d, \"isa\": \"%s\", "
                 "\"pp\": {\"n_tokens\": %lld, \"tok_per_s\": %.3f, \"stddev\": %.3f, "
                 "\"gflops\": %.3f, \"frac_f32_gemm\": %.4f, \"cpu_per_wall\": %.2f}, "
-                "\"tg\": {\"n_tokens\": %lld, \"tok_per_s\": %.3f, \"stddev\": %.3f, "
+                "\"tg\": {\"n_tokens\": %lld, \"depth\": %lld, \"tok_per_s\": %.3f, \"stddev\": %.3f, "
                 "\"gbps\": %.3f, \"frac_mem\": %.4f, \"cpu_per_wall\": %.2f}, "
                 "\"limits\": {\"mem_gbps\": %.3f, \"f32_gflops\": %.3f}",
                 c.name.c_str(), nthreads, std::string(kernels::IsaName(kernels::ActiveIsa())).c_str(),
                 static_cast<long long>(n_prompt), pp.mean_tok_s, pp.stddev_tok_s, pp_gflops,
-                pp_frac, pp_cpu_ratio, static_cast<long long>(n_gen), tg.mean_tok_s,
+                pp_frac, pp_cpu_ratio, static_cast<long long>(n_gen), static_cast<long long>(depth),
+                tg.mean_tok_s,
                 tg.stddev_tok_s, tg_gbps, tg_frac, tg_cpu_ratio, limits.mem_read_gbps,
                 limits.f32_gemm_gflops);
     if (enc.tiles > 0) {
       std::printf(", \"encode\": {\"tiles\": %lld, \"compute\": \"%s\", \"ms_per_tile\": %.3f, "
                   "\"stddev_ms\": %.3f, \"gflops\": %.3f, \"frac_f32_gemm\": %.4f, "
-                  "\"cpu_per_wall\": %.2f}",
+                  "\"cpu_per_wall\": %.2f",
                   static_cast<long long>(enc.tiles), vision_compute.c_str(), enc.ms_per_tile,
                   enc.stddev_ms, enc.gflops, frac(enc.gflops, limits.f32_gemm_gflops),
                   enc.cpu_per_wall);
+      if (accuracy.measured) {
+        std::printf(", \"accuracy\": {\"max_abs_diff\": %.6g, \"max_abs_ref\": %.6g, "
+                    "\"rel_rms\": %.6g}",
+                    accuracy.max_abs_diff, accuracy.max_abs_ref, accuracy.rel_rms);
+      }
+      std::printf("}");
     }
     std::printf("}\n");
     return 0;
@@ -249,7 +313,10 @@ int RunBench(int argc, char** argv) {
   auto row = [&](const char* kind, int64_t n, const Result& r, std::string rate,
                  std::string of_limit) {
     std::printf("| %-26s | %10s | %5s | %7d | %6s | %18s | %14s | %10s |\n", name.c_str(),
-                size.c_str(), wtype.c_str(), nthreads, fmt::format("{}{}", kind, n).c_str(),
+                size.c_str(), wtype.c_str(), nthreads,
+                fmt::format("{}{}{}", kind, n,
+                            kind[0] == 't' && depth > 0 ? fmt::format("@d{}", depth) : "")
+                    .c_str(),
                 fmt::format("{:.2f} ± {:.2f}", r.mean_tok_s, r.stddev_tok_s).c_str(),
                 rate.c_str(), of_limit.c_str());
   };
@@ -271,6 +338,12 @@ int RunBench(int argc, char** argv) {
                           : fmt::format(" ({:.1f}% of F32 GEMM peak)",
                                         100 * frac(enc.gflops, limits.f32_gemm_gflops))
                                 .c_str());
+    if (accuracy.measured) {
+      std::printf("encode accuracy vs --encode-reference (f32): max |diff| %.4g (%.2f%% of max "
+                  "|y| %.4g), relative RMS error %.3f%%\n",
+                  accuracy.max_abs_diff, 100 * accuracy.max_abs_diff / accuracy.max_abs_ref,
+                  accuracy.max_abs_ref, 100 * accuracy.rel_rms);
+    }
   }
   std::printf("\ncpu time / wall time: pp %.2f, tg %.2f (of %d threads; lower means the "
               "threads did not get their cores)\n", pp_cpu_ratio, tg_cpu_ratio, nthreads);

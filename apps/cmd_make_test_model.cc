@@ -36,7 +36,7 @@ int RunMakeTestModel(int argc, char** argv) {
   cli.add_option("--vision", vision,
                  "also write DIR/mmproj.gguf with this projector: idefics3 (SigLIP-style, "
                  "SmolVLM) | mlp (CLIP-style, LLaVA-1.5); tiny dims, or the preset's tower");
-  cli.add_option("--vision-type", vision_type, "mmproj matrix type: f32 | f16 | bf16")
+  cli.add_option("--vision-type", vision_type, "mmproj matrix type: f32 | f16 | bf16 | q8_0 (matrices whose rows do not split into 32-blocks stay f16, as llama.cpp does)")
       ->capture_default_str();
   cli.add_option("-o,--output", out_dir, "output directory")->required();
   try {
@@ -96,8 +96,9 @@ int RunMakeTestModel(int argc, char** argv) {
   v.text_hidden = options.hidden;
   v.seed = seed;
   auto vtype = DTypeFromName(vision_type);
-  if (!vtype || (*vtype != DType::kF32 && *vtype != DType::kF16 && *vtype != DType::kBF16)) {
-    std::fprintf(stderr, "error: --vision-type must be f32, f16 or bf16, not '%s'\n",
+  if (!vtype || (*vtype != DType::kF32 && *vtype != DType::kF16 && *vtype != DType::kBF16 &&
+                 *vtype != DType::kQ8_0)) {
+    std::fprintf(stderr, "error: --vision-type must be f32, f16, bf16 or q8_0, not '%s'\n",
                  vision_type.c_str());
     return 2;
   }

@@ -113,6 +113,16 @@ std::optional<EncoderOutput> EncoderCache::Lookup(const std::string& key) {
   return v;
 }
 
+std::optional<EncoderOutput> EncoderCache::LookupAfterMiss(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::optional<EncoderOutput> v = LookupLocked(key);
+  if (v) {
+    ++stats_.hits;
+    if (stats_.misses > 0) --stats_.misses;
+  }
+  return v;
+}
+
 void EncoderCache::EvictToFitLocked(int64_t incoming) {
   while (!lru_.empty() && stats_.bytes + incoming > capacity_) {
     Entry& victim = lru_.back();

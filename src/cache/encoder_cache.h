@@ -98,6 +98,12 @@ class EncoderCache {
   // The cached output (and marks it most recently used), or nullopt. Counts a hit/miss.
   std::optional<EncoderOutput> Lookup(const std::string& key);
 
+  // For a caller whose earlier Lookup of `key` missed and who is about to compute it
+  // (the engine, just before encoding a queued image): another request may have stored
+  // it since. When found, that earlier miss is recounted as a hit, so the statistics
+  // still count one lookup per image; when not found, nothing is counted.
+  std::optional<EncoderOutput> LookupAfterMiss(const std::string& key);
+
   // Stores `value` (replacing an older value of the key) and evicts least recently used
   // entries until the total fits. InvalidArgument for a value whose shape does not match
   // its data; a value larger than the whole capacity is not stored (not an error).

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -282,10 +283,12 @@ class Engine::Impl {
     }
     if (jobs.empty() && duplicates.empty()) return;
     Stopwatch watch;
-    int64_t tiles = 0;
+    int64_t tiles = 0, encoded = 0;
     for (EncodeJob* job : jobs) {
+      if (TakeFromCache(*job)) continue;
       RunEncodeJob(*job);
       tiles += job->num_tiles;
+      ++encoded;
     }
     for (auto [to, from] : duplicates) {
       to->embeddings = from->embeddings;
@@ -295,9 +298,24 @@ class Engine::Impl {
     for (Sequence* seq : owners) {
       seq->timings.encode_ms = std::max(0.0, seq->timings.encode_ms) + ms;
     }
-    images_encoded_ += static_cast<int64_t>(jobs.size());
+    images_encoded_ += encoded;
     tiles_encoded_ += tiles;
     encode_seconds_ += ms / 1000.0;
+  }
+
+  // The server's cache lookup for this image missed when the request arrived, but an
+  // earlier step may have encoded the same image for another request since: use that.
+  bool TakeFromCache(EncodeJob& job) {
+    if (vision_.cache == nullptr || job.cache_key.empty()) return false;
+    std::optional<EncoderOutput> hit = vision_.cache->LookupAfterMiss(job.cache_key);
+    const models::VisionModel& vision = *vision_.model;
+    if (!hit || hit->rows != job.num_tiles * vision.tokens_per_tile() ||
+        hit->hidden != vision.output_width()) {
+      return false;
+    }
+    job.embeddings = hit->embeddings;
+    job.tiles = {};
+    return true;
   }
 
   void RunEncodeJob(EncodeJob& job) {

@@ -22,15 +22,13 @@ struct MmprojAdder {
     for (int64_t s : shape) n *= s;
     const std::vector<float> v =
         TestRandomValues(o.seed, name, n, 0.0, scale / std::sqrt(static_cast<double>(fan_in)));
-    const DTypeInfo& info = Info(o.type);
-    if (shape[0] % info.block_size != 0) {
-      return InvalidArgumentError(
-          fmt::format("--vision-type {} needs rows that are multiples of {}, but '{}' has {}",
-                      info.name, info.block_size, name, shape[0]));
-    }
-    std::vector<uint8_t> bytes(RowBytes(o.type, shape[0]) * (n / shape[0]));
-    kernels::Quantize(o.type, v.data(), bytes.data(), n);
-    return w.AddTensor(name, o.type, std::move(shape), bytes.data(), bytes.size());
+    // Like llama.cpp's quantizer: a matrix whose rows do not split into the type's blocks
+    // (the 16-wide patch-embedding kernel rows) is stored as F16 instead.
+    DType type = o.type;
+    if (shape[0] % Info(type).block_size != 0) type = DType::kF16;
+    std::vector<uint8_t> bytes(RowBytes(type, shape[0]) * (n / shape[0]));
+    kernels::Quantize(type, v.data(), bytes.data(), n);
+    return w.AddTensor(name, type, std::move(shape), bytes.data(), bytes.size());
   }
   Status Vector(const std::string& name, std::vector<int64_t> shape, double mean,
                 double stddev) const {

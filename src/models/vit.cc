@@ -6,9 +6,10 @@
 // Attention is bidirectional and per tile; every matmul runs over the rows of all tiles.
 #include <cmath>
 #include <cstring>
-#include <tuple>
+#include <utility>
 
 #include "kernels/attention_bidir.h"
+#include "kernels/matmul_fused.h"
 #include "models/vision_model.h"
 
 namespace vlserve::models {
@@ -98,10 +99,15 @@ void VisionModel::Layer(const VisionLayerWeights& l, int64_t num_tiles, VisionSc
   const int64_t d = c.hidden, t_tok = c.tokens_per_tile_in_tower(), n = num_tiles * t_tok;
   s.xn.Resize(n * d);  // Embed sized it for patches only (no CLS row)
   LayerNormRows(s.x.data(), l.ln1_w, l.ln1_b, c.eps, n, d, s.xn.data(), pool);
-  for (auto [w, b, out] :
-       {std::tuple{&l.q, &l.q_b, &s.q}, {&l.k, &l.k_b, &s.k}, {&l.v, &l.v_b, &s.v}}) {
-    out->Resize(n * d);
-    kernels::MatMul(*w, s.xn.data(), n, out->data(), pool);
+  // Q, K and V read the same activations: one call converts them once (int8 blocks for
+  // quantized weights) and shares one fork/join.
+  s.q.Resize(n * d);
+  s.k.Resize(n * d);
+  s.v.Resize(n * d);
+  const kernels::WeightView qkv[] = {l.q, l.k, l.v};
+  float* const qkv_out[] = {s.q.data(), s.k.data(), s.v.data()};
+  kernels::MatMulFused(qkv, qkv_out, 3, s.xn.data(), n, pool);
+  for (auto [b, out] : {std::pair{&l.q_b, &s.q}, {&l.k_b, &s.k}, {&l.v_b, &s.v}}) {
     BiasAct(out->data(), *b, n, d, Act::kNone, pool);
   }
   s.attn.Resize(n * d);

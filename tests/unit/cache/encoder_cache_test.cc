@@ -49,6 +49,24 @@ TEST(EncoderKeyTest, EveryPartChangesTheKey) {
   EXPECT_EQ(b.Finish("pre-a", "tower-1"), k);
 }
 
+TEST(EncoderCacheTest, LookupAfterMissRecountsTheMissAsAHit) {
+  EncoderCache cache(1 << 20);
+  EXPECT_FALSE(cache.Lookup("a").has_value());  // the server's lookup: a miss
+  EXPECT_FALSE(cache.LookupAfterMiss("a").has_value());  // still absent: nothing counted
+  EXPECT_EQ(cache.Stats().misses, 1);
+  EXPECT_EQ(cache.Stats().hits, 0);
+  ASSERT_TRUE(cache.Insert("a", Output(4, 3, 7)).ok());  // another request encoded it
+  EXPECT_FALSE(cache.Lookup("b").has_value());
+  std::optional<EncoderOutput> v = cache.LookupAfterMiss("b");
+  EXPECT_FALSE(v.has_value());
+  v = cache.LookupAfterMiss("a");
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ((*v->embeddings)[0], 7.0f);
+  // One miss (b) and one hit (a, recounted) for two images.
+  EXPECT_EQ(cache.Stats().hits, 1);
+  EXPECT_EQ(cache.Stats().misses, 1);
+}
+
 TEST(EncoderCacheTest, LruBoundedByBytes) {
   const int64_t one = Output(100, 10, 0).Bytes();  // 4000 bytes of floats + overhead
   EncoderCache cache(2 * one + 10);                // room for two

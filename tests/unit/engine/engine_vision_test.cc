@@ -186,6 +186,28 @@ TEST_F(EngineVisionTest, SameKeyInOneStepIsEncodedOnce) {
   EXPECT_LE(engine->Stats().images_encoded, 2);
 }
 
+TEST_F(EngineVisionTest, ImageEncodedInAnEarlierStepIsTakenFromTheCache) {
+  auto cache = std::make_shared<EncoderCache>(1 << 20);
+  auto engine = MakeEngine(cache, /*prefix=*/false);
+  ASSERT_NE(engine, nullptr);
+  const Collected first = Run(*engine, ImageRequest(2, Job(2, 13, "k13"), nullptr));
+  EXPECT_EQ(engine->Stats().images_encoded, 1);
+  // A second request whose server-side lookup missed (it arrived while the first was
+  // still queued) carries its own encode job for the same key: the engine finds the
+  // first one's output in the cache instead of encoding again.
+  const Collected second = Run(*engine, ImageRequest(2, Job(2, 13, "k13"), nullptr));
+  EXPECT_EQ(engine->Stats().images_encoded, 1);
+  EXPECT_EQ(engine->Stats().tiles_encoded, 2);
+  ASSERT_EQ(first.tokens.size(), 6u);
+  EXPECT_EQ(second.tokens, first.tokens);
+  const EncoderCacheStats stats = cache->Stats();
+  EXPECT_EQ(stats.hits, 1);
+  EXPECT_EQ(stats.misses, 0);  // no server lookup ran here; the engine counts no misses
+  // A job whose key is not cached is encoded.
+  Run(*engine, ImageRequest(1, Job(1, 14, "k14"), nullptr));
+  EXPECT_EQ(engine->Stats().images_encoded, 2);
+}
+
 TEST_F(EngineVisionTest, PrefixHitSkipsTheEncoder) {
   auto engine = MakeEngine(nullptr, /*prefix=*/true);
   ASSERT_NE(engine, nullptr);

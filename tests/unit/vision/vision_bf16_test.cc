@@ -26,6 +26,24 @@ std::unique_ptr<VisionModel> LoadTiny(const VisionTestOptions& vo, VisionCompute
   return model.ok() ? std::move(*model) : nullptr;
 }
 
+// How far y is from the reference x: max |x - y|, max |x|, relative RMS error.
+struct Diff {
+  double max_err = 0, max_abs = 0, rel_rms = 0;
+};
+Diff Compare(const std::vector<float>& x, const std::vector<float>& y) {
+  EXPECT_EQ(x.size(), y.size());
+  Diff d;
+  double sq_err = 0, sq = 0;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+    d.max_err = std::max(d.max_err, double{std::fabs(x[i] - y[i])});
+    d.max_abs = std::max(d.max_abs, double{std::fabs(x[i])});
+    sq_err += double{x[i] - y[i]} * (x[i] - y[i]);
+    sq += double{x[i]} * x[i];
+  }
+  d.rel_rms = sq > 0 ? std::sqrt(sq_err / sq) : 0.0;
+  return d;
+}
+
 TEST(VisionBf16Test, TracksF32WithinBound) {
   for (DType stored : {DType::kF32, DType::kF16}) {
     SCOPED_TRACE(std::string(Info(stored).name));
@@ -41,22 +59,37 @@ TEST(VisionBf16Test, TracksF32WithinBound) {
     EXPECT_EQ(f32->compute_type(), VisionComputeType::kF32);
     EXPECT_EQ(bf16->compute_type(), VisionComputeType::kBf16);
     const std::vector<float> tiles = vision_testing::TileValues(2, vo.image_size);
-    const std::vector<float> x = f32->Encode(tiles.data(), 2);
-    const std::vector<float> y = bf16->Encode(tiles.data(), 2);
-    ASSERT_EQ(x.size(), y.size());
-    double err = 0, max = 0, sq_err = 0, sq = 0;
-    for (size_t i = 0; i < x.size(); ++i) {
-      err = std::max(err, double{std::fabs(x[i] - y[i])});
-      max = std::max(max, double{std::fabs(x[i])});
-      sq_err += double{x[i] - y[i]} * (x[i] - y[i]);
-      sq += double{x[i]} * x[i];
-    }
+    const Diff d = Compare(f32->Encode(tiles.data(), 2), bf16->Encode(tiles.data(), 2));
     // bf16 keeps 8 significant bits (relative rounding ≤ 2⁻⁹ per weight and activation);
     // through 2 layers + projector the relative RMS error stays ~1%.
-    EXPECT_LE(err, 5e-2 * max);
-    EXPECT_LE(std::sqrt(sq_err / sq), 2e-2);
-    EXPECT_GT(err, 0.0);  // the matrices really were converted
+    EXPECT_LE(d.max_err, 5e-2 * d.max_abs);
+    EXPECT_LE(d.rel_rms, 2e-2);
+    EXPECT_GT(d.max_err, 0.0);  // the matrices really were converted
   }
+}
+
+// A Q8_0 mmproj (llama.cpp's common quantized mmproj; the patch embedding, whose rows are
+// not 32-blocks, stays F16) quantized from the same random weights as an F32 one: its
+// matrices run the int8 kernels (activations quantized to 8-bit blocks) and must stay
+// within a bound of the F32 tower.
+TEST(VisionQ8Test, TracksF32WithinBound) {
+  VisionTestOptions vo;
+  vo.image_size = 64;
+  vo.hidden = 64;
+  vo.ffn = 128;
+  vo.heads = 4;
+  vo.type = DType::kF32;
+  auto f32 = LoadTiny(vo, VisionComputeType::kF32);
+  vo.type = DType::kQ8_0;
+  auto q8 = LoadTiny(vo, VisionComputeType::kF32);
+  ASSERT_TRUE(f32 && q8);
+  const std::vector<float> tiles = vision_testing::TileValues(2, vo.image_size);
+  const Diff d = Compare(f32->Encode(tiles.data(), 2), q8->Encode(tiles.data(), 2));
+  // 8-bit weights and activations per 32-block (relative rounding ~2⁻⁸ of the block's
+  // largest value): ~1% relative RMS through 2 layers + projector.
+  EXPECT_LE(d.max_err, 5e-2 * d.max_abs);
+  EXPECT_LE(d.rel_rms, 2e-2);
+  EXPECT_GT(d.max_err, 0.0);  // the quantized matrices were really used
 }
 
 TEST(VisionBf16Test, ParseComputeType) {

@@ -231,7 +231,7 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
     // when every matrix has them (no per-call repack), else repacking them per call.
     // A matrix-vector product stays on the dot-product kernel: on the prepacked panels it
     // measured no faster (bench-kernels q8_0 vs q8_0+p at n = 1), the repack saving is
-    // what pays (n = 64: +25-55%).
+    // what pays (bench-kernels n = 64: +18-66%; pp16 910 -> 1281 tok/s).
     bool prepacked = internal::Avx512PrepackedKernel(ws[0].type) != nullptr;
     for (int i = 0; i < count; ++i) prepacked = prepacked && ws[i].prepacked != nullptr;
     if (prepacked) {

@@ -39,8 +39,8 @@ struct WeightView {
 // matmul_qpack_avx512.cc). With `w.prepacked = buffer.data()`, MatMuls of 8 or more tokens
 // (prefill, batched decode) skip the per-call repack; fewer tokens keep reading `data`.
 // Only Q8_0 on AVX-512, where the packed form costs 36 bytes per 32 weights against 34
-// (Q4_0/Q5_0 would double their bytes); otherwise returns an empty buffer. The buffer
-// must outlive the view.
+// (Q4_0/Q5_0 would double their bytes), and not with VLSERVE_PREPACK=0; otherwise
+// returns an empty buffer. The buffer must outlive the view.
 AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w);
 
 // y[n, rows] = x[n, cols] · Wᵀ. n == 1 is the matrix-vector (decode) case.

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <functional>
+#include <string_view>
 #include <memory>
 #include <vector>
 
@@ -275,8 +276,14 @@ void MatMul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool
 
 AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w) {
   AlignedBuffer<uint8_t> buf;
-  if (w.type != DType::kQ8_0 || internal::CurrentIsa() != Isa::kAvx512 || w.rows <= 0 ||
-      w.cols % kQK != 0) {
+  // VLSERVE_PREPACK=0: no packed copies (decode keeps reading the file's layout, so a
+  // prepacked model holds both: ~2x the Q8_0 bytes resident).
+  static const bool disabled = [] {
+    const char* env = std::getenv("VLSERVE_PREPACK");
+    return env != nullptr && std::string_view(env) == "0";
+  }();
+  if (disabled || w.type != DType::kQ8_0 || internal::CurrentIsa() != Isa::kAvx512 ||
+      w.rows <= 0 || w.cols % kQK != 0) {
     return buf;
   }
   const int64_t panels = (w.rows + 15) / 16;

@@ -3,7 +3,9 @@
 // the activation rounding each kernel performs (int8 blocks, bf16) plus float rounding.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -280,6 +282,9 @@ namespace {
 TEST(MatMulTest, PrepackedQ8_0MatchesReferenceAndPerCallRepack) {
   IsaGuard guard;
   if (!IsaAvailable(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  if (const char* env = std::getenv("VLSERVE_PREPACK"); env && std::string(env) == "0") {
+    GTEST_SKIP() << "VLSERVE_PREPACK=0 turns prepacking off";
+  }
   ThreadPool pool(2);
   uint32_t seed = 40;
   for (int64_t rows : {1, 16, 37, 53}) {

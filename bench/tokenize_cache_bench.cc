@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cache/encoder_cache.h"
+#include "bench_vocab.h"
 #include "tokenizer/gguf_config.h"
 #include "tokenizer/tokenizer.h"
 
@@ -30,16 +31,7 @@ namespace {
 
 constexpr double kPrefillTokensPerSecond = 1700;
 
-const Tokenizer* Load(const std::string& vocab) {
-  static std::map<std::string, std::unique_ptr<Tokenizer>> cache;
-  auto it = cache.find(vocab);
-  if (it != cache.end()) return it->second.get();
-  const std::string path = VLSERVE_SOURCE_DIR "/../shared/vocab/ggml-vocab-" + vocab + ".gguf";
-  StatusOr<std::unique_ptr<Tokenizer>> t = LoadTokenizerFromGguf(path);
-  Tokenizer* raw = t.ok() ? t->get() : nullptr;
-  cache[vocab] = t.ok() ? std::move(*t) : nullptr;
-  return raw;
-}
+const Tokenizer* Load(const std::string& vocab) { return LoadSharedVocab(vocab); }
 
 const std::string kSystem =
     "You are Atlas, the customer-support assistant of Northwind Hardware, a chain of 42 "

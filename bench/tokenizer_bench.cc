@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "bench_vocab.h"
 #include "tokenizer/gguf_config.h"
 #include "tokenizer/tokenizer.h"
 
@@ -21,16 +22,7 @@ namespace {
 
 constexpr size_t kTextBytes = size_t{4} << 20;
 
-const Tokenizer* Load(const std::string& vocab) {
-  static std::map<std::string, std::unique_ptr<Tokenizer>> cache;
-  auto it = cache.find(vocab);
-  if (it != cache.end()) return it->second.get();
-  const std::string path = VLSERVE_SOURCE_DIR "/../shared/vocab/ggml-vocab-" + vocab + ".gguf";
-  StatusOr<std::unique_ptr<Tokenizer>> t = LoadTokenizerFromGguf(path);
-  Tokenizer* raw = t.ok() ? t->get() : nullptr;
-  cache[vocab] = t.ok() ? std::move(*t) : nullptr;
-  return raw;
-}
+const Tokenizer* Load(const std::string& vocab) { return LoadSharedVocab(vocab); }
 
 const std::string& ProseText() {
   static const std::string text = [] {

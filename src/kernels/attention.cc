@@ -33,6 +33,26 @@ const internal::AttentionKernel& Kernel() {
   }
 }
 
+// Runs fn(item, scratch) for items [0, count), claimed by the pool's threads from one
+// counter (items differ in cost); scratch is each thread's kernel scratch.
+template <class Fn>
+void ForEachItem(const internal::AttentionKernel& kernel, int64_t head_dim, int64_t count,
+                 ThreadPool& pool, const Fn& fn) {
+  std::atomic<int64_t> next{0};
+  auto work = [&](int, int) {
+    thread_local AlignedBuffer<float> scratch;
+    scratch.Resize(kernel.scratch_floats(head_dim));
+    for (int64_t item = next.fetch_add(1); item < count; item = next.fetch_add(1)) {
+      fn(item, scratch.data());
+    }
+  };
+  if (count == 1 || pool.num_threads() == 1) {
+    work(0, 1);
+  } else {
+    pool.Run(work);
+  }
+}
+
 // Decode rows (<= 4 per kv head) over a long history: the keys are split into chunks of
 // this many positions, each chunk a work item with partial results that are combined in
 // chunk order afterwards (flash-decoding). Without it a decode step has only
@@ -55,23 +75,13 @@ void SplitKeyAttention(const internal::AttentionKernel& kernel, internal::Attent
   thread_local AlignedBuffer<float> parts_buf;  // the caller's; workers use the pointer
   parts_buf.Resize(num_items * per_part);
   float* const parts = parts_buf.data();
-  std::atomic<int64_t> next{0};
-  auto work = [&](int, int) {
-    thread_local AlignedBuffer<float> scratch;
-    scratch.Resize(kernel.scratch_floats(hd));
-    for (int64_t item = next.fetch_add(1); item < num_items; item = next.fetch_add(1)) {
-      internal::AttentionTile t = base;
-      t.kv_head = item / chunks;
-      const int64_t c = item % chunks;
-      kernel.run_keys(t, c * kSplitKeys, std::min(kv.length, (c + 1) * kSplitKeys),
-                      parts + item * per_part, scratch.data());
-    }
-  };
-  if (pool.num_threads() == 1) {
-    work(0, 1);
-  } else {
-    pool.Run(work);
-  }
+  ForEachItem(kernel, hd, num_items, pool, [&](int64_t item, float* scratch) {
+    internal::AttentionTile t = base;
+    t.kv_head = item / chunks;
+    const int64_t c = item % chunks;
+    kernel.run_keys(t, c * kSplitKeys, std::min(kv.length, (c + 1) * kSplitKeys),
+                    parts + item * per_part, scratch);
+  });
   // out = Σ_c e^(m_c - m) o_c / Σ_c e^(m_c - m) l_c with m = max_c m_c, in chunk order.
   for (int64_t kvh = 0; kvh < base.num_kv_heads; ++kvh) {
     for (int64_t r = 0; r < rows; ++r) {
@@ -132,24 +142,14 @@ void Attention(const float* q, int64_t n_q, int64_t num_heads, int64_t num_kv_he
 
   // Items are claimed dynamically (causal prefill tiles differ in cost); each item's
   // arithmetic is fixed, so results do not depend on which thread ran it.
-  std::atomic<int64_t> next{0};
-  auto work = [&](int, int) {
-    thread_local AlignedBuffer<float> scratch;
-    scratch.Resize(kernel.scratch_floats(head_dim));
-    for (int64_t item = next.fetch_add(1); item < num_items; item = next.fetch_add(1)) {
-      internal::AttentionTile t = base;
-      t.kv_head = item / tiles_per_head;
-      t.row_begin = (item % tiles_per_head) * kernel.tile_rows;
-      const int64_t rows_left = n_q * group - t.row_begin;
-      t.row_count = rows_left < kernel.tile_rows ? rows_left : kernel.tile_rows;
-      kernel.run(t, scratch.data());
-    }
-  };
-  if (num_items == 1 || p.num_threads() == 1) {
-    work(0, 1);
-  } else {
-    p.Run(work);
-  }
+  ForEachItem(kernel, head_dim, num_items, p, [&](int64_t item, float* scratch) {
+    internal::AttentionTile t = base;
+    t.kv_head = item / tiles_per_head;
+    t.row_begin = (item % tiles_per_head) * kernel.tile_rows;
+    const int64_t rows_left = n_q * group - t.row_begin;
+    t.row_count = rows_left < kernel.tile_rows ? rows_left : kernel.tile_rows;
+    kernel.run(t, scratch);
+  });
 }
 
 }  // namespace vlserve::kernels

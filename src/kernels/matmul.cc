@@ -175,7 +175,10 @@ void RunRows(const WeightView* ws, float* const* ys, int count, const PreparedAc
     for (int64_t u = 0; u < num_units; ++u) run_unit(u);
     return;
   }
-  std::unique_ptr<UnitRange[]> ranges(new UnitRange[threads]);
+  // On the stack for the usual pool sizes: this runs for every decode matmul.
+  UnitRange local[8];
+  std::unique_ptr<UnitRange[]> heap(threads > 8 ? new UnitRange[threads] : nullptr);
+  UnitRange* const ranges = threads > 8 ? heap.get() : local;
   for (int t = 0; t < threads; ++t) {
     int64_t begin, end;
     ChunkRange(num_units, 1, t, threads, &begin, &end);

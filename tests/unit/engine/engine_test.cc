@@ -28,18 +28,12 @@ using testing::Collected;
 class EngineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = (std::filesystem::temp_directory_path() /
-            ("vlserve_engine_test_" + std::to_string(getpid())))
-               .string();
-    models::TestModelOptions options;  // llama, hidden 64, 2 layers, context 2048
-    Status s = models::WriteTestModel(options, dir_);
+    testing::TestModelFiles files;
+    const Status s = testing::WriteAndLoadTestModel("engine_test", &files);
     ASSERT_TRUE(s.ok()) << s.ToString();
-    auto model = models::LoadTextModel(dir_ + "/text.gguf");
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    model_ = std::shared_ptr<const models::TextModel>(std::move(*model));
-    auto tok = tokenizer::LoadTokenizerFromGguf(dir_ + "/text.gguf");
-    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-    tok_ = std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok));
+    dir_ = files.dir;
+    model_ = files.model;
+    tok_ = files.tok;
   }
   static void TearDownTestSuite() {
     model_.reset();

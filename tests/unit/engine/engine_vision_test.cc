@@ -24,19 +24,14 @@ using testing::Collected;
 class EngineVisionTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = (std::filesystem::temp_directory_path() /
-            ("vlserve_engine_vision_" + std::to_string(getpid())))
-               .string();
-    models::TestModelOptions text;
-    ASSERT_TRUE(models::WriteTestModel(text, dir_).ok());
+    testing::TestModelFiles files;
+    const Status s = testing::WriteAndLoadTestModel("engine_vision", &files);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    dir_ = files.dir;
+    model_ = files.model;
+    tok_ = files.tok;
     models::VisionTestOptions vision;  // 32 px tiles, 4 rows per tile, projects to 64
     ASSERT_TRUE(models::WriteTestMmproj(vision, dir_).ok());
-    auto model = models::LoadTextModel(dir_ + "/text.gguf");
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    model_ = std::shared_ptr<const models::TextModel>(std::move(*model));
-    auto tok = tokenizer::LoadTokenizerFromGguf(dir_ + "/text.gguf");
-    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-    tok_ = std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok));
     auto v = models::VisionModel::Load(dir_ + "/mmproj.gguf");
     ASSERT_TRUE(v.ok()) << v.status().ToString();
     vision_ = std::shared_ptr<const models::VisionModel>(std::move(*v));
@@ -91,20 +86,7 @@ class EngineVisionTest : public ::testing::Test {
   }
 
   static Collected Run(Engine& engine, Request r) {
-    Collected c;
-    auto s = engine.Submit(std::move(r));
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
-    if (!s.ok()) return c;
-    const auto give_up = SteadyClock::now() + std::chrono::seconds(50);
-    while (!c.ended && SteadyClock::now() < give_up) {
-      Event e;
-      if (!(*s)->WaitNext(&e, std::chrono::milliseconds(100))) continue;
-      c.tokens.insert(c.tokens.end(), e.tokens.begin(), e.tokens.end());
-      if (e.kind != Event::Kind::kDelta) c.ended = true;
-      c.events.push_back(std::move(e));
-    }
-    EXPECT_TRUE(c.ended);
-    return c;
+    return testing::RunToEnd(engine, std::move(r));
   }
 
   std::unique_ptr<Engine> MakeEngine(std::shared_ptr<EncoderCache> cache, bool prefix) {

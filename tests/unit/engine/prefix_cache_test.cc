@@ -25,18 +25,12 @@ constexpr int64_t kBlock = 16;
 class PrefixCacheTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = (std::filesystem::temp_directory_path() /
-            ("vlserve_prefix_test_" + std::to_string(getpid())))
-               .string();
-    models::TestModelOptions options;  // llama, hidden 64, 2 layers, context 2048
-    Status s = models::WriteTestModel(options, dir_);
+    testing::TestModelFiles files;
+    const Status s = testing::WriteAndLoadTestModel("prefix_test", &files);
     ASSERT_TRUE(s.ok()) << s.ToString();
-    auto model = models::LoadTextModel(dir_ + "/text.gguf");
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    model_ = std::shared_ptr<const models::TextModel>(std::move(*model));
-    auto tok = tokenizer::LoadTokenizerFromGguf(dir_ + "/text.gguf");
-    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-    tok_ = std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok));
+    dir_ = files.dir;
+    model_ = files.model;
+    tok_ = files.tok;
   }
   static void TearDownTestSuite() {
     model_.reset();
@@ -110,21 +104,7 @@ class PrefixCacheTest : public ::testing::Test {
   }
 
   static Collected Run(Engine& engine, Request r) {
-    Collected c;
-    auto s = engine.Submit(std::move(r));
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
-    if (!s.ok()) return c;
-    const auto give_up = SteadyClock::now() + std::chrono::seconds(50);
-    while (!c.ended && SteadyClock::now() < give_up) {
-      Event e;
-      if (!(*s)->WaitNext(&e, std::chrono::milliseconds(100))) continue;
-      c.text += e.text;
-      c.tokens.insert(c.tokens.end(), e.tokens.begin(), e.tokens.end());
-      if (e.kind != Event::Kind::kDelta) c.ended = true;
-      c.events.push_back(std::move(e));
-    }
-    EXPECT_TRUE(c.ended);
-    return c;
+    return testing::RunToEnd(engine, std::move(r));
   }
 
   static int64_t Cached(const Collected& c) {

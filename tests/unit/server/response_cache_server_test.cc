@@ -10,6 +10,7 @@
 #include <string>
 
 #include "http_client.h"
+#include "server_test_util.h"
 #include "server/server.h"
 
 namespace vlserve::server {
@@ -59,13 +60,8 @@ Reply Chat(const Server& s, const std::string& body) {
 
 std::unique_ptr<Server> StartServer(double cache_mb) {
   ServerConfig config;
-  config.http.port = 0;
   config.response_cache_mb = cache_mb;
-  auto s = Server::Start(std::move(config));
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  if (!s.ok()) return nullptr;
-  EXPECT_TRUE((*s)->WaitReady(std::chrono::seconds(60))) << (*s)->load_status().ToString();
-  return std::move(*s);
+  return testing::StartTestServer(std::move(config));
 }
 
 int64_t Submitted(const Server& s) { return s.engine_stats()->requests_submitted; }

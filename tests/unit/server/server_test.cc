@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "http_client.h"
+#include "server_test_util.h"
 #include "media/encode.h"
 #include "server/media_input.h"
 #include "server/server.h"
@@ -29,13 +30,8 @@ const std::string kNoEos = [] {
 }();
 
 std::unique_ptr<Server> StartServer(ServerConfig config) {
-  config.http.port = 0;
   config.api_key = "test-key";
-  auto s = Server::Start(std::move(config));
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  if (!s.ok()) return nullptr;
-  EXPECT_TRUE((*s)->WaitReady(std::chrono::seconds(60))) << (*s)->load_status().ToString();
-  return std::move(*s);
+  return testing::StartTestServer(std::move(config));
 }
 
 std::string ChatBody(const std::string& user, int max_tokens, bool stream,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "http_client.h"
+#include "server_test_util.h"
 #include "media/encode.h"
 #include "models/test_model.h"
 #include "server/media_input.h"
@@ -90,13 +91,8 @@ Answer Ask(int port, const std::string& body) {
 }
 
 std::unique_ptr<Server> Start(ServerConfig config) {
-  config.http.port = 0;
   config.api_key = "test-key";
-  auto s = Server::Start(std::move(config));
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  if (!s.ok()) return nullptr;
-  EXPECT_TRUE((*s)->WaitReady(std::chrono::seconds(60))) << (*s)->load_status().ToString();
-  return std::move(*s);
+  return testing::StartTestServer(std::move(config));
 }
 
 class VisionServerTest : public ::testing::Test {

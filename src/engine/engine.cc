@@ -324,7 +324,8 @@ class Engine::Impl {
     const int64_t rows_per_tile = vision.tokens_per_tile();
     const int64_t width = vision.output_width();
     auto out = std::make_shared<std::vector<float>>(job.num_tiles * rows_per_tile * width);
-    const int64_t step = std::max(1, vision_.max_tiles_per_forward);
+    const int64_t step = vision_.max_tiles_per_forward > 0 ? vision_.max_tiles_per_forward
+                                                           : vision.tiles_per_forward();
     ThreadPool* pool = own_pool_ ? own_pool_.get() : &DefaultThreadPool();
     for (int64_t t = 0; t < job.num_tiles; t += step) {
       const int64_t n = std::min(step, job.num_tiles - t);

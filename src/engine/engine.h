@@ -77,11 +77,12 @@ struct EngineConfig {
 
 // The vision side of an engine (optional): image spans that carry an EncodeJob are
 // encoded in the step loop by `model` (all pending images of a step in batched forwards
-// of at most max_tiles_per_forward tiles) and their embeddings inserted into `cache`.
+// of at most max_tiles_per_forward tiles, 0 = the model's tiles_per_forward()) and their
+// embeddings inserted into `cache`.
 struct EngineVision {
   std::shared_ptr<const models::VisionModel> model;  // null = requests may not carry jobs
   std::shared_ptr<EncoderCache> cache;               // null = nothing is cached
-  int max_tiles_per_forward = 8;                     // bounds the activation memory
+  int max_tiles_per_forward = 0;                     // also bounds the activation memory
 };
 
 // A snapshot for /metrics and logs (refreshed once per step and on Submit).

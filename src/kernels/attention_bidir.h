@@ -1,13 +1,13 @@
 // Bidirectional (non-causal) multi-head attention over one contiguous sequence, the
 // vision-tower case: every token sees every token, no KV cache, no GQA.
 //
-// With bf16 = true on AVX512_BF16 it runs per head as two packed GEMMs (gemm_float.h)
-// with the score matrix materialised: S = Q_h·K_hᵀ [n, n] (4 MiB at n = 1024, L2/L3), an
-// in-place softmax of each row, then O_h = P·V_h, all operands rounded to bf16 and
-// multiplied with vdpbf16ps. Heads are handed to threads whole (each GEMM runs on one
-// thread), so results are bit-identical for any thread count. Otherwise (f32, or no
-// AVX512_BF16) it is the blocked online-softmax kernel behind kernels::Attention, which
-// in f32 beats the GEMM form.
+// With bf16 = true on AVX512_BF16 it runs attention_bidir_avx512.cc: per head and panel of
+// 32 queries, scores are computed transposed (queries in lanes) with vdpbf16ps, the
+// softmax is vertical, the probabilities are written directly as the bf16 pairs the P·V
+// product multiplies, and the division by the sums comes after P·V. Q, K, the
+// probabilities and V are rounded to bf16; sums are f32. Each output element is computed
+// by one thread, so results are bit-identical for any thread count. Otherwise (f32, or
+// no AVX512_BF16) it is the blocked online-softmax kernel behind kernels::Attention.
 #pragma once
 
 #include <cstdint>

@@ -9,15 +9,22 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <utility>
 
 #include "base/aligned.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm_float.h"
+#include "kernels/pack_avx512-inl.h"
 
 namespace vlserve::kernels::internal {
 namespace {
+
+using avx512::ForItems;
+using avx512::Mask16;
+using avx512::Mask32;
+using avx512::PairsFromFloats;
+using avx512::ToBf16Bits;
+using avx512::Transpose16;
 
 constexpr int kMr = 14;              // tokens per register tile
 constexpr int kNr = 32;              // weight rows per packed panel / register tile
@@ -26,39 +33,10 @@ constexpr int64_t kNc = 4 * kNr;     // weight rows per work tile (128)
 constexpr int64_t kKcF32 = 256;      // k per block: 14×256 floats = 14 KiB sliver in L1
 constexpr int64_t kKcPairs = 256;    // bf16 k pairs per block (same bytes)
 
-// The first `count` lanes (count may be <= 0 or past the width).
-inline __mmask16 Mask16(int64_t count) {
-  if (count <= 0) return 0;
-  return count >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << count) - 1);
-}
-inline __mmask32 Mask32(int64_t count) {
-  if (count <= 0) return 0;
-  return count >= 32 ? ~0u : static_cast<__mmask32>((1u << count) - 1);
-}
-
-// bf16 round-to-nearest-even with quiet NaN, bit-identical to F32ToBf16 (quant_blocks.h).
-inline __m512i ToBf16Bits(__m512 x) {
-  const __m512i b = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
-  const __m512i rounded =
-      _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
-  const __m512i nan = _mm512_or_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(64));
-  const __mmask16 is_nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-  return _mm512_mask_blend_epi32(is_nan, rounded, nan);
-}
-
-// 32 floats (the first `valid` of xr, rest zero) → 16 u32 bf16 pairs (even k low half).
-inline __m512i PairsFromFloats(const float* xr, int64_t valid) {
-  const __m512i lo = ToBf16Bits(_mm512_maskz_loadu_ps(Mask16(valid), xr));
-  const __m512i hi = ToBf16Bits(_mm512_maskz_loadu_ps(Mask16(valid - 16), xr + 16));
-  const __m256i l16 = _mm512_cvtepi32_epi16(lo), h16 = _mm512_cvtepi32_epi16(hi);
-  return _mm512_inserti64x4(_mm512_castsi256_si512(l16), h16, 1);
-}
-
 // Loads `count` (<= 16) 32-bit elements starting at element e0 of weight row `row`;
 // missing lanes are zero. Elements are floats (F32, F16 and BF16 widened), or bf16
-// (k, k+1) pairs: stored BF16 (kBf16Pairs) or F32 rounded to bf16 here (kF32Pairs).
-enum class Elem { kF32, kF16, kBf16Wide, kBf16Pairs, kF32Pairs };
+// (k, k+1) pairs of stored BF16 (kBf16Pairs).
+enum class Elem { kF32, kF16, kBf16Wide, kBf16Pairs };
 template <Elem E>
 inline __m512i LoadElems(const uint8_t* row, int64_t e0, int64_t count, int64_t cols) {
   if constexpr (E == Elem::kF32) {
@@ -69,47 +47,10 @@ inline __m512i LoadElems(const uint8_t* row, int64_t e0, int64_t count, int64_t 
   } else if constexpr (E == Elem::kBf16Wide) {
     const __m256i h = _mm256_maskz_loadu_epi16(Mask16(count), row + 2 * e0);
     return _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
-  } else if constexpr (E == Elem::kBf16Pairs) {
+  } else {
+    static_assert(E == Elem::kBf16Pairs);
     // Pair e covers bf16 values 2e, 2e+1; an odd last column leaves the high half zero.
     return _mm512_maskz_loadu_epi16(Mask32(cols - 2 * e0), row + 4 * e0);
-  } else {
-    return PairsFromFloats(reinterpret_cast<const float*>(row) + 2 * e0, cols - 2 * e0);
-  }
-}
-
-// In-register transpose of a 16×16 block of 32-bit elements: r[i] lane j → r[j] lane i.
-inline void Transpose16(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 16; i += 2) {  // interleave 32-bit pairs of rows i, i+1
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {  // then 64-bit pairs of rows i..i+3
-    for (int j = 0; j < 2; ++j) {
-      r[i + j] = _mm512_unpacklo_epi64(t[i + j], t[i + 2 + j]);
-      r[i + 2 + j] = _mm512_unpackhi_epi64(t[i + j], t[i + 2 + j]);
-    }
-  }
-  // Now row i holds, per 128-bit lane L, elements (rows 4⌊i/4⌋..+3) × column 4L + c(i),
-  // with c(i) = [0, 2, 1, 3][i % 4]. Gather 128-bit lanes across row groups.
-  const __m512i idx_lo = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
-  const __m512i idx_hi = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
-  for (int i = 0; i < 4; ++i) {
-    // Rows i (group 0) and i + 4 (group 1); i + 8 (group 2) and i + 12 (group 3).
-    t[i] = _mm512_permutex2var_epi64(r[i], idx_lo, r[i + 4]);
-    t[i + 4] = _mm512_permutex2var_epi64(r[i], idx_hi, r[i + 4]);
-    t[i + 8] = _mm512_permutex2var_epi64(r[i + 8], idx_lo, r[i + 12]);
-    t[i + 12] = _mm512_permutex2var_epi64(r[i + 8], idx_hi, r[i + 12]);
-  }
-  constexpr int kCol[4] = {0, 2, 1, 3};
-  for (int i = 0; i < 4; ++i) {
-    for (int h = 0; h < 2; ++h) {
-      // t[i + 4h] holds groups 0,1 for columns (4·2h + c, 4·(2h+1) + c) in its two halves
-      // of 256 bits; combine with groups 2,3 from t[i + 8 + 4h].
-      const __m512i a = t[i + 4 * h], b = t[i + 8 + 4 * h];
-      r[8 * h + kCol[i]] = _mm512_shuffle_i64x2(a, b, 0x44);
-      r[8 * h + 4 + kCol[i]] = _mm512_shuffle_i64x2(a, b, 0xEE);
-    }
   }
 }
 
@@ -136,30 +77,6 @@ void PackPanel(const WSrc& w, int64_t p, int64_t num_elems, uint32_t* dst) {
       for (int64_t kk = 0; kk < count; ++kk) {
         _mm512_store_si512(dst + (e0 + kk) * kNr + half * 16, v[kk]);
       }
-    }
-  }
-}
-
-// Column-major float weights, W[r][c] = base[c * ld + r] (e.g. Vᵀ in attention):
-// panel p is 32 consecutive floats per k, so packing is a copy (or a bf16 pair merge).
-template <bool kPairs>
-void PackPanelColMajor(const float* base, int64_t ld, int64_t rows, int64_t cols, int64_t p,
-                       int64_t num_elems, uint32_t* dst) {
-  for (int64_t e = 0; e < num_elems; ++e) {
-    for (int half = 0; half < 2; ++half) {
-      const int64_t r0 = p * kNr + half * 16;
-      const __mmask16 m = Mask16(rows - r0);
-      __m512i v;
-      if constexpr (kPairs) {
-        const __m512i lo = ToBf16Bits(_mm512_maskz_loadu_ps(m, base + 2 * e * ld + r0));
-        const __m512i hi = 2 * e + 1 < cols
-            ? ToBf16Bits(_mm512_maskz_loadu_ps(m, base + (2 * e + 1) * ld + r0))
-            : _mm512_setzero_si512();
-        v = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
-      } else {
-        v = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, base + e * ld + r0));
-      }
-      _mm512_store_si512(dst + e * kNr + half * 16, v);
     }
   }
 }
@@ -268,53 +185,27 @@ void ComputeTile(const Problem& pr, int64_t t0, int64_t t1, int64_t p0, int64_t 
   }
 }
 
-// Runs fn(item) for items [0, count) claimed dynamically by the pool's threads; inline
-// when pool is null.
-template <class Fn>
-void ForItems(ThreadPool* pool, int64_t count, const Fn& fn) {
-  std::atomic<int64_t> next{0};
-  auto work = [&](int, int) {
-    for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < count;
-         i = next.fetch_add(1, std::memory_order_relaxed)) {
-      fn(i);
-    }
-  };
-  if (pool == nullptr || count == 1 || pool->num_threads() == 1) {
-    work(0, 1);
-  } else {
-    pool->Run(work);
-  }
-}
-
 void PackPanelFor(const GemmSpec& g, int64_t p, int64_t num_elems, uint32_t* dst) {
   const WSrc w{static_cast<const uint8_t*>(g.w), g.rows, g.cols, g.w_ld};
-  const float* wf = static_cast<const float*>(g.w);
   switch (g.layout) {
     case GemmLayout::kF32: return PackPanel<Elem::kF32>(w, p, num_elems, dst);
     case GemmLayout::kF16: return PackPanel<Elem::kF16>(w, p, num_elems, dst);
     case GemmLayout::kBf16Wide: return PackPanel<Elem::kBf16Wide>(w, p, num_elems, dst);
     case GemmLayout::kBf16Pairs: return PackPanel<Elem::kBf16Pairs>(w, p, num_elems, dst);
-    case GemmLayout::kF32AsBf16: return PackPanel<Elem::kF32Pairs>(w, p, num_elems, dst);
-    case GemmLayout::kF32ColMajor:
-      return PackPanelColMajor<false>(wf, g.w_ld, g.rows, g.cols, p, num_elems, dst);
-    case GemmLayout::kF32ColMajorAsBf16:
-      return PackPanelColMajor<true>(wf, g.w_ld, g.rows, g.cols, p, num_elems, dst);
   }
 }
 
 }  // namespace
 
 bool GemmUsesBf16(GemmLayout layout) {
-  return layout == GemmLayout::kBf16Pairs || layout == GemmLayout::kF32AsBf16 ||
-         layout == GemmLayout::kF32ColMajorAsBf16;
+  return layout == GemmLayout::kBf16Pairs;
 }
 
 void RunGemmAvx512(const GemmSpec& g, ThreadPool* pool) {
   const bool pairs = GemmUsesBf16(g.layout);
   const int64_t num_elems = pairs ? (g.cols + 1) / 2 : g.cols;
   const int64_t panels = (g.rows + kNr - 1) / kNr, blocks = (g.n + kMr - 1) / kMr;
-  // Packing buffers per calling thread (MatMul is not reentrant on one pool; attention
-  // runs one single-threaded GEMM per pool thread).
+  // Packing buffers per calling thread (MatMul is not reentrant on one pool).
   thread_local AlignedBuffer<uint32_t> pa, pb;
   pa.Resize(g.n * num_elems);
   pb.Resize(panels * kNr * num_elems);

@@ -45,21 +45,18 @@ void GemmFloat(const WeightView& w, const float* x, int64_t n, float* y, ThreadP
 // Defined in gemm_avx512.cc.
 void GemmFloatAvx512(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool* pool);
 
-// The general form, for callers whose operands are strided views (attention heads).
+// The general form, with row strides for the weights, x and y.
 // y[t * ldy + r] = Σ_c x[t * ldx + c] · W(r, c) for t < n, r < rows, c < cols.
 enum class GemmLayout {
   kF32,                // W(r, c) = float at w + r * w_ld bytes, element c
   kF16,                // half at row r (w_ld bytes per row), widened exactly
   kBf16Wide,           // bf16 row-major, widened exactly (no AVX512_BF16)
   kBf16Pairs,          // bf16 row-major, vdpbf16ps (x rounded to bf16)
-  kF32AsBf16,          // float row-major rounded to bf16, vdpbf16ps (x rounded to bf16)
-  kF32ColMajor,        // W(r, c) = ((const float*)w)[c * w_ld + r]
-  kF32ColMajorAsBf16,  // the same rounded to bf16, vdpbf16ps (x rounded to bf16)
 };
 struct GemmSpec {
   GemmLayout layout;
   const void* w;
-  int64_t w_ld;  // row-major: bytes per row; column-major: floats per column
+  int64_t w_ld;  // bytes per weight row
   int64_t rows, cols;
   const float* x;
   int64_t ldx, n;
@@ -67,7 +64,7 @@ struct GemmSpec {
   int64_t ldy;
 };
 bool GemmUsesBf16(GemmLayout layout);  // vdpbf16ps layouts (need HasAvx512Bf16())
-// pool == nullptr runs on the calling thread (callers that parallelise themselves).
+// pool == nullptr runs on the calling thread.
 void RunGemmAvx512(const GemmSpec& spec, ThreadPool* pool);
 
 }  // namespace vlserve::kernels::internal

@@ -116,6 +116,7 @@ void VisionModel::ConvertMatricesToBf16() {
 void VisionModel::PrepackMatrices() {
   for (VisionLayerWeights& l : layers_) {
     for (kernels::WeightView* v : {&l.q, &l.k, &l.v, &l.o, &l.up, &l.down}) {
+      if (Info(v->type).block_size > 1) tiles_per_forward_ = 1;  // quantized
       AlignedBuffer<uint8_t> packed = kernels::PrepackWeights(*v);
       if (packed.size() == 0) continue;
       v->prepacked = packed.data();

@@ -90,6 +90,17 @@ TEST(VisionQ8Test, TracksF32WithinBound) {
   EXPECT_LE(d.max_err, 5e-2 * d.max_abs);
   EXPECT_LE(d.rel_rms, 2e-2);
   EXPECT_GT(d.max_err, 0.0);  // the quantized matrices were really used
+  // Callers encode a quantized tower's tiles one forward each (measured faster), a float
+  // tower's several at a time. A tile's embeddings do not depend on its batch beyond
+  // float rounding (the F16 patch embedding takes the dot-product kernel below 96 rows
+  // and the GEMM above, which sum in different orders).
+  EXPECT_EQ(q8->tiles_per_forward(), 1);
+  EXPECT_EQ(f32->tiles_per_forward(), 8);
+  const std::vector<float> both = q8->Encode(tiles.data(), 2);
+  const std::vector<float> second = q8->Encode(tiles.data() + tiles.size() / 2, 1);
+  const std::vector<float> second_of_both(both.begin() + both.size() / 2, both.end());
+  const Diff batch = Compare(second_of_both, second);
+  EXPECT_LE(batch.max_err, 1e-4 * batch.max_abs);
 }
 
 TEST(VisionBf16Test, ParseComputeType) {

@@ -1,0 +1,301 @@
+// AVX-512 BF16 bidirectional attention (design: attention_bidir.h).
+//
+// The work unit is one head × a panel of 32 queries, the 32 lanes of two zmm. Everything is
+// computed transposed, with queries in lanes and keys (or output dims) in registers:
+//  1. scores Sᵀ[key][q] = K_h·Q_hᵀ, a 14-key × 32-query register tile (28 accumulators)
+//     per vdpbf16ps step over the head's dim pairs, broadcasting one key's dim pair at a
+//     time from K packed per head; the running max over keys is a vertical max;
+//  2. exponentials 2^(c·s − c·max) per key pair, summed vertically (f32) and written as
+//     bf16 (key 2j, key 2j+1) pairs per query lane: exactly the layout the next step
+//     multiplies, without a transpose or a normalisation pass;
+//  3. Oᵀ[d][q] = Σ_keys V[key][d]·P[q][key], an 8-dim × 32-query tile (16 accumulators)
+//     over key pairs, broadcasting V's (key 2j, key 2j+1) pair of dim d; the rows are
+//     divided by the sums (vertical again) and transposed into the output 16×16 at a time.
+// K and V are rounded to bf16 and packed once per call for all heads. The scores of a panel
+// (n × 32 floats, 128 KiB at n = 1024) and its probabilities stay in the core's L2.
+// Each output element is computed by one thread in a fixed order: results are
+// bit-identical for any thread count.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include "base/aligned.h"
+#include "base/thread_pool.h"
+#include "kernels/pack_avx512-inl.h"
+#include "kernels/simd_avx512.h"
+
+namespace vlserve::kernels::internal {
+namespace {
+
+using avx512::ForItems;
+using avx512::Mask16;
+using avx512::PairsFromFloats;
+using avx512::ToBf16Bits;
+using avx512::Transpose16;
+
+constexpr int kQueries = 32;  // queries per unit (lanes of two zmm)
+constexpr int kKeys = 14;     // keys per score tile
+constexpr int kDims = 8;      // output dims per PV tile
+
+struct Dims {
+  int64_t n, heads, hd, ld;
+  int64_t pairs;    // dim pairs per head: ceil(hd / 2)
+  int64_t kblocks;  // key blocks of kKeys: ceil(n / 14)
+  int64_t kpairs;   // key pairs: ceil(n / 2)
+};
+
+// Packed K for all heads: head h, key block b at kp + (h * kblocks + b) * pairs * 14,
+// laid out [pair][14 keys] (u32 bf16 dim pairs, keys past n zero).
+// Packed V: head h at vp + h * kpairs * hd, laid out [key pair][hd] (u32: bf16 of key 2j
+// in the low half, key 2j + 1 in the high half, zero past n).
+void PackKv(const Dims& g, const float* k, const float* v, int64_t h, int64_t b, uint32_t* kp,
+            uint32_t* vp) {
+  const int64_t off = h * g.hd, k0 = b * kKeys;
+  const int mr = static_cast<int>(std::min<int64_t>(kKeys, g.n - k0));
+  uint32_t* kdst = kp + (h * g.kblocks + b) * g.pairs * kKeys;
+  for (int64_t e0 = 0; e0 < g.pairs; e0 += 16) {
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i) {
+      r[i] = i < mr ? PairsFromFloats(k + (k0 + i) * g.ld + off + 2 * e0, g.hd - 2 * e0)
+                    : _mm512_setzero_si512();
+    }
+    Transpose16(r);  // r[e] lane i = dim pair e0 + e of key k0 + i
+    const int64_t count = std::min<int64_t>(16, g.pairs - e0);
+    for (int64_t e = 0; e < count; ++e) {
+      _mm512_mask_storeu_epi32(kdst + (e0 + e) * kKeys, Mask16(kKeys), r[e]);
+    }
+  }
+  uint32_t* vdst = vp + h * g.kpairs * g.hd;
+  for (int64_t j = k0 / 2; j < (k0 + mr + 1) / 2; ++j) {
+    const float* lo = v + 2 * j * g.ld + off;
+    const bool has_hi = 2 * j + 1 < g.n;
+    for (int64_t d0 = 0; d0 < g.hd; d0 += 16) {
+      const __mmask16 m = Mask16(g.hd - d0);
+      const __m512i l = ToBf16Bits(_mm512_maskz_loadu_ps(m, lo + d0));
+      const __m512i hi =
+          has_hi ? ToBf16Bits(_mm512_maskz_loadu_ps(m, lo + g.ld + d0)) : _mm512_setzero_si512();
+      _mm512_mask_storeu_epi32(vdst + j * g.hd + d0, m, _mm512_or_si512(l, _mm512_slli_epi32(hi, 16)));
+    }
+  }
+}
+
+// Queries [q0, q0 + 32) of head h → qp[pair][32] (bf16 dim pairs; queries past n zero).
+void PackQueries(const Dims& g, const float* q, int64_t h, int64_t q0, uint32_t* qp) {
+  for (int half = 0; half < 2; ++half) {
+    const int64_t first = q0 + half * 16;
+    for (int64_t e0 = 0; e0 < g.pairs; e0 += 16) {
+      __m512i r[16];
+      for (int i = 0; i < 16; ++i) {
+        r[i] = first + i < g.n
+            ? PairsFromFloats(q + (first + i) * g.ld + h * g.hd + 2 * e0, g.hd - 2 * e0)
+            : _mm512_setzero_si512();
+      }
+      Transpose16(r);
+      const int64_t count = std::min<int64_t>(16, g.pairs - e0);
+      for (int64_t e = 0; e < count; ++e) {
+        _mm512_store_si512(qp + (e0 + e) * kQueries + half * 16, r[e]);
+      }
+    }
+  }
+}
+
+inline __m512bh AsBh(__m512i x) { return reinterpret_cast<__m512bh>(x); }
+
+// st[i][32] = scores of keys i < MR (packed block kb, [pair][14]) against the 32 queries
+// of qp; mx[32] = running per-query maxima.
+template <int MR>
+void ScoreTile(const uint32_t* kb, const uint32_t* qp, int64_t pairs, float* st, float* mx) {
+  __m512 a0[MR], a1[MR];
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm512_setzero_ps();
+  for (int64_t e = 0; e < pairs; ++e) {
+    const __m512bh b0 = AsBh(_mm512_load_si512(qp + e * kQueries));
+    const __m512bh b1 = AsBh(_mm512_load_si512(qp + e * kQueries + 16));
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh kv = AsBh(_mm512_set1_epi32(static_cast<int>(kb[e * kKeys + i])));
+      a0[i] = _mm512_dpbf16_ps(a0[i], kv, b0);
+      a1[i] = _mm512_dpbf16_ps(a1[i], kv, b1);
+    }
+  }
+  __m512 m0 = _mm512_load_ps(mx), m1 = _mm512_load_ps(mx + 16);
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; ++i) {
+    _mm512_store_ps(st + i * kQueries, a0[i]);
+    _mm512_store_ps(st + i * kQueries + 16, a1[i]);
+    m0 = _mm512_max_ps(m0, a0[i]);
+    m1 = _mm512_max_ps(m1, a1[i]);
+  }
+  _mm512_store_ps(mx, m0);
+  _mm512_store_ps(mx + 16, m1);
+}
+
+// ot[i][32] = inv[32] · Σ_j V pair (j, dim i) · P pair (j, queries), for dims i < MR; vp
+// points at dim d0 of key pair 0 (row stride hd), pt is [kpairs][32].
+template <int MR>
+void PvTile(const uint32_t* vp, int64_t hd, const uint32_t* pt, int64_t kpairs, const float* inv,
+            float* ot) {
+  const __m512 inv0 = _mm512_load_ps(inv), inv1 = _mm512_load_ps(inv + 16);
+  __m512 a0[MR], a1[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < kpairs; ++j) {
+    const __m512bh b0 = AsBh(_mm512_load_si512(pt + j * kQueries));
+    const __m512bh b1 = AsBh(_mm512_load_si512(pt + j * kQueries + 16));
+    const uint32_t* vr = vp + j * hd;
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh vv = AsBh(_mm512_set1_epi32(static_cast<int>(vr[i])));
+      a0[i] = _mm512_dpbf16_ps(a0[i], vv, b0);
+      a1[i] = _mm512_dpbf16_ps(a1[i], vv, b1);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    _mm512_store_ps(ot + i * kQueries, _mm512_mul_ps(a0[i], inv0));
+    _mm512_store_ps(ot + i * kQueries + 16, _mm512_mul_ps(a1[i], inv1));
+  }
+}
+
+using ScoreFn = void (*)(const uint32_t*, const uint32_t*, int64_t, float*, float*);
+using PvFn = void (*)(const uint32_t*, int64_t, const uint32_t*, int64_t, const float*, float*);
+
+template <size_t... I>
+constexpr std::array<ScoreFn, kKeys + 1> ScoreTable(std::index_sequence<I...>) {
+  return {nullptr, &ScoreTile<static_cast<int>(I + 1)>...};
+}
+template <size_t... I>
+constexpr std::array<PvFn, kDims + 1> PvTable(std::index_sequence<I...>) {
+  return {nullptr, &PvTile<static_cast<int>(I + 1)>...};
+}
+
+// 2^t for t <= 0 (NaN propagates): a degree-4 polynomial for 2^f, f = t − round(t) in
+// [−½, ½] (relative error < 5e-5, far below the bf16 rounding of the result), scaled by
+// 2^round(t) with vscalefps (denormal or zero results below 2^−126).
+inline __m512 Exp2(__m512 t) {
+  t = _mm512_max_ps(_mm512_set1_ps(-160.0f), t);
+  const __m512 r = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, r);
+  __m512 p = _mm512_set1_ps(9.618129107628477e-3f);  // ln2⁴/4!
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550410866482158e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402265069591007e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471805599453e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, r);
+}
+
+// pt[j][32] = bf16 pairs (key 2j, key 2j+1) of 2^(c·s − c·max) per query; sums them (f32).
+// inv[32] = 1 / sums.
+void Probabilities(const float* st, int64_t n, int64_t kpairs, const float* mx, float c,
+                   uint32_t* pt, float* inv) {
+  const __m512 cv = _mm512_set1_ps(c);
+  const __m512 m0 = _mm512_mul_ps(_mm512_load_ps(mx), cv);
+  const __m512 m1 = _mm512_mul_ps(_mm512_load_ps(mx + 16), cv);
+  // 16-bit lane 2i ← element i of the first source, 2i + 1 ← element i of the second.
+  const __m512i interleave = _mm512_set_epi16(
+      31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
+      19, 3, 18, 2, 17, 1, 16, 0);
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  for (int64_t j = 0; j < kpairs; ++j) {
+    const float* lo = st + 2 * j * kQueries;
+    const __m512 e00 = Exp2(_mm512_fmsub_ps(_mm512_load_ps(lo), cv, m0));
+    const __m512 e01 = Exp2(_mm512_fmsub_ps(_mm512_load_ps(lo + 16), cv, m1));
+    __m512 e10 = _mm512_setzero_ps(), e11 = _mm512_setzero_ps();
+    if (2 * j + 1 < n) {
+      e10 = Exp2(_mm512_fmsub_ps(_mm512_load_ps(lo + kQueries), cv, m0));
+      e11 = Exp2(_mm512_fmsub_ps(_mm512_load_ps(lo + kQueries + 16), cv, m1));
+    }
+    s0 = _mm512_add_ps(s0, _mm512_add_ps(e00, e10));
+    s1 = _mm512_add_ps(s1, _mm512_add_ps(e01, e11));
+    // cvtne2ps(b, a): 16-bit elements 0..15 = bf16(a), 16..31 = bf16(b).
+    const __m512i p0 = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(e10, e00));
+    const __m512i p1 = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(e11, e01));
+    _mm512_store_si512(pt + j * kQueries, _mm512_permutexvar_epi16(interleave, p0));
+    _mm512_store_si512(pt + j * kQueries + 16, _mm512_permutexvar_epi16(interleave, p1));
+  }
+  const __m512 one = _mm512_set1_ps(1.0f);
+  _mm512_store_ps(inv, _mm512_div_ps(one, s0));
+  _mm512_store_ps(inv + 16, _mm512_div_ps(one, s1));
+}
+
+// ot[hd][32] (dims × queries) → out rows q0.. (queries past n skipped), dims at column off.
+void StoreTransposed(const Dims& g, const float* ot, int64_t q0, int64_t off, float* out) {
+  for (int half = 0; half < 2; ++half) {
+    const int64_t first = q0 + half * 16;
+    const int64_t valid = std::min<int64_t>(16, g.n - first);
+    if (valid <= 0) return;
+    for (int64_t d0 = 0; d0 < g.hd; d0 += 16) {
+      const int64_t dims = std::min<int64_t>(16, g.hd - d0);
+      __m512i r[16];
+      for (int i = 0; i < 16; ++i) {
+        r[i] = i < dims ? _mm512_load_si512(ot + (d0 + i) * kQueries + half * 16)
+                        : _mm512_setzero_si512();
+      }
+      Transpose16(r);  // r[q] lane i = dim d0 + i of query first + q
+      for (int64_t qi = 0; qi < valid; ++qi) {
+        _mm512_mask_storeu_epi32(out + (first + qi) * g.ld + off + d0, Mask16(dims), r[qi]);
+      }
+    }
+  }
+}
+
+struct Scratch {
+  AlignedBuffer<uint32_t> qp, pt;
+  AlignedBuffer<float> st, ot;
+};
+
+void RunUnit(const Dims& g, const float* q, const uint32_t* kp, const uint32_t* vp, float c,
+             int64_t h, int64_t q0, Scratch& s, float* out) {
+  static constexpr auto kScore = ScoreTable(std::make_index_sequence<kKeys>());
+  static constexpr auto kPv = PvTable(std::make_index_sequence<kDims>());
+  PackQueries(g, q, h, q0, s.qp.data());
+  alignas(64) float mx[kQueries], inv[kQueries];
+  std::fill_n(mx, kQueries, -__builtin_inff());
+  const uint32_t* kh = kp + h * g.kblocks * g.pairs * kKeys;
+  for (int64_t b = 0; b < g.kblocks; ++b) {
+    const int mr = static_cast<int>(std::min<int64_t>(kKeys, g.n - b * kKeys));
+    kScore[mr](kh + b * g.pairs * kKeys, s.qp.data(), g.pairs, s.st.data() + b * kKeys * kQueries,
+               mx);
+  }
+  Probabilities(s.st.data(), g.n, g.kpairs, mx, c, s.pt.data(), inv);
+  const uint32_t* vh = vp + h * g.kpairs * g.hd;
+  for (int64_t d0 = 0; d0 < g.hd; d0 += kDims) {
+    const int mr = static_cast<int>(std::min<int64_t>(kDims, g.hd - d0));
+    kPv[mr](vh + d0, g.hd, s.pt.data(), g.kpairs, inv, s.ot.data() + d0 * kQueries);
+  }
+  StoreTransposed(g, s.ot.data(), q0, h * g.hd, out);
+}
+
+}  // namespace
+
+void AttentionBidirBf16Avx512(const float* q, const float* k, const float* v, int64_t n,
+                              int64_t num_heads, int64_t head_dim, int64_t ld, float scale,
+                              float* out, ThreadPool* pool) {
+  const Dims g{n, num_heads, head_dim, ld, (head_dim + 1) / 2, (n + kKeys - 1) / kKeys,
+               (n + 1) / 2};
+  // Operands shared by all units, owned by the calling thread (one call at a time per
+  // caller, like MatMul's packing buffers).
+  thread_local AlignedBuffer<uint32_t> kp, vp;
+  kp.Resize(num_heads * g.kblocks * g.pairs * kKeys);
+  vp.Resize(num_heads * g.kpairs * head_dim);
+  // (thread_local names refer to the running thread's copy: pass the pointers.)
+  uint32_t* const kpd = kp.data();
+  uint32_t* const vpd = vp.data();
+  ForItems(pool, num_heads * g.kblocks, [&](int64_t item) {
+    PackKv(g, k, v, item / g.kblocks, item % g.kblocks, kpd, vpd);
+  });
+  const float c = scale * 1.44269504088896341f;  // scores to base-2 exponents
+  const int64_t panels = (n + kQueries - 1) / kQueries;
+  ForItems(pool, num_heads * panels, [&](int64_t item) {
+    thread_local Scratch s;
+    s.qp.Resize(g.pairs * kQueries);
+    s.st.Resize((g.kblocks * kKeys + 1) * kQueries);
+    s.pt.Resize(g.kpairs * kQueries);
+    s.ot.Resize((head_dim + kDims) * kQueries);
+    RunUnit(g, q, kpd, vpd, c, item / panels, item % panels * kQueries, s, out);
+  });
+}
+
+}  // namespace vlserve::kernels::internal

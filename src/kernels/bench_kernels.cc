@@ -46,6 +46,7 @@ struct Result {
   Shape shape;
   double matvec_gbs, matmul_gflops;
   bool prepacked = false;  // weights repacked once by PrepackWeights (what models use)
+  double read_gbs = 0;     // the read limit sampled in turn with this row's matvec passes
 };
 
 std::string TypeLabel(const Result& r) {
@@ -81,25 +82,49 @@ uint64_t StreamReadPortable(const uint8_t* p, int64_t bytes) {
   return acc[0] ^ acc[1] ^ acc[2] ^ acc[3];
 }
 
+// A buffer far larger than the caches, read by all threads: plain streaming loads, or
+// loads with software prefetch (AVX-512 only; 8 interleaved streams per thread).
+class StreamReader {
+ public:
+  StreamReader(int64_t bytes, ThreadPool& pool) : buf_(bytes), pool_(pool) {
+    pool.ParallelFor(bytes, 4096, [&](int64_t b, int64_t e) {
+      std::memset(buf_.data() + b, 1, e - b);  // fault pages in on the threads that read
+    });
+  }
+  int64_t bytes() const { return static_cast<int64_t>(buf_.size()); }
+  // Seconds of one pass over the buffer.
+  double Pass(bool prefetch) {
+    const bool avx512 = internal::CurrentIsa() == Isa::kAvx512;
+    Stopwatch sw;
+    pool_.ParallelFor(bytes(), 4096, [&](int64_t b, int64_t e) {
+      g_sink = !avx512   ? StreamReadPortable(buf_.data() + b, e - b)
+               : prefetch ? internal::StreamReadPrefetchAvx512(buf_.data() + b, e - b)
+                          : internal::StreamReadAvx512(buf_.data() + b, e - b);
+    });
+    return sw.ElapsedSeconds();
+  }
+  // The faster of one plain and one prefetched pass, in GB/s.
+  double SampleGbs() {
+    double s = Pass(false);
+    if (internal::CurrentIsa() == Isa::kAvx512) s = std::min(s, Pass(true));
+    return bytes() / s * 1e-9;
+  }
+
+ private:
+  AlignedBuffer<uint8_t> buf_;
+  ThreadPool& pool_;
+};
+
 Limits MeasureLimits(const LimitOptions& o, ThreadPool& pool) {
   Limits lim;
   const bool avx512 = internal::CurrentIsa() == Isa::kAvx512;
   {
-    AlignedBuffer<uint8_t> buf(o.stream_bytes);
-    pool.ParallelFor(o.stream_bytes, 4096, [&](int64_t b, int64_t e) {
-      std::memset(buf.data() + b, 1, e - b);  // fault pages in on the threads that read
-    });
+    StreamReader reader(o.stream_bytes, pool);
     // Best of plain streaming loads and loads with software prefetch (AVX-512 only).
     double s = 1e30;
     for (bool prefetch : {false, true}) {
       if (prefetch && !avx512) break;
-      s = std::min(s, BestSeconds(o.seconds, 8, [&] {
-        pool.ParallelFor(o.stream_bytes, 4096, [&](int64_t b, int64_t e) {
-          g_sink = !avx512   ? StreamReadPortable(buf.data() + b, e - b)
-                   : prefetch ? internal::StreamReadPrefetchAvx512(buf.data() + b, e - b)
-                              : internal::StreamReadAvx512(buf.data() + b, e - b);
-        });
-      }));
+      s = std::min(s, BestSeconds(o.seconds, 8, [&] { reader.Pass(prefetch); }));
     }
     lim.read_gbs = o.stream_bytes / s * 1e-9;
   }
@@ -149,7 +174,7 @@ void FillWeights(DType type, int64_t cols, int64_t total_rows, uint8_t* dst) {
 }
 
 Result MeasureType(const BenchKernelsOptions& o, ThreadPool& pool, DType type, const Shape& sh,
-                   AlignedBuffer<uint8_t>& buf, bool prepack) {
+                   AlignedBuffer<uint8_t>& buf, bool prepack, StreamReader& reader) {
   const int64_t mat_bytes = RowBytes(type, sh.cols) * sh.rows;
   const int64_t copies = std::max<int64_t>(1, (o.matvec_bytes + mat_bytes - 1) / mat_bytes);
   buf.Resize(copies * mat_bytes);
@@ -172,9 +197,20 @@ Result MeasureType(const BenchKernelsOptions& o, ThreadPool& pool, DType type, c
     if (prepack) w.prepacked = packed[c].data();
     return w;
   };
-  const double mv = BestSeconds(o.seconds, 2, [&] {
+  // Matvec passes alternate with samples of the read limit, and the row is compared with
+  // the best sample of its own minutes: this host's memory bandwidth jumps between ~30
+  // and ~55 GB/s from minute to minute, so a limit measured at another time than the
+  // row (before or after the table) makes a ratio mostly a measure of the host's mood.
+  double mv = 1e30, read_gbs = 0, total = 0;
+  for (int rep = 0; rep < 3 || total < o.seconds; ++rep) {
+    read_gbs = std::max(read_gbs, reader.SampleGbs());
+    Stopwatch sw;
     for (int64_t c = 0; c < copies; ++c) MatMul(view(c), x.data(), 1, y.data(), &pool);
-  });
+    const double s = sw.ElapsedSeconds();
+    mv = std::min(mv, s);
+    total += s;
+    if (rep > 1000) break;
+  }
   // GEMM: cycle through copies as well so weights come from memory for the big shapes.
   const int64_t mm_copies = std::min<int64_t>(copies, 4);
   const double mm = BestSeconds(o.seconds, 2, [&] {
@@ -182,8 +218,9 @@ Result MeasureType(const BenchKernelsOptions& o, ThreadPool& pool, DType type, c
       MatMul(view(c), x.data(), o.matmul_tokens, y.data(), &pool);
     }
   });
-  return Result{type, sh, copies * mat_bytes / mv * 1e-9,
-                2.0 * sh.rows * sh.cols * o.matmul_tokens * mm_copies / mm * 1e-9, prepack};
+  return Result{type,    sh, copies * mat_bytes / mv * 1e-9,
+                2.0 * sh.rows * sh.cols * o.matmul_tokens * mm_copies / mm * 1e-9,
+                prepack, read_gbs};
 }
 
 std::string Report(const BenchKernelsOptions& o, const Limits& lim,
@@ -199,32 +236,39 @@ std::string Report(const BenchKernelsOptions& o, const Limits& lim,
       const Result& r = results[i];
       out += fmt::format(
           "{}{{\"type\": \"{}\", \"model\": \"{}\", \"rows\": {}, \"cols\": {}, "
-          "\"matvec_gbs\": {:.2f}, \"matvec_frac_bw\": {:.3f}, \"matmul_gflops\": {:.1f}, "
+          "\"matvec_gbs\": {:.2f}, \"matvec_read_gbs\": {:.2f}, \"matvec_frac_bw\": {:.3f}, "
+          "\"matvec_frac_table_bw\": {:.3f}, \"matmul_gflops\": {:.1f}, "
           "\"matmul_frac_gemm\": {:.3f}}}",
           i ? ", " : "", TypeLabel(r), r.shape.model, r.shape.rows, r.shape.cols,
-          r.matvec_gbs, r.matvec_gbs / lim.read_gbs, r.matmul_gflops,
-          r.matmul_gflops / lim.gemm_gflops);
+          r.matvec_gbs, r.read_gbs, r.matvec_gbs / r.read_gbs, r.matvec_gbs / lim.read_gbs,
+          r.matmul_gflops, r.matmul_gflops / lim.gemm_gflops);
     }
     out += "]}\n";
     return out;
   }
   out += fmt::format("threads {}  isa {}  matmul n = {}\n", o.threads, isa, o.matmul_tokens);
-  out += fmt::format("memory read  {:8.1f} GB/s   ({} MiB buffer, AVX-512 loads, best of runs)\n",
-                     lim.read_gbs, o.stream_bytes >> 20);
+  out += fmt::format(
+      "memory read  {:8.1f} GB/s   ({} MiB buffer, AVX-512 loads, best of runs before and after "
+      "the rows)\n",
+      lim.read_gbs, o.stream_bytes >> 20);
   out += fmt::format("fma peak     {:8.1f} GFLOP/s (f32, 12 independent zmm FMA chains)\n",
                      lim.fma_gflops);
   out += fmt::format(
       "gemm peak    {:8.1f} GFLOP/s (f32 packed GEMM {}x{}, n={}, best of runs; {:.0f}% of fma "
-      "peak)\n\n",
+      "peak)\n",
       lim.gemm_gflops, lim.gemm_size, lim.gemm_size, lim.gemm_size,
       lim.fma_gflops > 0 ? 100 * lim.gemm_gflops / lim.fma_gflops : 0.0);
-  out += fmt::format("{:<6} {:<5} {:>11}  {:>11} {:>7}  {:>14} {:>7}\n", "type", "model",
-                     "rows x cols", "matvec GB/s", "of bw", "matmul GFLOP/s", "of gemm");
+  out += "matvec: \"read\" is the limit sampled in turn with the row's own passes and \"of "
+         "read\" the row against it; \"of table\" is against the memory read above\n\n";
+  out += fmt::format("{:<6} {:<5} {:>11}  {:>11} {:>9} {:>7} {:>8}  {:>14} {:>7}\n", "type",
+                     "model", "rows x cols", "matvec GB/s", "read GB/s", "of read", "of table",
+                     "matmul GFLOP/s", "of gemm");
   for (const Result& r : results) {
-    out += fmt::format("{:<6} {:<5} {:>5}x{:<5}  {:>11.1f} {:>6.0f}%  {:>14.1f} {:>6.0f}%\n",
-                       TypeLabel(r), r.shape.model, r.shape.rows, r.shape.cols,
-                       r.matvec_gbs, 100 * r.matvec_gbs / lim.read_gbs, r.matmul_gflops,
-                       100 * r.matmul_gflops / lim.gemm_gflops);
+    out += fmt::format(
+        "{:<6} {:<5} {:>5}x{:<5}  {:>11.1f} {:>9.1f} {:>6.0f}% {:>7.0f}%  {:>14.1f} {:>6.0f}%\n",
+        TypeLabel(r), r.shape.model, r.shape.rows, r.shape.cols, r.matvec_gbs, r.read_gbs,
+        100 * r.matvec_gbs / r.read_gbs, 100 * r.matvec_gbs / lim.read_gbs, r.matmul_gflops,
+        100 * r.matmul_gflops / lim.gemm_gflops);
   }
   return out;
 }
@@ -259,15 +303,18 @@ StatusOr<std::string> BenchKernels(const BenchKernelsOptions& options) {
   Limits lim = MeasureLimits({options.stream_bytes, options.seconds}, pool);
   std::vector<Result> results;
   AlignedBuffer<uint8_t> buf;
+  // Read-limit samples between a row's matvec passes: a buffer as large as the weights
+  // the row cycles through (both far beyond the caches).
+  StreamReader reader(options.matvec_bytes, pool);
   for (DType t : types) {
     for (const Shape& sh : kShapes) {
       // 576 is not a multiple of 256: K-quant files store such matrices in another type.
       if (sh.cols % Info(t).block_size != 0) continue;
-      results.push_back(MeasureType(options, pool, t, sh, buf, false));
+      results.push_back(MeasureType(options, pool, t, sh, buf, false, reader));
       // Types the models prepack at load get a second row measured that way (GB/s still
       // counts the file's bytes, so the rows compare directly).
       if (t == DType::kQ8_0 && internal::CurrentIsa() == Isa::kAvx512) {
-        results.push_back(MeasureType(options, pool, t, sh, buf, true));
+        results.push_back(MeasureType(options, pool, t, sh, buf, true, reader));
       }
     }
   }

@@ -2,6 +2,8 @@
 // requested type at every valid shape, and rejects bad options with a Status.
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "kernels/bench_kernels.h"
 
 namespace vlserve::kernels {
@@ -39,6 +41,10 @@ TEST(BenchKernelsTest, JsonAndErrors) {
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->front(), '{');
   EXPECT_NE(report->find("\"type\": \"f16\""), std::string::npos);
+  // Each row carries the read limit sampled between its own matvec passes.
+  const size_t at = report->find("\"matvec_read_gbs\": ");
+  ASSERT_NE(at, std::string::npos) << *report;
+  EXPECT_GT(std::stod(report->substr(at + 19)), 0.0) << *report;
   o.threads = 0;
   EXPECT_FALSE(BenchKernels(o).ok());
   o.threads = 1;

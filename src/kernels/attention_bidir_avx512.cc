@@ -39,17 +39,31 @@ constexpr int kQueries = 32;  // queries per unit (lanes of two zmm)
 constexpr int kKeys = 14;     // keys per score tile
 constexpr int kDims = 8;      // output dims per PV tile
 
+// Elements are 32-bit: bf16 pairs (kBf16) or floats. A dim element is a pair of head
+// dims (bf16) or one dim (f32); a key element likewise a pair of keys or one key.
 struct Dims {
   int64_t n, heads, hd, ld;
-  int64_t pairs;    // dim pairs per head: ceil(hd / 2)
+  int64_t pairs;    // dim elements per head: ceil(hd / 2) (bf16) or hd (f32)
   int64_t kblocks;  // key blocks of kKeys: ceil(n / 14)
-  int64_t kpairs;   // key pairs: ceil(n / 2)
+  int64_t kpairs;   // key elements: ceil(n / 2) (bf16) or n (f32)
 };
 
+// 32 dims of a row starting at element e0 (the first `valid` floats, rest zero) as 16
+// elements: bf16 pairs, or the first 16 floats.
+template <bool kBf16>
+inline __m512i RowElems(const float* row, int64_t e0, int64_t valid_dims) {
+  if constexpr (kBf16) {
+    return PairsFromFloats(row + 2 * e0, valid_dims - 2 * e0);
+  } else {
+    return _mm512_castps_si512(_mm512_maskz_loadu_ps(Mask16(valid_dims - e0), row + e0));
+  }
+}
+
 // Packed K for all heads: head h, key block b at kp + (h * kblocks + b) * pairs * 14,
-// laid out [pair][14 keys] (u32 bf16 dim pairs, keys past n zero).
-// Packed V: head h at vp + h * kpairs * hd, laid out [key pair][hd] (u32: bf16 of key 2j
-// in the low half, key 2j + 1 in the high half, zero past n).
+// laid out [dim element][14 keys] (keys past n zero).
+// Packed V: head h at vp + h * kpairs * hd, laid out [key element][hd]: bf16 of key 2j in
+// the low half, key 2j + 1 in the high half (zero past n), or the float of key j.
+template <bool kBf16>
 void PackKv(const Dims& g, const float* k, const float* v, int64_t h, int64_t b, uint32_t* kp,
             uint32_t* vp) {
   const int64_t off = h * g.hd, k0 = b * kKeys;
@@ -58,16 +72,26 @@ void PackKv(const Dims& g, const float* k, const float* v, int64_t h, int64_t b,
   for (int64_t e0 = 0; e0 < g.pairs; e0 += 16) {
     __m512i r[16];
     for (int i = 0; i < 16; ++i) {
-      r[i] = i < mr ? PairsFromFloats(k + (k0 + i) * g.ld + off + 2 * e0, g.hd - 2 * e0)
+      r[i] = i < mr ? RowElems<kBf16>(k + (k0 + i) * g.ld + off, e0, g.hd)
                     : _mm512_setzero_si512();
     }
-    Transpose16(r);  // r[e] lane i = dim pair e0 + e of key k0 + i
+    Transpose16(r);  // r[e] lane i = dim element e0 + e of key k0 + i
     const int64_t count = std::min<int64_t>(16, g.pairs - e0);
     for (int64_t e = 0; e < count; ++e) {
       _mm512_mask_storeu_epi32(kdst + (e0 + e) * kKeys, Mask16(kKeys), r[e]);
     }
   }
   uint32_t* vdst = vp + h * g.kpairs * g.hd;
+  if constexpr (!kBf16) {
+    for (int64_t j = k0; j < k0 + mr; ++j) {
+      for (int64_t d0 = 0; d0 < g.hd; d0 += 16) {
+        const __mmask16 m = Mask16(g.hd - d0);
+        _mm512_mask_storeu_ps(vdst + j * g.hd + d0, m,
+                              _mm512_maskz_loadu_ps(m, v + j * g.ld + off + d0));
+      }
+    }
+    return;
+  }
   for (int64_t j = k0 / 2; j < (k0 + mr + 1) / 2; ++j) {
     const float* lo = v + 2 * j * g.ld + off;
     const bool has_hi = 2 * j + 1 < g.n;
@@ -81,16 +105,16 @@ void PackKv(const Dims& g, const float* k, const float* v, int64_t h, int64_t b,
   }
 }
 
-// Queries [q0, q0 + 32) of head h → qp[pair][32] (bf16 dim pairs; queries past n zero).
+// Queries [q0, q0 + 32) of head h → qp[dim element][32] (queries past n zero).
+template <bool kBf16>
 void PackQueries(const Dims& g, const float* q, int64_t h, int64_t q0, uint32_t* qp) {
   for (int half = 0; half < 2; ++half) {
     const int64_t first = q0 + half * 16;
     for (int64_t e0 = 0; e0 < g.pairs; e0 += 16) {
       __m512i r[16];
       for (int i = 0; i < 16; ++i) {
-        r[i] = first + i < g.n
-            ? PairsFromFloats(q + (first + i) * g.ld + h * g.hd + 2 * e0, g.hd - 2 * e0)
-            : _mm512_setzero_si512();
+        r[i] = first + i < g.n ? RowElems<kBf16>(q + (first + i) * g.ld + h * g.hd, e0, g.hd)
+                               : _mm512_setzero_si512();
       }
       Transpose16(r);
       const int64_t count = std::min<int64_t>(16, g.pairs - e0);
@@ -103,21 +127,31 @@ void PackQueries(const Dims& g, const float* q, int64_t h, int64_t q0, uint32_t*
 
 inline __m512bh AsBh(__m512i x) { return reinterpret_cast<__m512bh>(x); }
 
-// st[i][32] = scores of keys i < MR (packed block kb, [pair][14]) against the 32 queries
-// of qp; mx[32] = running per-query maxima.
-template <int MR>
-void ScoreTile(const uint32_t* kb, const uint32_t* qp, int64_t pairs, float* st, float* mx) {
+// acc += Σ over one element of a·b: bf16 pairs (vdpbf16ps) or floats (FMA).
+template <bool kBf16>
+inline __m512 MulAdd(__m512 acc, __m512i a, __m512i b) {
+  if constexpr (kBf16) {
+    return _mm512_dpbf16_ps(acc, AsBh(a), AsBh(b));
+  } else {
+    return _mm512_fmadd_ps(_mm512_castsi512_ps(a), _mm512_castsi512_ps(b), acc);
+  }
+}
+
+// st[i][32] = scores of keys i < MR (packed block kb, [element][14]) against the 32
+// queries of qp; mx[32] = running per-query maxima.
+template <int MR, bool kBf16>
+void ScoreTile(const uint32_t* kb, const uint32_t* qp, int64_t elems, float* st, float* mx) {
   __m512 a0[MR], a1[MR];
 #pragma GCC unroll 14
   for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm512_setzero_ps();
-  for (int64_t e = 0; e < pairs; ++e) {
-    const __m512bh b0 = AsBh(_mm512_load_si512(qp + e * kQueries));
-    const __m512bh b1 = AsBh(_mm512_load_si512(qp + e * kQueries + 16));
+  for (int64_t e = 0; e < elems; ++e) {
+    const __m512i b0 = _mm512_load_si512(qp + e * kQueries);
+    const __m512i b1 = _mm512_load_si512(qp + e * kQueries + 16);
 #pragma GCC unroll 14
     for (int i = 0; i < MR; ++i) {
-      const __m512bh kv = AsBh(_mm512_set1_epi32(static_cast<int>(kb[e * kKeys + i])));
-      a0[i] = _mm512_dpbf16_ps(a0[i], kv, b0);
-      a1[i] = _mm512_dpbf16_ps(a1[i], kv, b1);
+      const __m512i kv = _mm512_set1_epi32(static_cast<int>(kb[e * kKeys + i]));
+      a0[i] = MulAdd<kBf16>(a0[i], kv, b0);
+      a1[i] = MulAdd<kBf16>(a1[i], kv, b1);
     }
   }
   __m512 m0 = _mm512_load_ps(mx), m1 = _mm512_load_ps(mx + 16);
@@ -132,9 +166,9 @@ void ScoreTile(const uint32_t* kb, const uint32_t* qp, int64_t pairs, float* st,
   _mm512_store_ps(mx + 16, m1);
 }
 
-// ot[i][32] = inv[32] · Σ_j V pair (j, dim i) · P pair (j, queries), for dims i < MR; vp
-// points at dim d0 of key pair 0 (row stride hd), pt is [kpairs][32].
-template <int MR>
+// ot[i][32] = inv[32] · Σ_j V (element j, dim i) · P (element j, queries), for dims
+// i < MR; vp points at dim d0 of key element 0 (row stride hd), pt is [kpairs][32].
+template <int MR, bool kBf16>
 void PvTile(const uint32_t* vp, int64_t hd, const uint32_t* pt, int64_t kpairs, const float* inv,
             float* ot) {
   const __m512 inv0 = _mm512_load_ps(inv), inv1 = _mm512_load_ps(inv + 16);
@@ -142,14 +176,14 @@ void PvTile(const uint32_t* vp, int64_t hd, const uint32_t* pt, int64_t kpairs, 
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm512_setzero_ps();
   for (int64_t j = 0; j < kpairs; ++j) {
-    const __m512bh b0 = AsBh(_mm512_load_si512(pt + j * kQueries));
-    const __m512bh b1 = AsBh(_mm512_load_si512(pt + j * kQueries + 16));
+    const __m512i b0 = _mm512_load_si512(pt + j * kQueries);
+    const __m512i b1 = _mm512_load_si512(pt + j * kQueries + 16);
     const uint32_t* vr = vp + j * hd;
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      const __m512bh vv = AsBh(_mm512_set1_epi32(static_cast<int>(vr[i])));
-      a0[i] = _mm512_dpbf16_ps(a0[i], vv, b0);
-      a1[i] = _mm512_dpbf16_ps(a1[i], vv, b1);
+      const __m512i vv = _mm512_set1_epi32(static_cast<int>(vr[i]));
+      a0[i] = MulAdd<kBf16>(a0[i], vv, b0);
+      a1[i] = MulAdd<kBf16>(a1[i], vv, b1);
     }
   }
 #pragma GCC unroll 8
@@ -162,23 +196,32 @@ void PvTile(const uint32_t* vp, int64_t hd, const uint32_t* pt, int64_t kpairs, 
 using ScoreFn = void (*)(const uint32_t*, const uint32_t*, int64_t, float*, float*);
 using PvFn = void (*)(const uint32_t*, int64_t, const uint32_t*, int64_t, const float*, float*);
 
-template <size_t... I>
+template <bool kBf16, size_t... I>
 constexpr std::array<ScoreFn, kKeys + 1> ScoreTable(std::index_sequence<I...>) {
-  return {nullptr, &ScoreTile<static_cast<int>(I + 1)>...};
+  return {nullptr, &ScoreTile<static_cast<int>(I + 1), kBf16>...};
 }
-template <size_t... I>
+template <bool kBf16, size_t... I>
 constexpr std::array<PvFn, kDims + 1> PvTable(std::index_sequence<I...>) {
-  return {nullptr, &PvTile<static_cast<int>(I + 1)>...};
+  return {nullptr, &PvTile<static_cast<int>(I + 1), kBf16>...};
 }
 
-// 2^t for t <= 0 (NaN propagates): a degree-4 polynomial for 2^f, f = t − round(t) in
-// [−½, ½] (relative error < 5e-5, far below the bf16 rounding of the result), scaled by
-// 2^round(t) with vscalefps (denormal or zero results below 2^−126).
+// 2^t for t <= 0 (NaN propagates): a polynomial for 2^f, f = t − round(t) in [−½, ½],
+// scaled by 2^round(t) with vscalefps (denormal or zero results below 2^−126). Degree 4
+// for bf16 (relative error < 5e-5, far below the bf16 rounding of the result), degree 6
+// for f32 (< 2e-7, Taylor remainder (ln2/2)⁷/7!).
+template <bool kBf16>
 inline __m512 Exp2(__m512 t) {
   t = _mm512_max_ps(_mm512_set1_ps(-160.0f), t);
   const __m512 r = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(t, r);
-  __m512 p = _mm512_set1_ps(9.618129107628477e-3f);  // ln2⁴/4!
+  __m512 p;
+  if constexpr (kBf16) {
+    p = _mm512_set1_ps(9.618129107628477e-3f);  // ln2⁴/4!
+  } else {
+    p = _mm512_set1_ps(1.5403530393381608e-4f);  // ln2⁶/6!
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618129107628477e-3f));
+  }
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550410866482158e-2f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402265069591007e-1f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471805599453e-1f));
@@ -186,34 +229,47 @@ inline __m512 Exp2(__m512 t) {
   return _mm512_scalef_ps(p, r);
 }
 
-// pt[j][32] = bf16 pairs (key 2j, key 2j+1) of 2^(c·s − c·max) per query; sums them (f32).
-// inv[32] = 1 / sums.
+// pt[j][32] = 2^(c·s − c·max) per query: bf16 pairs (key 2j, key 2j+1), or the float of
+// key j; sums them (f32) and sets inv[32] = 1 / sums.
+template <bool kBf16>
 void Probabilities(const float* st, int64_t n, int64_t kpairs, const float* mx, float c,
                    uint32_t* pt, float* inv) {
   const __m512 cv = _mm512_set1_ps(c);
   const __m512 m0 = _mm512_mul_ps(_mm512_load_ps(mx), cv);
   const __m512 m1 = _mm512_mul_ps(_mm512_load_ps(mx + 16), cv);
-  // 16-bit lane 2i ← element i of the first source, 2i + 1 ← element i of the second.
-  const __m512i interleave = _mm512_set_epi16(
-      31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
-      19, 3, 18, 2, 17, 1, 16, 0);
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-  for (int64_t j = 0; j < kpairs; ++j) {
-    const float* lo = st + 2 * j * kQueries;
-    const __m512 e00 = Exp2(_mm512_fmsub_ps(_mm512_load_ps(lo), cv, m0));
-    const __m512 e01 = Exp2(_mm512_fmsub_ps(_mm512_load_ps(lo + 16), cv, m1));
-    __m512 e10 = _mm512_setzero_ps(), e11 = _mm512_setzero_ps();
-    if (2 * j + 1 < n) {
-      e10 = Exp2(_mm512_fmsub_ps(_mm512_load_ps(lo + kQueries), cv, m0));
-      e11 = Exp2(_mm512_fmsub_ps(_mm512_load_ps(lo + kQueries + 16), cv, m1));
+  if constexpr (!kBf16) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float* row = st + j * kQueries;
+      const __m512 e0 = Exp2<false>(_mm512_fmsub_ps(_mm512_load_ps(row), cv, m0));
+      const __m512 e1 = Exp2<false>(_mm512_fmsub_ps(_mm512_load_ps(row + 16), cv, m1));
+      s0 = _mm512_add_ps(s0, e0);
+      s1 = _mm512_add_ps(s1, e1);
+      _mm512_store_si512(pt + j * kQueries, _mm512_castps_si512(e0));
+      _mm512_store_si512(pt + j * kQueries + 16, _mm512_castps_si512(e1));
     }
-    s0 = _mm512_add_ps(s0, _mm512_add_ps(e00, e10));
-    s1 = _mm512_add_ps(s1, _mm512_add_ps(e01, e11));
-    // cvtne2ps(b, a): 16-bit elements 0..15 = bf16(a), 16..31 = bf16(b).
-    const __m512i p0 = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(e10, e00));
-    const __m512i p1 = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(e11, e01));
-    _mm512_store_si512(pt + j * kQueries, _mm512_permutexvar_epi16(interleave, p0));
-    _mm512_store_si512(pt + j * kQueries + 16, _mm512_permutexvar_epi16(interleave, p1));
+  } else {
+    // 16-bit lane 2i ← element i of the first source, 2i + 1 ← element i of the second.
+    const __m512i interleave = _mm512_set_epi16(
+        31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+        4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int64_t j = 0; j < kpairs; ++j) {
+      const float* lo = st + 2 * j * kQueries;
+      const __m512 e00 = Exp2<true>(_mm512_fmsub_ps(_mm512_load_ps(lo), cv, m0));
+      const __m512 e01 = Exp2<true>(_mm512_fmsub_ps(_mm512_load_ps(lo + 16), cv, m1));
+      __m512 e10 = _mm512_setzero_ps(), e11 = _mm512_setzero_ps();
+      if (2 * j + 1 < n) {
+        e10 = Exp2<true>(_mm512_fmsub_ps(_mm512_load_ps(lo + kQueries), cv, m0));
+        e11 = Exp2<true>(_mm512_fmsub_ps(_mm512_load_ps(lo + kQueries + 16), cv, m1));
+      }
+      s0 = _mm512_add_ps(s0, _mm512_add_ps(e00, e10));
+      s1 = _mm512_add_ps(s1, _mm512_add_ps(e01, e11));
+      // cvtne2ps(b, a): 16-bit elements 0..15 = bf16(a), 16..31 = bf16(b).
+      const __m512i p0 = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(e10, e00));
+      const __m512i p1 = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(e11, e01));
+      _mm512_store_si512(pt + j * kQueries, _mm512_permutexvar_epi16(interleave, p0));
+      _mm512_store_si512(pt + j * kQueries + 16, _mm512_permutexvar_epi16(interleave, p1));
+    }
   }
   const __m512 one = _mm512_set1_ps(1.0f);
   _mm512_store_ps(inv, _mm512_div_ps(one, s0));
@@ -246,11 +302,12 @@ struct Scratch {
   AlignedBuffer<float> st, ot;
 };
 
+template <bool kBf16>
 void RunUnit(const Dims& g, const float* q, const uint32_t* kp, const uint32_t* vp, float c,
              int64_t h, int64_t q0, Scratch& s, float* out) {
-  static constexpr auto kScore = ScoreTable(std::make_index_sequence<kKeys>());
-  static constexpr auto kPv = PvTable(std::make_index_sequence<kDims>());
-  PackQueries(g, q, h, q0, s.qp.data());
+  static constexpr auto kScore = ScoreTable<kBf16>(std::make_index_sequence<kKeys>());
+  static constexpr auto kPv = PvTable<kBf16>(std::make_index_sequence<kDims>());
+  PackQueries<kBf16>(g, q, h, q0, s.qp.data());
   alignas(64) float mx[kQueries], inv[kQueries];
   std::fill_n(mx, kQueries, -__builtin_inff());
   const uint32_t* kh = kp + h * g.kblocks * g.pairs * kKeys;
@@ -259,7 +316,7 @@ void RunUnit(const Dims& g, const float* q, const uint32_t* kp, const uint32_t* 
     kScore[mr](kh + b * g.pairs * kKeys, s.qp.data(), g.pairs, s.st.data() + b * kKeys * kQueries,
                mx);
   }
-  Probabilities(s.st.data(), g.n, g.kpairs, mx, c, s.pt.data(), inv);
+  Probabilities<kBf16>(s.st.data(), g.n, g.kpairs, mx, c, s.pt.data(), inv);
   const uint32_t* vh = vp + h * g.kpairs * g.hd;
   for (int64_t d0 = 0; d0 < g.hd; d0 += kDims) {
     const int mr = static_cast<int>(std::min<int64_t>(kDims, g.hd - d0));
@@ -268,13 +325,16 @@ void RunUnit(const Dims& g, const float* q, const uint32_t* kp, const uint32_t* 
   StoreTransposed(g, s.ot.data(), q0, h * g.hd, out);
 }
 
-}  // namespace
-
-void AttentionBidirBf16Avx512(const float* q, const float* k, const float* v, int64_t n,
-                              int64_t num_heads, int64_t head_dim, int64_t ld, float scale,
-                              float* out, ThreadPool* pool) {
-  const Dims g{n, num_heads, head_dim, ld, (head_dim + 1) / 2, (n + kKeys - 1) / kKeys,
-               (n + 1) / 2};
+template <bool kBf16>
+void Run(const float* q, const float* k, const float* v, int64_t n, int64_t num_heads,
+         int64_t head_dim, int64_t ld, float scale, float* out, ThreadPool* pool) {
+  const Dims g{n,
+               num_heads,
+               head_dim,
+               ld,
+               kBf16 ? (head_dim + 1) / 2 : head_dim,
+               (n + kKeys - 1) / kKeys,
+               kBf16 ? (n + 1) / 2 : n};
   // Operands shared by all units, owned by the calling thread (one call at a time per
   // caller, like MatMul's packing buffers).
   thread_local AlignedBuffer<uint32_t> kp, vp;
@@ -284,7 +344,7 @@ void AttentionBidirBf16Avx512(const float* q, const float* k, const float* v, in
   uint32_t* const kpd = kp.data();
   uint32_t* const vpd = vp.data();
   ForItems(pool, num_heads * g.kblocks, [&](int64_t item) {
-    PackKv(g, k, v, item / g.kblocks, item % g.kblocks, kpd, vpd);
+    PackKv<kBf16>(g, k, v, item / g.kblocks, item % g.kblocks, kpd, vpd);
   });
   const float c = scale * 1.44269504088896341f;  // scores to base-2 exponents
   const int64_t panels = (n + kQueries - 1) / kQueries;
@@ -294,8 +354,17 @@ void AttentionBidirBf16Avx512(const float* q, const float* k, const float* v, in
     s.st.Resize((g.kblocks * kKeys + 1) * kQueries);
     s.pt.Resize(g.kpairs * kQueries);
     s.ot.Resize((head_dim + kDims) * kQueries);
-    RunUnit(g, q, kpd, vpd, c, item / panels, item % panels * kQueries, s, out);
+    RunUnit<kBf16>(g, q, kpd, vpd, c, item / panels, item % panels * kQueries, s, out);
   });
+}
+
+}  // namespace
+
+void AttentionBidirAvx512(const float* q, const float* k, const float* v, int64_t n,
+                          int64_t num_heads, int64_t head_dim, int64_t ld, float scale,
+                          bool bf16, float* out, ThreadPool* pool) {
+  if (bf16) return Run<true>(q, k, v, n, num_heads, head_dim, ld, scale, out, pool);
+  Run<false>(q, k, v, n, num_heads, head_dim, ld, scale, out, pool);
 }
 
 }  // namespace vlserve::kernels::internal

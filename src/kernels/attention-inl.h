@@ -272,20 +272,27 @@ void ScoreFew(const float* const* qr, const float* const* kp, int64_t nk, int64_
     // Which keys form a group depends only on j, so results stay layout-independent.
     for (; j + 4 <= nk; j += 4) {
       V acc[4][R];
+#pragma GCC unroll 8
       for (int kk = 0; kk < 4; ++kk) {
+#pragma GCC unroll 8
         for (int r = 0; r < R; ++r) acc[kk][r] = S::Zero();
       }
       for (int64_t d = 0; d < hd; d += L) {
         V qv[R];
+#pragma GCC unroll 8
         for (int r = 0; r < R; ++r) qv[r] = S::Load(qr[r] + d);
+#pragma GCC unroll 8
         for (int kk = 0; kk < 4; ++kk) {
           const V k = S::Load(kp[j + kk] + d);
+#pragma GCC unroll 8
           for (int r = 0; r < R; ++r) acc[kk][r] = S::Fma(qv[r], k, acc[kk][r]);
         }
       }
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         float* out = s + r * kKeyBlock + j;
         S::SumLanes4(acc[0][r], acc[1][r], acc[2][r], acc[3][r], out);
+#pragma GCC unroll 8
         for (int kk = 0; kk < 4; ++kk) {
           out[kk] = k0 + j + kk > lim[r] ? -__builtin_inff() : out[kk] * scale;
         }
@@ -294,16 +301,20 @@ void ScoreFew(const float* const* qr, const float* const* kp, int64_t nk, int64_
   }
   for (; j < nk; ++j) {
     V acc[R];
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r] = S::Zero();
     int64_t d = 0;
     for (; d + L <= hd; d += L) {
       const V k = S::Load(kp[j] + d);
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r] = S::Fma(S::Load(qr[r] + d), k, acc[r]);
     }
     if (d < hd) {
       const V k = S::LoadN(kp[j] + d, hd - d);
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r] = S::Fma(S::LoadN(qr[r] + d, hd - d), k, acc[r]);
     }
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       s[r * kKeyBlock + j] = k0 + j > lim[r] ? -__builtin_inff() : S::SumLanes(acc[r]) * scale;
     }
@@ -317,7 +328,9 @@ inline void AccumulateFew(const float* p, const float* const* vp, int64_t nk, in
   using V = typename S::V;
   constexpr int L = S::kLanes;
   V acc[R][CH];
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
     for (int c = 0; c < CH; ++c) {
       acc[r][c] = S::Mul(S::Load(o + r * hd_pad + d0 + c * L), S::Set(alpha[r]));
     }
@@ -325,15 +338,22 @@ inline void AccumulateFew(const float* p, const float* const* vp, int64_t nk, in
   const bool partial = d0 + CH * L > hd;  // only when CH == 1, at the last chunk
   for (int64_t j = 0; j < nk; ++j) {
     V v[CH];
-    for (int c = 0; c < CH; ++c) {
-      v[c] = partial ? S::LoadN(vp[j] + d0, hd - d0) : S::Load(vp[j] + d0 + c * L);
+    if constexpr (CH == 1) {
+      v[0] = partial ? S::LoadN(vp[j] + d0, hd - d0) : S::Load(vp[j] + d0);
+    } else {
+#pragma GCC unroll 8
+      for (int c = 0; c < CH; ++c) v[c] = S::Load(vp[j] + d0 + c * L);
     }
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const V pb = S::Set(p[r * kKeyBlock + j]);
+#pragma GCC unroll 8
       for (int c = 0; c < CH; ++c) acc[r][c] = S::Fma(pb, v[c], acc[r][c]);
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
     for (int c = 0; c < CH; ++c) S::Store(o + r * hd_pad + d0 + c * L, acc[r][c]);
   }
 }

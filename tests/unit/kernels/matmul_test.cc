@@ -142,6 +142,48 @@ TEST(MatMulTest, EveryTypeEveryIsaMatchesReference) {
   }
 }
 
+// K-quant matvec at the extremes of its integer ranges: every level at its maximum (all
+// bits set) against activations of -1 (Q8_K -127 everywhere). The AVX-512 kernels pack
+// 4-term vpdpbusd sums into int16 (|Σ| <= 63 · 127 · 4 for Q6_K), so a wrong bound would
+// saturate here and miss the reference by far more than rounding.
+TEST(MatMulTest, KQuantMatvecAtExtremeLevels) {
+  IsaGuard guard;
+  ThreadPool pool(2);
+  const int64_t rows = 8, cols = 512;
+  for (DType type : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    std::vector<uint8_t> w(RowBytes(type, cols) * rows, 0xFF);
+    const int64_t block = RowBytes(type, 256);
+    for (int64_t b = 0; b < rows * cols / 256; ++b) {
+      uint8_t* blk = w.data() + b * block;
+      const uint16_t one = 0x3C00, small = 0x2000;  // f16 1.0, and 2^-7 for dmin
+      if (type == DType::kQ6_K) {
+        std::memcpy(blk + 208, &one, 2);
+        for (int i = 0; i < 16; ++i) blk[192 + i] = 0x7F;  // int8 scales at +127
+      } else {
+        std::memcpy(blk, &one, 2);
+        std::memcpy(blk + 2, &small, 2);
+      }
+    }
+    std::vector<float> wf(rows * cols), x(cols, -1.0f), y(rows, 0.0f);
+    for (int64_t r = 0; r < rows; ++r) {
+      Dequantize(type, w.data() + r * RowBytes(type, cols), wf.data() + r * cols, cols);
+    }
+    for (Isa isa : AvailableIsas()) {
+      ForceIsa(isa);
+      MatMul(WeightView{type, w.data(), rows, cols}, x.data(), 1, y.data(), &pool);
+      for (int64_t r = 0; r < rows; ++r) {
+        double ref = 0, mag = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          ref += double{wf[r * cols + c]} * x[c];
+          mag += std::fabs(double{wf[r * cols + c]});
+        }
+        EXPECT_NEAR(y[r], ref, 1e-5 * mag)
+            << Info(type).name << " " << IsaName(isa) << " row " << r;
+      }
+    }
+  }
+}
+
 TEST(MatMulTest, LargerTileShapes) {
   IsaGuard guard;
   ThreadPool pool(3);

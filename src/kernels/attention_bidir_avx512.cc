@@ -1,20 +1,22 @@
-// AVX-512 BF16 bidirectional attention (design: attention_bidir.h).
+// AVX-512 bidirectional attention (design: attention_bidir.h), in bf16 (vdpbf16ps on
+// pairs of bf16) or in f32 (FMA).
 //
 // The work unit is one head × a panel of 32 queries, the 32 lanes of two zmm. Everything is
 // computed transposed, with queries in lanes and keys (or output dims) in registers:
 //  1. scores Sᵀ[key][q] = K_h·Q_hᵀ, a 14-key × 32-query register tile (28 accumulators)
-//     per vdpbf16ps step over the head's dim pairs, broadcasting one key's dim pair at a
-//     time from K packed per head; the running max over keys is a vertical max;
-//  2. exponentials 2^(c·s − c·max) per key pair, summed vertically (f32) and written as
-//     bf16 (key 2j, key 2j+1) pairs per query lane: exactly the layout the next step
-//     multiplies, without a transpose or a normalisation pass;
+//     per step over the head's dim elements (bf16 dim pairs or single f32 dims),
+//     broadcasting one key's element at a time from K packed per head; the running max
+//     over keys is a vertical max;
+//  2. exponentials 2^(c·s − c·max), summed vertically (f32) and written per query lane
+//     in the layout the next step multiplies (bf16: (key 2j, key 2j+1) pairs; f32: one
+//     key per row), without a transpose or a normalisation pass;
 //  3. Oᵀ[d][q] = Σ_keys V[key][d]·P[q][key], an 8-dim × 32-query tile (16 accumulators)
-//     over key pairs, broadcasting V's (key 2j, key 2j+1) pair of dim d; the rows are
-//     divided by the sums (vertical again) and transposed into the output 16×16 at a time.
-// K and V are rounded to bf16 and packed once per call for all heads. The scores of a panel
-// (n × 32 floats, 128 KiB at n = 1024) and its probabilities stay in the core's L2.
-// Each output element is computed by one thread in a fixed order: results are
-// bit-identical for any thread count.
+//     over key elements, broadcasting V's element of dim d; the rows are divided by the
+//     sums (vertical again) and transposed into the output 16×16 at a time.
+// K and V are packed once per call for all heads (rounded to bf16 in the bf16 form). The
+// scores of a panel (n × 32 floats, 128 KiB at n = 1024) and its probabilities stay in
+// the core's L2. Each output element is computed by one thread in a fixed order: results
+// are bit-identical for any thread count.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -24,7 +26,6 @@
 #include "base/aligned.h"
 #include "base/thread_pool.h"
 #include "kernels/pack_avx512-inl.h"
-#include "kernels/simd_avx512.h"
 
 namespace vlserve::kernels::internal {
 namespace {

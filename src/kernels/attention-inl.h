@@ -25,11 +25,16 @@ constexpr int64_t TileRows() {
   return 2 * S::kLanes;
 }
 
-// Qt and Ot [head_dim][T], P [kKeyBlock][T], limits [T], l [T].
-// (RunTileFew needs less: 4 * (head_dim + lanes + kKeyBlock).)
+// Scratch of one thread: RunTileR's Qt and Ot [head_dim][T], P [kKeyBlock][T], limits
+// [T] and l [T], or RunTileFew's o [rows][padded head_dim] and s [rows][kKeyBlock] for up
+// to 4 rows, whichever is larger. (The second is larger for the scalar kernels, where T
+// is 2; split-key decode runs RunTileFew on every ISA.)
 template <class S>
 int64_t ScratchFloats(int64_t head_dim) {
-  return (2 * head_dim + kKeyBlock + 2) * TileRows<S>() + 4 * S::kLanes;
+  const int64_t tile = (2 * head_dim + kKeyBlock + 2) * TileRows<S>() + 4 * S::kLanes;
+  const int64_t padded = (head_dim + S::kLanes - 1) / S::kLanes * S::kLanes;
+  const int64_t few = 4 * (padded + kKeyBlock);
+  return tile > few ? tile : few;
 }
 
 // out[kk][rows] = Σ_d k_kk[d] · qt[d][rows] for KK keys at k, k + stride, ...

@@ -8,6 +8,7 @@
 #include <ctime>
 #include <numeric>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -187,6 +188,35 @@ TEST_F(AttentionTest, EveryIsaMatchesReferenceAndPagingIsExact) {
         ExpectNear(paged, want, 2e-5);
         ASSERT_EQ(paged, flat);  // the block layout must not change a single bit
       }
+    }
+  }
+}
+
+// Split-key decode (<= 4 rows per kv head over >= 512 positions) on a thread whose
+// kernel scratch has never been grown by a larger call: the scratch must fit RunTileFew
+// on every ISA. (It did not on the scalar kernels for 4 rows at small head_dim, an
+// overflow that depended on which thread had run what before; AddressSanitizer, which
+// runs the unit tests in CI, catches it here deterministically.)
+TEST_F(AttentionTest, SplitKeyDecodeFitsAFreshThreadsScratch) {
+  const Shape shapes[] = {{1, 4, 1, 8, 512}, {2, 4, 2, 32, 600}, {1, 9, 3, 64, 1200}};
+  for (Isa isa : Isas()) {
+    ForceIsa(isa);
+    for (const Shape& s : shapes) {
+      SCOPED_TRACE(testing::Message() << IsaName(isa) << " hd " << s.head_dim);
+      KvData kv(s, 16, static_cast<uint32_t>(s.length));
+      const std::vector<float> q = Normal(s.n_q * s.num_heads * s.head_dim, 21);
+      const std::vector<int32_t> pos = CausalPositions(s);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+      std::vector<float> want(q.size()), got(q.size());
+      ref::Attention(q.data(), s.n_q, s.num_heads, s.num_kv_heads, s.head_dim, kv.contiguous,
+                     pos.data(), scale, want.data());
+      std::thread fresh([&] {
+        ThreadPool one(1);  // runs the work on this new thread
+        Attention(q.data(), s.n_q, s.num_heads, s.num_kv_heads, s.head_dim, kv.paged,
+                  pos.data(), scale, got.data(), &one);
+      });
+      fresh.join();
+      ExpectNear(got, want, 2e-5);
     }
   }
 }

@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -77,11 +76,7 @@ StatusOr<EncodedImages> EncodeImages(const models::VisionModel& vision,
     out.preprocess_ms += pre_timer.ElapsedMs();
     Stopwatch encode_timer;
     std::vector<float> embd(tiles.num_tiles * vision.tokens_per_tile() * vision.output_width());
-    const int64_t step = vision.tiles_per_forward(), rows = vision.tokens_per_tile();
-    for (int64_t t = 0; t < tiles.num_tiles; t += step) {
-      vision.Encode(tiles.Tile(static_cast<int>(t)), std::min(step, tiles.num_tiles - t),
-                    embd.data() + t * rows * vision.output_width(), vscratch);
-    }
+    vision.EncodeInForwards(tiles.Tile(0), tiles.num_tiles, embd.data(), vscratch);
     out.encode_ms += encode_timer.ElapsedMs();
     out.tiles += tiles.num_tiles;
     out.tilings.push_back({tiles.grid_rows, tiles.grid_cols});

@@ -320,18 +320,12 @@ class Engine::Impl {
 
   void RunEncodeJob(EncodeJob& job) {
     const models::VisionModel& vision = *vision_.model;
-    const int64_t tile_floats = 3 * vision.config().image_size * vision.config().image_size;
     const int64_t rows_per_tile = vision.tokens_per_tile();
     const int64_t width = vision.output_width();
     auto out = std::make_shared<std::vector<float>>(job.num_tiles * rows_per_tile * width);
-    const int64_t step = vision_.max_tiles_per_forward > 0 ? vision_.max_tiles_per_forward
-                                                           : vision.tiles_per_forward();
     ThreadPool* pool = own_pool_ ? own_pool_.get() : &DefaultThreadPool();
-    for (int64_t t = 0; t < job.num_tiles; t += step) {
-      const int64_t n = std::min(step, job.num_tiles - t);
-      vision.Encode(job.tiles.data() + t * tile_floats, n,
-                    out->data() + t * rows_per_tile * width, vision_scratch_, pool);
-    }
+    vision.EncodeInForwards(job.tiles.data(), job.num_tiles, out->data(), vision_scratch_, pool,
+                            vision_.max_tiles_per_forward);
     job.tiles = {};  // the pixels are not needed again (preemption keeps the embeddings)
     job.embeddings = out;
     if (vision_.cache != nullptr && !job.cache_key.empty()) {

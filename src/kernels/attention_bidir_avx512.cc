@@ -44,9 +44,9 @@ constexpr int kDims = 8;      // output dims per PV tile
 // dims (bf16) or one dim (f32); a key element likewise a pair of keys or one key.
 struct Dims {
   int64_t n, heads, hd, ld;
-  int64_t pairs;    // dim elements per head: ceil(hd / 2) (bf16) or hd (f32)
+  int64_t elems;    // dim elements per head: ceil(hd / 2) (bf16) or hd (f32)
   int64_t kblocks;  // key blocks of kKeys: ceil(n / 14)
-  int64_t kpairs;   // key elements: ceil(n / 2) (bf16) or n (f32)
+  int64_t kelems;   // key elements: ceil(n / 2) (bf16) or n (f32)
 };
 
 // 32 dims of a row starting at element e0 (the first `valid` floats, rest zero) as 16
@@ -60,29 +60,35 @@ inline __m512i RowElems(const float* row, int64_t e0, int64_t valid_dims) {
   }
 }
 
-// Packed K for all heads: head h, key block b at kp + (h * kblocks + b) * pairs * 14,
+// Dim elements [e0, e0 + 16) of up to 16 rows (row i at row0 + i·ld, rows from `valid` on
+// zero), transposed: dst[e · dst_ld + i] for e < min(16, elems − e0), lanes `lanes` only.
+template <bool kBf16>
+void TransposeRowElems(const Dims& g, const float* row0, int valid, int64_t e0, uint32_t* dst,
+                       int64_t dst_ld, __mmask16 lanes) {
+  __m512i r[16];
+  for (int i = 0; i < 16; ++i) {
+    r[i] = i < valid ? RowElems<kBf16>(row0 + i * g.ld, e0, g.hd) : _mm512_setzero_si512();
+  }
+  Transpose16(r);  // r[e] lane i = dim element e0 + e of row i
+  const int64_t count = std::min<int64_t>(16, g.elems - e0);
+  for (int64_t e = 0; e < count; ++e) _mm512_mask_storeu_epi32(dst + e * dst_ld, lanes, r[e]);
+}
+
+// Packed K for all heads: head h, key block b at kp + (h * kblocks + b) * elems * 14,
 // laid out [dim element][14 keys] (keys past n zero).
-// Packed V: head h at vp + h * kpairs * hd, laid out [key element][hd]: bf16 of key 2j in
+// Packed V: head h at vp + h * kelems * hd, laid out [key element][hd]: bf16 of key 2j in
 // the low half, key 2j + 1 in the high half (zero past n), or the float of key j.
 template <bool kBf16>
 void PackKv(const Dims& g, const float* k, const float* v, int64_t h, int64_t b, uint32_t* kp,
             uint32_t* vp) {
   const int64_t off = h * g.hd, k0 = b * kKeys;
   const int mr = static_cast<int>(std::min<int64_t>(kKeys, g.n - k0));
-  uint32_t* kdst = kp + (h * g.kblocks + b) * g.pairs * kKeys;
-  for (int64_t e0 = 0; e0 < g.pairs; e0 += 16) {
-    __m512i r[16];
-    for (int i = 0; i < 16; ++i) {
-      r[i] = i < mr ? RowElems<kBf16>(k + (k0 + i) * g.ld + off, e0, g.hd)
-                    : _mm512_setzero_si512();
-    }
-    Transpose16(r);  // r[e] lane i = dim element e0 + e of key k0 + i
-    const int64_t count = std::min<int64_t>(16, g.pairs - e0);
-    for (int64_t e = 0; e < count; ++e) {
-      _mm512_mask_storeu_epi32(kdst + (e0 + e) * kKeys, Mask16(kKeys), r[e]);
-    }
+  uint32_t* kdst = kp + (h * g.kblocks + b) * g.elems * kKeys;
+  for (int64_t e0 = 0; e0 < g.elems; e0 += 16) {
+    TransposeRowElems<kBf16>(g, k + k0 * g.ld + off, mr, e0, kdst + e0 * kKeys, kKeys,
+                             Mask16(kKeys));
   }
-  uint32_t* vdst = vp + h * g.kpairs * g.hd;
+  uint32_t* vdst = vp + h * g.kelems * g.hd;
   if constexpr (!kBf16) {
     for (int64_t j = k0; j < k0 + mr; ++j) {
       for (int64_t d0 = 0; d0 < g.hd; d0 += 16) {
@@ -111,17 +117,10 @@ template <bool kBf16>
 void PackQueries(const Dims& g, const float* q, int64_t h, int64_t q0, uint32_t* qp) {
   for (int half = 0; half < 2; ++half) {
     const int64_t first = q0 + half * 16;
-    for (int64_t e0 = 0; e0 < g.pairs; e0 += 16) {
-      __m512i r[16];
-      for (int i = 0; i < 16; ++i) {
-        r[i] = first + i < g.n ? RowElems<kBf16>(q + (first + i) * g.ld + h * g.hd, e0, g.hd)
-                               : _mm512_setzero_si512();
-      }
-      Transpose16(r);
-      const int64_t count = std::min<int64_t>(16, g.pairs - e0);
-      for (int64_t e = 0; e < count; ++e) {
-        _mm512_store_si512(qp + (e0 + e) * kQueries + half * 16, r[e]);
-      }
+    const int valid = static_cast<int>(std::clamp<int64_t>(g.n - first, 0, 16));
+    for (int64_t e0 = 0; e0 < g.elems; e0 += 16) {
+      TransposeRowElems<kBf16>(g, q + std::min(first, g.n - 1) * g.ld + h * g.hd, valid, e0,
+                               qp + e0 * kQueries + half * 16, kQueries, Mask16(16));
     }
   }
 }
@@ -168,15 +167,15 @@ void ScoreTile(const uint32_t* kb, const uint32_t* qp, int64_t elems, float* st,
 }
 
 // ot[i][32] = inv[32] · Σ_j V (element j, dim i) · P (element j, queries), for dims
-// i < MR; vp points at dim d0 of key element 0 (row stride hd), pt is [kpairs][32].
+// i < MR; vp points at dim d0 of key element 0 (row stride hd), pt is [kelems][32].
 template <int MR, bool kBf16>
-void PvTile(const uint32_t* vp, int64_t hd, const uint32_t* pt, int64_t kpairs, const float* inv,
+void PvTile(const uint32_t* vp, int64_t hd, const uint32_t* pt, int64_t kelems, const float* inv,
             float* ot) {
   const __m512 inv0 = _mm512_load_ps(inv), inv1 = _mm512_load_ps(inv + 16);
   __m512 a0[MR], a1[MR];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm512_setzero_ps();
-  for (int64_t j = 0; j < kpairs; ++j) {
+  for (int64_t j = 0; j < kelems; ++j) {
     const __m512i b0 = _mm512_load_si512(pt + j * kQueries);
     const __m512i b1 = _mm512_load_si512(pt + j * kQueries + 16);
     const uint32_t* vr = vp + j * hd;
@@ -233,7 +232,7 @@ inline __m512 Exp2(__m512 t) {
 // pt[j][32] = 2^(c·s − c·max) per query: bf16 pairs (key 2j, key 2j+1), or the float of
 // key j; sums them (f32) and sets inv[32] = 1 / sums.
 template <bool kBf16>
-void Probabilities(const float* st, int64_t n, int64_t kpairs, const float* mx, float c,
+void Probabilities(const float* st, int64_t n, int64_t kelems, const float* mx, float c,
                    uint32_t* pt, float* inv) {
   const __m512 cv = _mm512_set1_ps(c);
   const __m512 m0 = _mm512_mul_ps(_mm512_load_ps(mx), cv);
@@ -254,7 +253,7 @@ void Probabilities(const float* st, int64_t n, int64_t kpairs, const float* mx, 
     const __m512i interleave = _mm512_set_epi16(
         31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
         4, 19, 3, 18, 2, 17, 1, 16, 0);
-    for (int64_t j = 0; j < kpairs; ++j) {
+    for (int64_t j = 0; j < kelems; ++j) {
       const float* lo = st + 2 * j * kQueries;
       const __m512 e00 = Exp2<true>(_mm512_fmsub_ps(_mm512_load_ps(lo), cv, m0));
       const __m512 e01 = Exp2<true>(_mm512_fmsub_ps(_mm512_load_ps(lo + 16), cv, m1));
@@ -311,17 +310,17 @@ void RunUnit(const Dims& g, const float* q, const uint32_t* kp, const uint32_t* 
   PackQueries<kBf16>(g, q, h, q0, s.qp.data());
   alignas(64) float mx[kQueries], inv[kQueries];
   std::fill_n(mx, kQueries, -__builtin_inff());
-  const uint32_t* kh = kp + h * g.kblocks * g.pairs * kKeys;
+  const uint32_t* kh = kp + h * g.kblocks * g.elems * kKeys;
   for (int64_t b = 0; b < g.kblocks; ++b) {
     const int mr = static_cast<int>(std::min<int64_t>(kKeys, g.n - b * kKeys));
-    kScore[mr](kh + b * g.pairs * kKeys, s.qp.data(), g.pairs, s.st.data() + b * kKeys * kQueries,
+    kScore[mr](kh + b * g.elems * kKeys, s.qp.data(), g.elems, s.st.data() + b * kKeys * kQueries,
                mx);
   }
-  Probabilities<kBf16>(s.st.data(), g.n, g.kpairs, mx, c, s.pt.data(), inv);
-  const uint32_t* vh = vp + h * g.kpairs * g.hd;
+  Probabilities<kBf16>(s.st.data(), g.n, g.kelems, mx, c, s.pt.data(), inv);
+  const uint32_t* vh = vp + h * g.kelems * g.hd;
   for (int64_t d0 = 0; d0 < g.hd; d0 += kDims) {
     const int mr = static_cast<int>(std::min<int64_t>(kDims, g.hd - d0));
-    kPv[mr](vh + d0, g.hd, s.pt.data(), g.kpairs, inv, s.ot.data() + d0 * kQueries);
+    kPv[mr](vh + d0, g.hd, s.pt.data(), g.kelems, inv, s.ot.data() + d0 * kQueries);
   }
   StoreTransposed(g, s.ot.data(), q0, h * g.hd, out);
 }
@@ -339,8 +338,8 @@ void Run(const float* q, const float* k, const float* v, int64_t n, int64_t num_
   // Operands shared by all units, owned by the calling thread (one call at a time per
   // caller, like MatMul's packing buffers).
   thread_local AlignedBuffer<uint32_t> kp, vp;
-  kp.Resize(num_heads * g.kblocks * g.pairs * kKeys);
-  vp.Resize(num_heads * g.kpairs * head_dim);
+  kp.Resize(num_heads * g.kblocks * g.elems * kKeys);
+  vp.Resize(num_heads * g.kelems * head_dim);
   // (thread_local names refer to the running thread's copy: pass the pointers.)
   uint32_t* const kpd = kp.data();
   uint32_t* const vpd = vp.data();
@@ -351,9 +350,9 @@ void Run(const float* q, const float* k, const float* v, int64_t n, int64_t num_
   const int64_t panels = (n + kQueries - 1) / kQueries;
   ForItems(pool, num_heads * panels, [&](int64_t item) {
     thread_local Scratch s;
-    s.qp.Resize(g.pairs * kQueries);
+    s.qp.Resize(g.elems * kQueries);
     s.st.Resize((g.kblocks * kKeys + 1) * kQueries);
-    s.pt.Resize(g.kpairs * kQueries);
+    s.pt.Resize(g.kelems * kQueries);
     s.ot.Resize((head_dim + kDims) * kQueries);
     RunUnit<kBf16>(g, q, kpd, vpd, c, item / panels, item % panels * kQueries, s, out);
   });

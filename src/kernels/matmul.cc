@@ -239,18 +239,16 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
     // what pays (bench-kernels n = 64: +18-66%; pp16 910 -> 1281 tok/s).
     bool prepacked = internal::Avx512PrepackedKernel(ws[0].type) != nullptr;
     for (int i = 0; i < count; ++i) prepacked = prepacked && ws[i].prepacked != nullptr;
-    if (prepacked) {
-      fn = internal::Avx512PrepackedKernel(ws[0].type);
-    } else if (internal::RowsKernel packed = internal::Avx512PackedQuantKernel(ws[0].type)) {
-      fn = packed;
-    }
     // The panel kernels run two 16-row panels per register tile; a unit of an odd number
     // of panels leaves one on the single-panel tile, which does ~2.8x fewer products per
     // cycle (it broadcasts each activation word for half as many rows). Measured at the
     // smolvlm-256m tower, where 768-row matrices were split into units of 3 panels: the
     // single-panel tile took 36% of the int8 GEMM time for 17% of the products.
-    if (fn == internal::Avx512PrepackedKernel(ws[0].type) ||
-        fn == internal::Avx512PackedQuantKernel(ws[0].type)) {
+    if (prepacked) {
+      fn = internal::Avx512PrepackedKernel(ws[0].type);
+      grain = 2 * internal::kRowGrain;
+    } else if (internal::RowsKernel packed = internal::Avx512PackedQuantKernel(ws[0].type)) {
+      fn = packed;
       grain = 2 * internal::kRowGrain;
     }
   }

@@ -91,6 +91,15 @@ constexpr PackedScaleControls kPackedScaleControls = [] {
   return t;
 }();
 
+// packs(Σ4 qa·aa, Σ4 qb·ab): the 4-term vpdpbusd sums of two level × activation vectors
+// as int16 (callers keep |Σ4| within int16: 6-bit levels at most, 63 · 127 · 4 = 32004),
+// in 128-bit lane j positions 0..3 from int32 lanes 4j..4j+3 of the first, 4..7 of the
+// second; one vpdpwssd then applies both vectors' scales.
+inline __m512i PackedDots(__m512i qa, __m512i aa, __m512i qb, __m512i ab) {
+  const __m512i z = _mm512_setzero_si512();
+  return _mm512_packs_epi32(_mm512_dpbusd_epi32(z, qa, aa), _mm512_dpbusd_epi32(z, qb, ab));
+}
+
 // Σ levels · act · scale over the super-block (int32 lanes) for 4 level vectors in
 // PrepActK4 order; `sb` = the unpacked scale bytes in every 128-bit lane. vpdpbusd does
 // the level × activation products (their 4-term sums, |Σ| <= 31 · 127 · 4, fit in int16),
@@ -99,12 +108,10 @@ constexpr PackedScaleControls kPackedScaleControls = [] {
 inline __m512i DotK4(const __m512i* q, const VecAct& a, __m512i sb) {
   const __m512i ctrl0 = _mm512_load_si512(kPackedScaleControls.c[0]);
   const __m512i ctrl1 = _mm512_load_si512(kPackedScaleControls.c[1]);
-  const __m512i z = _mm512_setzero_si512();
-  const __m512i p01 = _mm512_packs_epi32(_mm512_dpbusd_epi32(z, q[0], a.v[0]),
-                                         _mm512_dpbusd_epi32(z, q[1], a.v[1]));
-  const __m512i p23 = _mm512_packs_epi32(_mm512_dpbusd_epi32(z, q[2], a.v[2]),
-                                         _mm512_dpbusd_epi32(z, q[3], a.v[3]));
-  const __m512i s = _mm512_dpwssd_epi32(z, p01, _mm512_shuffle_epi8(sb, ctrl0));
+  const __m512i p01 = PackedDots(q[0], a.v[0], q[1], a.v[1]);
+  const __m512i p23 = PackedDots(q[2], a.v[2], q[3], a.v[3]);
+  const __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(), p01,
+                                        _mm512_shuffle_epi8(sb, ctrl0));
   return _mm512_dpwssd_epi32(s, p23, _mm512_shuffle_epi8(sb, ctrl1));
 }
 
@@ -198,11 +205,8 @@ struct VecQ6K {
                                          _mm512_and_si512(_mm512_slli_epi16(h, 4), m2));
       const __m512i q1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m),
                                          _mm512_and_si512(h, m2));
-      // As DotK4: vpdpbusd sums (|Σ| <= 63 · 127 · 4 fits int16), two groups packed into
-      // one int16 vector, one vpdpwssd with their scales.
-      const __m512i z = _mm512_setzero_si512();
-      const __m512i packed = _mm512_packs_epi32(_mm512_dpbusd_epi32(z, q0, a.v[2 * c]),
-                                                _mm512_dpbusd_epi32(z, q1, a.v[2 * c + 1]));
+      // As DotK4: two groups' sums in one int16 vector, one vpdpwssd with their scales.
+      const __m512i packed = PackedDots(q0, a.v[2 * c], q1, a.v[2 * c + 1]);
       const __m512i idx = _mm512_load_si512(kQ6PackedScaleIndex.c[c]);
       s = _mm512_dpwssd_epi32(s, packed, _mm512_permutexvar_epi16(idx, sc512));
     }

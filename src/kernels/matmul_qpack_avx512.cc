@@ -177,6 +177,17 @@ void PanelTokens(const Packed& p, const MatMulArgs& a, int64_t r, const int* row
   }
 }
 
+// Tokens [t0, t1) for the 1 or 2 panels of p starting at row r.
+template <int kShift>
+void PanelPairTokens(const Packed& p, int panels, const MatMulArgs& a, int64_t r,
+                     const int* rows_here, int64_t t0, int64_t t1) {
+  if (panels == 2) {
+    PanelTokens<2, kShift>(p, a, r, rows_here, t0, t1);
+  } else {
+    PanelTokens<1, kShift>(p, a, r, rows_here, t0, t1);
+  }
+}
+
 // Tokens per pass over a unit's panels in PrepackedKernel: 240 tokens of int8 activations
 // (~230 KiB at 768 columns) stay in L2 while every panel of the unit (~115 KiB for 144
 // rows) goes over them; a multiple of both token tile sizes.
@@ -203,11 +214,7 @@ void PackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
       PackPanel<U>(wd, w_stride, r + i * kPanel, rows_here[i], nb, q_buf.data() + i * q_bytes,
                    d_buf.data() + i * d_floats);
     }
-    if (panels == 2) {
-      PanelTokens<2, U::kOffsetShift>(p, a, r, rows_here, 0, a.n);
-    } else {
-      PanelTokens<1, U::kOffsetShift>(p, a, r, rows_here, 0, a.n);
-    }
+    PanelPairTokens<U::kOffsetShift>(p, panels, a, r, rows_here, 0, a.n);
   }
 }
 
@@ -233,11 +240,7 @@ void PrepackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
         const int64_t left = r1 - (r + i * kPanel);
         rows_here[i] = static_cast<int>(left < kPanel ? left : kPanel);
       }
-      if (panels == 2) {
-        PanelTokens<2, kShift>(p, a, r, rows_here, t0, t1);
-      } else {
-        PanelTokens<1, kShift>(p, a, r, rows_here, t0, t1);
-      }
+      PanelPairTokens<kShift>(p, panels, a, r, rows_here, t0, t1);
     }
   }
 }

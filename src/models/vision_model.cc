@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "models/text_model.h"
@@ -85,7 +86,17 @@ StatusOr<std::unique_ptr<VisionModel>> VisionModel::Load(std::unique_ptr<gguf::F
   model->compute_ = options.compute;
   if (options.compute == VisionComputeType::kBf16) model->ConvertMatricesToBf16();
   model->PrepackMatrices();
+  model->tiles_per_forward_ = model->HasQuantizedMatrices() ? 1 : 8;
   return model;
+}
+
+bool VisionModel::HasQuantizedMatrices() const {
+  for (const VisionLayerWeights& l : layers_) {
+    for (const kernels::WeightView* v : {&l.q, &l.k, &l.v, &l.o, &l.up, &l.down}) {
+      if (Info(v->type).block_size > 1) return true;
+    }
+  }
+  return false;
 }
 
 // Converts every F32/F16 tower matrix to an owned BF16 copy (round to nearest even) and
@@ -116,7 +127,6 @@ void VisionModel::ConvertMatricesToBf16() {
 void VisionModel::PrepackMatrices() {
   for (VisionLayerWeights& l : layers_) {
     for (kernels::WeightView* v : {&l.q, &l.k, &l.v, &l.o, &l.up, &l.down}) {
-      if (Info(v->type).block_size > 1) tiles_per_forward_ = 1;  // quantized
       AlignedBuffer<uint8_t> packed = kernels::PrepackWeights(*v);
       if (packed.size() == 0) continue;
       v->prepacked = packed.data();
@@ -272,6 +282,18 @@ void VisionModel::Encode(const float* tiles, int64_t num_tiles, float* out, Visi
   if (num_tiles <= 0) return;
   RunTower(tiles, num_tiles, s, pool);
   projector_->Project(s.features.data(), num_tiles, out, s, pool);
+}
+
+void VisionModel::EncodeInForwards(const float* tiles, int64_t num_tiles, float* out,
+                                   VisionScratch& scratch, ThreadPool* pool,
+                                   int64_t max_per_forward) const {
+  const int64_t step = max_per_forward > 0 ? max_per_forward : tiles_per_forward_;
+  const int64_t tile_floats = 3 * config_.image_size * config_.image_size;
+  const int64_t out_floats = tokens_per_tile() * output_width();
+  for (int64_t t = 0; t < num_tiles; t += step) {
+    Encode(tiles + t * tile_floats, std::min(step, num_tiles - t), out + t * out_floats, scratch,
+           pool);
+  }
 }
 
 std::vector<float> VisionModel::Encode(const float* tiles, int64_t num_tiles,

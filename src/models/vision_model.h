@@ -140,8 +140,8 @@ class VisionModel {
   // projector.
   double FlopsPerTile() const;
 
-  // How many tiles one Encode forward should take when a caller has many (the engine, the
-  // generate CLI): 1 when the tower's matrices are quantized, 8 for float ones. Measured at
+  // How many tiles one Encode forward should take when a caller has many
+  // (EncodeInForwards): 1 when the tower's matrices are quantized, 8 for float ones. Measured at
   // the smolvlm-256m preset (2 threads, bf16 attention): with a Q8_0 tower, 1 tile per
   // forward is 6-17% faster per tile than 8 (434-449 vs 464-539 ms; the int8 GEMMs gain
   // nothing from more tokens, while the element-wise passes over n x ffn activations leave
@@ -158,6 +158,11 @@ class VisionModel {
               ThreadPool* pool = nullptr) const;
   std::vector<float> Encode(const float* tiles, int64_t num_tiles,
                             ThreadPool* pool = nullptr) const;
+  // The same in forwards of at most max_per_forward tiles (0 = tiles_per_forward()): what
+  // callers with many tiles (the engine, the generate CLI) use.
+  void EncodeInForwards(const float* tiles, int64_t num_tiles, float* out,
+                        VisionScratch& scratch, ThreadPool* pool = nullptr,
+                        int64_t max_per_forward = 0) const;
 
   // The tower alone: writes the projector input ([num_tiles, num_patches, hidden]) to
   // scratch.features. Exposed for tests and benchmarks.
@@ -170,6 +175,7 @@ class VisionModel {
   Status LoadWeights();
   void ConvertMatricesToBf16();
   void PrepackMatrices();
+  bool HasQuantizedMatrices() const;
   void Embed(const float* tiles, int64_t num_tiles, VisionScratch& s, ThreadPool* pool) const;
   void Layer(const VisionLayerWeights& l, int64_t num_tiles, VisionScratch& s,
              ThreadPool* pool) const;

@@ -34,13 +34,16 @@ struct WeightView {
   const void* prepacked = nullptr;
 };
 
-// Repacks a matrix once (at load) into the layout of the AVX-512 VNNI int8 kernel
-// (16-row panels of unsigned bytes, 4 k-bytes of 16 rows per zmm, plus per-block scales;
-// matmul_qpack_avx512.cc). With `w.prepacked = buffer.data()`, MatMuls of 8 or more tokens
-// (prefill, batched decode) skip the per-call repack; fewer tokens keep reading `data`.
-// Only Q8_0 on AVX-512, where the packed form costs 36 bytes per 32 weights against 34
-// (Q4_0/Q5_0 would double their bytes), and not with VLSERVE_PREPACK=0; otherwise
-// returns an empty buffer. The buffer must outlive the view.
+// Repacks a matrix once (at load) for the AVX-512 VNNI kernels; set
+// `w.prepacked = buffer.data()`. The buffer must outlive the view.
+//  - Q8_0: the int8 panel layout (16-row panels of unsigned bytes, 4 k-bytes of 16 rows
+//    per zmm, plus per-block scales; matmul_qpack_avx512.cc), 36 bytes per 32 weights
+//    against 34. MatMuls of 8 or more tokens (prefill, batched decode) skip the per-call
+//    repack; fewer tokens keep reading `data`.
+//  - Q4_0 with rows % 4 == 0: the file's bytes reordered into 4-row groups with the
+//    levels of 8 blocks in vpdpbusd lane order (matmul_q4pack_avx512.cc), same size.
+//    Every MatMul then reads only the copy: decode ~1.95x per core (in L2).
+// Other types, other ISAs, or VLSERVE_PREPACK=0: returns an empty buffer.
 AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w);
 
 // y[n, rows] = x[n, cols] · Wᵀ. n == 1 is the matrix-vector (decode) case.

@@ -84,14 +84,17 @@ PreparedAct PrepareActivations(ActKind kind, Isa isa, const float* x, int64_t n,
       });
       break;
     }
-    case ActKind::kQ8: {
+    case ActKind::kQ8:
+    case ActKind::kQ8G: {
       act.ld = (cols + 63) / 64 * 64;
       act.stride = (act.ld + act.ld / kQK * 8 + 63) / 64 * 64;
       buf->Resize(n * act.stride);
       uint8_t* out = buf->data();
       ForTokens(pool, n, cols, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
-          if (isa == Isa::kAvx512) {
+          if (kind == ActKind::kQ8G) {  // only chosen on AVX-512
+            QuantizeActRowQ8GAvx512(x + t * cols, cols, act.ld, out + t * act.stride);
+          } else if (isa == Isa::kAvx512) {
             QuantizeActRowQ8Avx512(x + t * cols, cols, act.ld, out + t * act.stride);
           } else {
             QuantizeActRowQ8Scalar(x + t * cols, cols, act.ld, out + t * act.stride);
@@ -230,8 +233,19 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
     return;
   }
   internal::RowsKernel fn = kc.fn;
+  internal::ActKind act_kind = kc.act;
   int64_t grain = internal::kRowGrain;
-  if (isa == Isa::kAvx512 && n >= internal::PackedMinTokens()) {
+  bool q4_packed = isa == Isa::kAvx512 && ws[0].type == DType::kQ4_0;
+  for (int i = 0; i < count; ++i) q4_packed = q4_packed && ws[i].prepacked != nullptr;
+  if (q4_packed && n < internal::Q4PanelMinTokens(ws[0].cols)) {
+    // Q4_0 prepacked at load (kRowGrain is a multiple of its 4-row groups, and prepacked
+    // matrices have rows % 4 == 0).
+    fn = internal::Avx512Q4PackedKernel();
+    act_kind = internal::ActKind::kQ8G;
+  } else if (q4_packed) {
+    fn = internal::Avx512PackedQ4_0FromPrepackedKernel();
+    grain = 2 * internal::kRowGrain;
+  } else if (isa == Isa::kAvx512 && n >= internal::PackedMinTokens()) {
     // Prefill / batched decode: the int8 panel kernel, on the weights prepacked at load
     // when every matrix has them (no per-call repack), else repacking them per call.
     // A matrix-vector product stays on the dot-product kernel: on the prepacked panels it
@@ -255,7 +269,7 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
   // One scratch buffer per calling thread; MatMul is not reentrant on one pool anyway.
   thread_local AlignedBuffer<uint8_t> scratch;
   const internal::PreparedAct act =
-      internal::PrepareActivations(kc.act, isa, x, n, ws[0].cols, &scratch, pool);
+      internal::PrepareActivations(act_kind, isa, x, n, ws[0].cols, &scratch, pool);
   internal::RunRows(ws, ys, count, act, n, fn, grain, pool);
 }
 
@@ -293,10 +307,17 @@ AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w) {
     const char* env = std::getenv("VLSERVE_PREPACK");
     return env != nullptr && std::string_view(env) == "0";
   }();
-  if (disabled || w.type != DType::kQ8_0 || internal::CurrentIsa() != Isa::kAvx512 ||
-      w.rows <= 0 || w.cols % kQK != 0) {
+  if (disabled || internal::CurrentIsa() != Isa::kAvx512 || w.rows <= 0 ||
+      w.cols % kQK != 0) {
     return buf;
   }
+  if (w.type == DType::kQ4_0) {
+    if (w.rows % 4 != 0) return buf;
+    buf.Resize(w.rows * RowBytes(w.type, w.cols));
+    internal::PrepackQ4_0Avx512(w, buf.data());
+    return buf;
+  }
+  if (w.type != DType::kQ8_0) return buf;
   const int64_t panels = (w.rows + 15) / 16;
   buf.Resize(panels * internal::PrepackedPanelBytes(w.cols / kQK));
   internal::PrepackQ8_0Avx512(w, buf.data());

@@ -63,24 +63,44 @@ struct UnpackQ5_0 {
   }
 };
 
+// Where PackPanel reads a row from: the file's layout, one row after another.
+template <class U>
+struct FileRows {
+  static constexpr int kOffsetShift = U::kOffsetShift;
+  const uint8_t* w;
+  int64_t stride;
+  // Writes the row as lane `lane` of the panel q[nb][8][64] / d[nb][16].
+  void PackRow(int64_t row, int64_t nb, int lane, uint8_t* q, float* d) const {
+    uint8_t u[kQK];
+    for (int64_t b = 0; b < nb; ++b) {
+      d[b * kPanel + lane] = U::Unpack(w + row * stride + b * U::kBytes, u);
+      for (int k4 = 0; k4 < kQK / 4; ++k4) {
+        std::memcpy(q + (b * 8 + k4) * 64 + lane * 4, u + k4 * 4, 4);
+      }
+    }
+  }
+};
+// Q4_0 as prepacked for the dot-product kernel (matmul_q4pack_avx512.cc).
+struct PrepackedQ4_0Rows {
+  static constexpr int kOffsetShift = 3;  // offset 8
+  const uint8_t* w;
+  void PackRow(int64_t row, int64_t nb, int lane, uint8_t* q, float* d) const {
+    PackPrepackedQ4_0Row(w, nb, row, lane, q, d);
+  }
+};
+
 // Repacks rows [r, r + rows_here) (rows_here <= 16; missing rows are zero) into
 // q[nb][8][64] bytes and d[nb][16] floats.
-template <class U>
-void PackPanel(const uint8_t* w, int64_t w_stride, int64_t r, int rows_here, int64_t nb,
-               uint8_t* q, float* d) {
-  uint8_t u[kQK];
+template <class Src>
+void PackPanel(const Src& src, int64_t r, int rows_here, int64_t nb, uint8_t* q, float* d) {
   for (int i = 0; i < kPanel; ++i) {
+    if (i < rows_here) {
+      src.PackRow(r + i, nb, i, q, d);
+      continue;
+    }
     for (int64_t b = 0; b < nb; ++b) {
-      float scale = 0;
-      if (i < rows_here) {
-        scale = U::Unpack(w + (r + i) * w_stride + b * U::kBytes, u);
-      } else {
-        std::memset(u, 0, sizeof(u));
-      }
-      d[b * kPanel + i] = scale;
-      for (int k4 = 0; k4 < kQK / 4; ++k4) {
-        std::memcpy(q + (b * 8 + k4) * 64 + i * 4, u + k4 * 4, 4);
-      }
+      d[b * kPanel + i] = 0;
+      for (int k4 = 0; k4 < kQK / 4; ++k4) std::memset(q + (b * 8 + k4) * 64 + i * 4, 0, 4);
     }
   }
 }
@@ -193,17 +213,15 @@ void PanelPairTokens(const Packed& p, int panels, const MatMulArgs& a, int64_t r
 // rows) goes over them; a multiple of both token tile sizes.
 constexpr int64_t kTokenBlock = 240;
 
-template <class U>
-void PackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
+template <class Src>
+void PackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1, const Src& src) {
   const WeightView& w = *a.w;
   const int64_t nb = w.cols / kQK;
-  const int64_t w_stride = RowBytes(w.type, w.cols);
   const int64_t q_bytes = nb * 8 * 64, d_floats = nb * kPanel;
   thread_local AlignedBuffer<uint8_t> q_buf;
   thread_local AlignedBuffer<float> d_buf;
   q_buf.Resize(2 * q_bytes);
   d_buf.Resize(2 * d_floats);
-  const auto* wd = static_cast<const uint8_t*>(w.data);
   for (int64_t r = r0; r < r1; r += 2 * kPanel) {
     Packed p{{q_buf.data(), q_buf.data() + q_bytes}, {d_buf.data(), d_buf.data() + d_floats}, nb};
     int rows_here[2];
@@ -211,11 +229,24 @@ void PackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
     for (int i = 0; i < panels; ++i) {
       const int64_t left = r1 - (r + i * kPanel);
       rows_here[i] = static_cast<int>(left < kPanel ? left : kPanel);
-      PackPanel<U>(wd, w_stride, r + i * kPanel, rows_here[i], nb, q_buf.data() + i * q_bytes,
-                   d_buf.data() + i * d_floats);
+      PackPanel(src, r + i * kPanel, rows_here[i], nb, q_buf.data() + i * q_bytes,
+                d_buf.data() + i * d_floats);
     }
-    PanelPairTokens<U::kOffsetShift>(p, panels, a, r, rows_here, 0, a.n);
+    PanelPairTokens<Src::kOffsetShift>(p, panels, a, r, rows_here, 0, a.n);
   }
+}
+
+template <class U>
+void FilePackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  const WeightView& w = *a.w;
+  PackedKernel(a, r0, r1,
+               FileRows<U>{static_cast<const uint8_t*>(w.data), RowBytes(w.type, w.cols)});
+}
+
+void PrepackedQ4_0PackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  const WeightView& w = *a.w;
+  PackedKernel(a, r0, r1,
+               PrepackedQ4_0Rows{static_cast<const uint8_t*>(w.prepacked)});
 }
 
 // The rows [r0, r1) of a matrix prepacked by PrepackQ8_0Avx512: panel p (rows 16p ..
@@ -258,8 +289,8 @@ void PrepackQ8_0Avx512(const WeightView& w, uint8_t* dst) {
   for (int64_t r = 0; r < w.rows; r += kPanel) {
     uint8_t* panel = dst + (r / kPanel) * panel_bytes;
     const int rows_here = static_cast<int>(std::min<int64_t>(kPanel, w.rows - r));
-    PackPanel<UnpackQ8_0>(wd, stride, r, rows_here, nb, panel,
-                          reinterpret_cast<float*>(panel + nb * 8 * 64));
+    PackPanel(FileRows<UnpackQ8_0>{wd, stride}, r, rows_here, nb, panel,
+              reinterpret_cast<float*>(panel + nb * 8 * 64));
   }
 }
 
@@ -269,11 +300,13 @@ RowsKernel Avx512PrepackedKernel(DType type) {
 
 RowsKernel Avx512PackedQuantKernel(DType type) {
   switch (type) {
-    case DType::kQ8_0: return PackedKernel<UnpackQ8_0>;
-    case DType::kQ4_0: return PackedKernel<UnpackQ4_0>;
-    case DType::kQ5_0: return PackedKernel<UnpackQ5_0>;
+    case DType::kQ8_0: return FilePackedKernel<UnpackQ8_0>;
+    case DType::kQ4_0: return FilePackedKernel<UnpackQ4_0>;
+    case DType::kQ5_0: return FilePackedKernel<UnpackQ5_0>;
     default: return nullptr;
   }
 }
+
+RowsKernel Avx512PackedQ4_0FromPrepackedKernel() { return PrepackedQ4_0PackedKernel; }
 
 }  // namespace vlserve::kernels::internal

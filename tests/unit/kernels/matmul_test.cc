@@ -355,9 +355,57 @@ TEST(MatMulTest, PrepackedQ8_0MatchesReferenceAndPerCallRepack) {
       }
     }
   }
-  // Other types are not prepacked.
-  const Problem q4 = MakeProblem(DType::kQ4_0, 16, 64, 1, 1);
+  // Types without a prepacked kernel are not prepacked.
+  const Problem q4 = MakeProblem(DType::kQ4_1, 16, 64, 1, 1);
   EXPECT_EQ(PrepackWeights(WeightView{q4.type, q4.w.data(), 16, 64}).size(), 0u);
+}
+
+// Q4_0 prepacked into 4-row groups of 8/4/2/1-block groups: every n against the float
+// reference, with column counts whose block counts exercise each group size (15 blocks
+// = 8 + 4 + 2 + 1). On the dot-product kernel (fewer than 16 tokens; 48 when the
+// columns are a multiple of 256) each token's result is bit-identical to a matrix-vector
+// product of that token alone (its arithmetic must not depend on its place in the
+// batch); on the int8 panel kernel (its panels unpacked from the prepacked copy) it is
+// bit-identical to the same kernel reading the file's layout.
+TEST(MatMulTest, PrepackedQ4_0MatchesReferenceAndOtherPaths) {
+  IsaGuard guard;
+  if (!IsaAvailable(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  if (const char* env = std::getenv("VLSERVE_PREPACK"); env && std::string(env) == "0") {
+    GTEST_SKIP() << "VLSERVE_PREPACK=0 turns prepacking off";
+  }
+  ThreadPool pool(2);
+  uint32_t seed = 70;
+  for (int64_t rows : {4, 20, 52}) {
+    for (int64_t cols : {32, 64, 128, 224, 256, 480, 576, 800}) {
+      for (int64_t n : {1, 3, 6, 13, 16, 21, 50}) {
+        const Problem p = MakeProblem(DType::kQ4_0, rows, cols, n, seed++);
+        ForceIsa(Isa::kAvx512);
+        const AlignedBuffer<uint8_t> packed =
+            PrepackWeights(WeightView{p.type, p.w.data(), p.rows, p.cols});
+        ASSERT_EQ(packed.size(), p.w.size());
+        CheckMatMul(p, Isa::kAvx512, &pool, packed.data());
+        if (HasFatalFailure()) return;
+        WeightView w{p.type, p.w.data(), p.rows, p.cols};
+        w.prepacked = packed.data();
+        std::vector<float> batch(n * rows), one(rows);
+        MatMul(w, p.x(), n, batch.data(), &pool);
+        if (n >= (cols % 256 == 0 ? 48 : 16)) {
+          std::vector<float> file(n * rows);
+          MatMul(WeightView{p.type, p.w.data(), p.rows, p.cols}, p.x(), n, file.data(), &pool);
+          EXPECT_EQ(batch, file) << "rows=" << rows << " cols=" << cols << " n=" << n;
+          continue;
+        }
+        for (int64_t t = 0; t < n; ++t) {
+          MatMul(w, p.x() + t * cols, 1, one.data(), &pool);
+          EXPECT_TRUE(std::equal(one.begin(), one.end(), batch.begin() + t * rows))
+              << "rows=" << rows << " cols=" << cols << " n=" << n << " token " << t;
+        }
+      }
+    }
+  }
+  // Row counts that are not a multiple of the 4-row groups keep the file's layout.
+  const Problem odd = MakeProblem(DType::kQ4_0, 18, 64, 1, 1);
+  EXPECT_EQ(PrepackWeights(WeightView{odd.type, odd.w.data(), 18, 64}).size(), 0u);
 }
 
 TEST(MatMulTest, FusedPrepackedEqualsSeparateCalls) {

@@ -43,6 +43,9 @@ struct WeightView {
 //  - Q4_0 with rows % 4 == 0: the file's bytes reordered into 4-row groups with the
 //    levels of 8 blocks in vpdpbusd lane order (matmul_q4pack_avx512.cc), same size.
 //    Every MatMul then reads only the copy: decode ~1.95x per core (in L2).
+//  - Q4_K with rows % 4 == 0: the file's bytes reordered into 4-row groups, levels
+//    interleaved by sub-block (matmul_k4pack_avx512.cc), same size; every MatMul reads
+//    only the copy: decode ~1.4x, prefill ~1.6x per core.
 // Other types, other ISAs, or VLSERVE_PREPACK=0: returns an empty buffer.
 AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w);
 

@@ -103,7 +103,8 @@ PreparedAct PrepareActivations(ActKind kind, Isa isa, const float* x, int64_t n,
       });
       break;
     }
-    case ActKind::kQ8K: {
+    case ActKind::kQ8K:
+    case ActKind::kQ8KG: {
       act.ld = cols;
       act.stride = cols / kQKK * static_cast<int64_t>(sizeof(ActQ8K));
       buf->Resize(n * act.stride);
@@ -111,7 +112,9 @@ PreparedAct PrepareActivations(ActKind kind, Isa isa, const float* x, int64_t n,
       ForTokens(pool, n, cols, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
           auto* row = reinterpret_cast<ActQ8K*>(out + t * act.stride);
-          if (isa == Isa::kAvx512) {
+          if (kind == ActKind::kQ8KG) {  // only chosen on AVX-512
+            QuantizeActRowQ8KGAvx512(x + t * cols, cols, row);
+          } else if (isa == Isa::kAvx512) {
             QuantizeActRowQ8KAvx512(x + t * cols, cols, row);
           } else {
             ref::QuantizeActQ8K(x + t * cols, row, cols);
@@ -235,9 +238,14 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
   internal::RowsKernel fn = kc.fn;
   internal::ActKind act_kind = kc.act;
   int64_t grain = internal::kRowGrain;
-  bool q4_packed = isa == Isa::kAvx512 && ws[0].type == DType::kQ4_0;
-  for (int i = 0; i < count; ++i) q4_packed = q4_packed && ws[i].prepacked != nullptr;
-  if (q4_packed && n < internal::Q4PanelMinTokens(ws[0].cols)) {
+  bool all_prepacked = isa == Isa::kAvx512;
+  for (int i = 0; i < count; ++i) all_prepacked = all_prepacked && ws[i].prepacked != nullptr;
+  const bool q4_packed = all_prepacked && ws[0].type == DType::kQ4_0;
+  if (all_prepacked && ws[0].type == DType::kQ4_K) {
+    // Q4_K prepacked at load: one kernel for every n (4-row groups, as for Q4_0).
+    fn = internal::Avx512Q4KPackedKernel();
+    act_kind = internal::ActKind::kQ8KG;
+  } else if (q4_packed && n < internal::Q4PanelMinTokens(ws[0].cols)) {
     // Q4_0 prepacked at load (kRowGrain is a multiple of its 4-row groups, and prepacked
     // matrices have rows % 4 == 0).
     fn = internal::Avx512Q4PackedKernel();
@@ -311,10 +319,14 @@ AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w) {
       w.cols % kQK != 0) {
     return buf;
   }
-  if (w.type == DType::kQ4_0) {
-    if (w.rows % 4 != 0) return buf;
+  if (w.type == DType::kQ4_0 || w.type == DType::kQ4_K) {
+    if (w.rows % 4 != 0 || w.cols % Info(w.type).block_size != 0) return buf;
     buf.Resize(w.rows * RowBytes(w.type, w.cols));
-    internal::PrepackQ4_0Avx512(w, buf.data());
+    if (w.type == DType::kQ4_0) {
+      internal::PrepackQ4_0Avx512(w, buf.data());
+    } else {
+      internal::PrepackQ4_KAvx512(w, buf.data());
+    }
     return buf;
   }
   if (w.type != DType::kQ8_0) return buf;

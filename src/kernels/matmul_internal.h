@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "kernels/kernels.h"
+#include "kernels/quant_blocks.h"
 
 namespace vlserve::kernels::internal {
 
@@ -24,6 +25,8 @@ enum class ActKind {
   kQ8K,   // per token: ActQ8K[cols/256]
   kQ8G,   // kQ8 with each block group's values reordered for prepacked Q4_0
           // (matmul_q4pack_avx512.cc)
+  kQ8KG,  // kQ8K with each super-block's values reordered for prepacked Q4_K
+          // (matmul_k4pack_avx512.cc)
 };
 
 struct PreparedAct {
@@ -84,6 +87,11 @@ void PrepackQ4_0Avx512(const WeightView& w, uint8_t* dst);
 void PackPrepackedQ4_0Row(const uint8_t* packed, int64_t nb, int64_t row, int lane,
                           uint8_t* q, float* d);
 void QuantizeActRowQ8GAvx512(const float* x, int64_t cols, int64_t ld, uint8_t* dst);
+// Q4_K prepacked by PrepackQ4_KAvx512 (rows % 4 == 0; same byte count as the file's):
+// the kernel for every n; consumes ActKind::kQ8KG. Row ranges on multiples of 4.
+RowsKernel Avx512Q4KPackedKernel();
+void PrepackQ4_KAvx512(const WeightView& w, uint8_t* dst);
+void QuantizeActRowQ8KGAvx512(const float* x, int64_t cols, ActQ8K* dst);
 KernelChoice Avx2Kernel(DType type);    // matmul_avx2.cc
 
 }  // namespace vlserve::kernels::internal

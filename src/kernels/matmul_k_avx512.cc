@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "kernels/kquant_avx512-inl.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/matmul_tiling.h"
 #include "kernels/quant_blocks.h"
@@ -129,13 +130,17 @@ inline void FinishK4(const uint8_t* dm, __m512i isum, __m128i sb, const VecAct& 
 struct VecQ4K {
   static constexpr int kBytes = 144;
   static void PrepAct(const ActQ8K& a, VecAct* out) { PrepActK4(a, out); }
-  static void Row(const uint8_t* b, const VecAct& a, __m512* acc, __m128* macc) {
-    const __m128i sb = UnpackScalesK4(b + 4);
+  // Σ levels · act · scale of the super-block at b (int32 lanes); sb: scale bytes.
+  static __m512i Dot(const uint8_t* b, const VecAct& a, __m512i sb) {
     const __m512i m = _mm512_set1_epi8(0x0f);
     const __m512i w0 = Load64(b + 16), w1 = Load64(b + 80);
     const __m512i q[4] = {_mm512_and_si512(w0, m), _mm512_and_si512(_mm512_srli_epi16(w0, 4), m),
                           _mm512_and_si512(w1, m), _mm512_and_si512(_mm512_srli_epi16(w1, 4), m)};
-    FinishK4(b, DotK4(q, a, _mm512_broadcast_i32x4(sb)), sb, a, acc, macc);
+    return DotK4(q, a, sb);
+  }
+  static void Row(const uint8_t* b, const VecAct& a, __m512* acc, __m128* macc) {
+    const __m128i sb = UnpackScalesK4(b + 4);
+    FinishK4(b, Dot(b, a, _mm512_broadcast_i32x4(sb)), sb, a, acc, macc);
   }
 };
 
@@ -148,8 +153,7 @@ struct VecQ5K {
                                            _mm256_set1_epi8(char(1 << (bit_lo + 2))), 1);
     return _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(qh2, sel), q, _mm512_set1_epi8(16));
   }
-  static void Row(const uint8_t* b, const VecAct& a, __m512* acc, __m128* macc) {
-    const __m128i sb = UnpackScalesK4(b + 4);
+  static __m512i Dot(const uint8_t* b, const VecAct& a, __m512i sb) {
     const __m512i m = _mm512_set1_epi8(0x0f);
     const __m512i qh2 = _mm512_broadcast_i64x4(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16)));
@@ -159,7 +163,11 @@ struct VecQ5K {
         High(_mm512_and_si512(_mm512_srli_epi16(w0, 4), m), qh2, 1),
         High(_mm512_and_si512(w1, m), qh2, 4),
         High(_mm512_and_si512(_mm512_srli_epi16(w1, 4), m), qh2, 5)};
-    FinishK4(b, DotK4(q, a, _mm512_broadcast_i32x4(sb)), sb, a, acc, macc);
+    return DotK4(q, a, sb);
+  }
+  static void Row(const uint8_t* b, const VecAct& a, __m512* acc, __m128* macc) {
+    const __m128i sb = UnpackScalesK4(b + 4);
+    FinishK4(b, Dot(b, a, _mm512_broadcast_i32x4(sb)), sb, a, acc, macc);
   }
 };
 
@@ -250,6 +258,67 @@ inline void VecTile(const uint8_t* w, int64_t stride, const ActQ8K* act, int64_t
   }
 }
 
+// Q4_K / Q5_K, 4 rows: the per-super-block bookkeeping of VecQ4K::Row done once for the
+// 4 rows in zmm instead of per row in xmm (scale unpacking, d / dmin, the mins term).
+// The 16-byte headers (d, dmin, 12 scale bytes) of the 4 rows' blocks sit in 128-bit
+// lanes 0..3; per row that leaves a lane broadcast, a permute for d·da and the levels.
+template <class V>
+inline void VecTileK4x4(const uint8_t* w, int64_t stride, const ActQ8K* act, int64_t nbk,
+                        int64_t r, float* y) {
+  constexpr int R = 4;
+  __m512 acc[R];
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+  __m512 macc = _mm512_setzero_ps();  // lanes 4i..4i+3: row i's mins terms
+  const uint8_t* row = w + r * stride;
+  const __m512i m_ctrl = _mm512_broadcast_i32x4(
+      _mm_setr_epi8(8, -1, 9, -1, 10, -1, 11, -1, 12, -1, 13, -1, 14, -1, 15, -1));
+  const __m512i dmin_idx = _mm512_set_epi32(7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3, 1, 1, 1, 1);
+  for (int64_t b = 0; b < nbk; ++b) {
+    VecAct a;
+    V::PrepAct(act[b], &a);
+    const uint8_t* blk = row + b * V::kBytes;
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const char* pf = reinterpret_cast<const char*>(blk + i * stride) + kKPrefetchRows * stride;
+#pragma GCC unroll 4
+      for (int o = 0; o < V::kBytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T1);
+    }
+    __m512i hdr = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+    hdr = _mm512_inserti32x4(hdr, _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + stride)), 1);
+    hdr = _mm512_inserti32x4(hdr, _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2 * stride)), 2);
+    hdr = _mm512_inserti32x4(hdr, _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 3 * stride)), 3);
+    const __m512i sb = avx512::UnpackScalesK4x4(hdr);
+    // [d0, dmin0, d1, dmin1, ...] · da
+    const __m256 dd = _mm256_mul_ps(
+        _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(
+            _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), hdr))),
+        _mm256_set1_ps(act[b].d));
+    const __m512 ddz = _mm512_castps256_ps512(dd);
+    // Mins: Σ m_s · (sum of sub-block s) per row, as 4 int32 partial sums in its lane.
+    const __m512i mi = _mm512_madd_epi16(_mm512_shuffle_epi8(sb, m_ctrl),
+                                         _mm512_broadcast_i32x4(a.bs8));
+    macc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mi), _mm512_permutexvar_ps(dmin_idx, ddz), macc);
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const __m512i sbi = _mm512_shuffle_i32x4(sb, sb, i * 0x55);
+      const __m512i isum = V::Dot(blk + i * stride, a, sbi);
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
+                               _mm512_permutexvar_ps(_mm512_set1_epi32(2 * i), ddz), acc[i]);
+    }
+  }
+  const __m128 mins = [&] {  // row i's 4 lanes summed, in element i
+    const __m512 t = _mm512_add_ps(macc, _mm512_shuffle_ps(macc, macc, 0x4e));
+    const __m512 u = _mm512_add_ps(t, _mm512_shuffle_ps(t, t, 0xb1));
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(
+        _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), u));
+  }();
+  alignas(16) float m4[4];
+  _mm_store_ps(m4, mins);
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i) y[r + i] = _mm512_reduce_add_ps(acc[i]) - m4[i];
+}
+
 template <class V>
 void MatVecRows(const MatMulArgs& a, int64_t r0, int64_t r1) {
   const WeightView& w = *a.w;
@@ -258,6 +327,9 @@ void MatVecRows(const MatMulArgs& a, int64_t r0, int64_t r1) {
   const auto* act = static_cast<const ActQ8K*>(a.act.data);
   constexpr int kRows = 4;
   int64_t r = r0;
+  if constexpr (V::kBytes != VecQ6K::kBytes) {
+    for (; r + kRows <= r1; r += kRows) VecTileK4x4<V>(data, stride, act, nbk, r, a.y);
+  }
   for (; r + kRows <= r1; r += kRows) VecTile<V, kRows>(data, stride, act, nbk, r, a.y);
   for (; r < r1; ++r) VecTile<V, 1>(data, stride, act, nbk, r, a.y);
 }

@@ -24,6 +24,7 @@
 #include <cstring>
 
 #include "kernels/matmul_internal.h"
+#include "kernels/pack_avx512-inl.h"
 #include "kernels/quant_blocks.h"
 
 namespace vlserve::kernels::internal {
@@ -46,18 +47,6 @@ void ForGroups(int64_t nb, F&& fn) {
       b += g;
     }
   }
-}
-
-// The horizontal sums of a[0..3], in that order (13 shuffles and adds where four
-// _mm512_reduce_add_ps take 32: at 576 columns a row's products are only ~40 ops).
-inline __m128 Sum4(const __m512 (&a)[4]) {
-  const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a[0], a[1]), _mm512_unpackhi_ps(a[0], a[1]));
-  const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a[2], a[3]), _mm512_unpackhi_ps(a[2], a[3]));
-  const __m512d p0 = _mm512_castps_pd(t0), p1 = _mm512_castps_pd(t1);
-  const __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p0, p1)),
-                                 _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p1)));
-  const __m256 v = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
-  return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
 }
 
 struct Q4Tile {
@@ -118,16 +107,10 @@ struct Q4Tile {
     for (int i = 0; i < kGroupRows; ++i) {
       const uint8_t* p = levels + i * 16 * G;
       if constexpr (G == 8) {
-        const __m512i w0 = _mm512_loadu_si512(p), w1 = _mm512_loadu_si512(p + 64);
-        const __m512i lo0 = _mm512_and_si512(w0, m4), lo1 = _mm512_and_si512(w1, m4);
-        const __m512i hi0 = _mm512_and_si512(_mm512_srli_epi16(w0, 4), m4);
-        const __m512i hi1 = _mm512_and_si512(_mm512_srli_epi16(w1, 4), m4);
+        const avx512::Nibbles128 q = avx512::SplitNibbles128(p);
 #pragma GCC unroll 4
         for (int j = 0; j < T; ++j) {
-          __m512i dot = _mm512_dpbusd_epi32(init[j], lo0, _mm512_loadu_si512(aq[j]));
-          dot = _mm512_dpbusd_epi32(dot, lo1, _mm512_loadu_si512(aq[j] + 64));
-          dot = _mm512_dpbusd_epi32(dot, hi0, _mm512_loadu_si512(aq[j] + 128));
-          dot = _mm512_dpbusd_epi32(dot, hi1, _mm512_loadu_si512(aq[j] + 192));
+          const __m512i dot = avx512::DotNibbles128(q, aq[j], init[j]);
           acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw[i], da[j]),
                                       acc[i][j]);
         }
@@ -165,7 +148,7 @@ struct Q4Tile {
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) {
       const __m512 a[4] = {acc[0][j], acc[1][j], acc[2][j], acc[3][j]};
-      _mm_storeu_ps(y + (t + j) * rows + r, Sum4(a));
+      _mm_storeu_ps(y + (t + j) * rows + r, avx512::Sum4(a));
     }
   }
 };
@@ -176,16 +159,7 @@ void Q4PackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
   const Q4Tile tile{static_cast<const uint8_t*>(w.prepacked), nb * kQ4Bytes, nb,
                     static_cast<const uint8_t*>(a.act.data), a.act.stride, a.act.ld, a.y,
                     w.rows};
-  for (int64_t r = r0; r < r1; r += kGroupRows) {
-    int64_t t = 0;
-    for (; t + 4 <= a.n; t += 4) tile.Run<4>(r, t);
-    switch (a.n - t) {
-      case 3: tile.Run<3>(r, t); break;
-      case 2: tile.Run<2>(r, t); break;
-      case 1: tile.Run<1>(r, t); break;
-      default: break;
-    }
-  }
+  avx512::RunRowGroupsInTokenTiles(tile, r0, r1, a.n);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // AVX-512 helpers shared by the packing code of the float GEMM (gemm_avx512.cc) and the
 // bf16 attention (attention_bidir_avx512.cc): lane masks, exact bf16 rounding, bf16 pairs
-// a 16×16 transpose of 32-bit elements, and a dynamic work loop. Include only from
+// a 16×16 transpose of 32-bit elements, a dynamic work loop, and 4 horizontal sums at
+// once (the prepacked Q4_0 / Q4_K kernels). Include only from
 // *_avx512.cc files.
 #pragma once
 
@@ -93,6 +94,55 @@ void ForItems(ThreadPool* pool, int64_t count, const Fn& fn) {
     work(0, 1);
   } else {
     pool->Run(work);
+  }
+}
+
+// The horizontal sums of a[0..3], in that order (13 shuffles and adds where four
+// _mm512_reduce_add_ps take 32: at 576 columns a Q4_0 row's products are only ~40 ops).
+inline __m128 Sum4(const __m512 (&a)[4]) {
+  const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a[0], a[1]), _mm512_unpackhi_ps(a[0], a[1]));
+  const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a[2], a[3]), _mm512_unpackhi_ps(a[2], a[3]));
+  const __m512d p0 = _mm512_castps_pd(t0), p1 = _mm512_castps_pd(t1);
+  const __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p0, p1)),
+                                 _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p1)));
+  const __m256 v = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
+  return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+}
+
+// 128 bytes of 4-bit levels (two 64-byte halves) as four vpdpbusd operands: the low and
+// the high nibbles of each half.
+struct Nibbles128 {
+  __m512i lo0, lo1, hi0, hi1;
+};
+inline Nibbles128 SplitNibbles128(const uint8_t* p) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const __m512i w0 = _mm512_loadu_si512(p), w1 = _mm512_loadu_si512(p + 64);
+  return {_mm512_and_si512(w0, m4), _mm512_and_si512(w1, m4),
+          _mm512_and_si512(_mm512_srli_epi16(w0, 4), m4),
+          _mm512_and_si512(_mm512_srli_epi16(w1, 4), m4)};
+}
+// init + the 4-byte products of q with the 256 int8 values at a, stored in operand order
+// [lo0, lo1, hi0, hi1] (64 bytes each).
+inline __m512i DotNibbles128(const Nibbles128& q, const uint8_t* a, __m512i init) {
+  __m512i dot = _mm512_dpbusd_epi32(init, q.lo0, _mm512_loadu_si512(a));
+  dot = _mm512_dpbusd_epi32(dot, q.lo1, _mm512_loadu_si512(a + 64));
+  dot = _mm512_dpbusd_epi32(dot, q.hi0, _mm512_loadu_si512(a + 128));
+  return _mm512_dpbusd_epi32(dot, q.hi1, _mm512_loadu_si512(a + 192));
+}
+
+// Calls tile.template Run<T>(r, t) over 4-row groups r in [r0, r1) and tokens [0, n) in
+// tiles of T = 4, the last one of 1..3 (the prepacked Q4_0 / Q4_K kernels).
+template <class Tile>
+void RunRowGroupsInTokenTiles(const Tile& tile, int64_t r0, int64_t r1, int64_t n) {
+  for (int64_t r = r0; r < r1; r += 4) {
+    int64_t t = 0;
+    for (; t + 4 <= n; t += 4) tile.template Run<4>(r, t);
+    switch (n - t) {
+      case 3: tile.template Run<3>(r, t); break;
+      case 2: tile.template Run<2>(r, t); break;
+      case 1: tile.template Run<1>(r, t); break;
+      default: break;
+    }
   }
 }
 

@@ -360,6 +360,37 @@ TEST(MatMulTest, PrepackedQ8_0MatchesReferenceAndPerCallRepack) {
   EXPECT_EQ(PrepackWeights(WeightView{q4.type, q4.w.data(), 16, 64}).size(), 0u);
 }
 
+// For Q4_0 / Q4_K, whose prepacked copy has the file's byte count: the AVX-512 MatMul
+// on the copy against the float reference; then, on the int8 panel kernel, bit-identical
+// to the same kernel reading the file's layout, else each token bit-identical to a
+// single-token call (a token's arithmetic must not depend on its place in the batch).
+void CheckPrepackedSameSize(const Problem& p, ThreadPool* pool, bool panel_kernel) {
+  ForceIsa(Isa::kAvx512);
+  const AlignedBuffer<uint8_t> packed =
+      PrepackWeights(WeightView{p.type, p.w.data(), p.rows, p.cols});
+  ASSERT_EQ(packed.size(), p.w.size());
+  CheckMatMul(p, Isa::kAvx512, pool, packed.data());
+  if (::testing::Test::HasFatalFailure()) return;
+  WeightView w{p.type, p.w.data(), p.rows, p.cols};
+  w.prepacked = packed.data();
+  std::vector<float> batch(p.n * p.rows), one(p.rows);
+  MatMul(w, p.x(), p.n, batch.data(), pool);
+  const std::string where =
+      "rows=" + std::to_string(p.rows) + " cols=" + std::to_string(p.cols) + " n=" +
+      std::to_string(p.n);
+  if (panel_kernel) {
+    std::vector<float> file(p.n * p.rows);
+    MatMul(WeightView{p.type, p.w.data(), p.rows, p.cols}, p.x(), p.n, file.data(), pool);
+    EXPECT_EQ(batch, file) << where;
+    return;
+  }
+  for (int64_t t = 0; t < p.n; ++t) {
+    MatMul(w, p.x() + t * p.cols, 1, one.data(), pool);
+    EXPECT_TRUE(std::equal(one.begin(), one.end(), batch.begin() + t * p.rows))
+        << where << " token " << t;
+  }
+}
+
 // Q4_0 prepacked into 4-row groups of 8/4/2/1-block groups: every n against the float
 // reference, with column counts whose block counts exercise each group size (15 blocks
 // = 8 + 4 + 2 + 1). On the dot-product kernel (fewer than 16 tokens; 48 when the
@@ -379,33 +410,45 @@ TEST(MatMulTest, PrepackedQ4_0MatchesReferenceAndOtherPaths) {
     for (int64_t cols : {32, 64, 128, 224, 256, 480, 576, 800}) {
       for (int64_t n : {1, 3, 6, 13, 16, 21, 50}) {
         const Problem p = MakeProblem(DType::kQ4_0, rows, cols, n, seed++);
-        ForceIsa(Isa::kAvx512);
-        const AlignedBuffer<uint8_t> packed =
-            PrepackWeights(WeightView{p.type, p.w.data(), p.rows, p.cols});
-        ASSERT_EQ(packed.size(), p.w.size());
-        CheckMatMul(p, Isa::kAvx512, &pool, packed.data());
+        CheckPrepackedSameSize(p, &pool, /*panel_kernel=*/n >= (cols % 256 == 0 ? 48 : 16));
         if (HasFatalFailure()) return;
-        WeightView w{p.type, p.w.data(), p.rows, p.cols};
-        w.prepacked = packed.data();
-        std::vector<float> batch(n * rows), one(rows);
-        MatMul(w, p.x(), n, batch.data(), &pool);
-        if (n >= (cols % 256 == 0 ? 48 : 16)) {
-          std::vector<float> file(n * rows);
-          MatMul(WeightView{p.type, p.w.data(), p.rows, p.cols}, p.x(), n, file.data(), &pool);
-          EXPECT_EQ(batch, file) << "rows=" << rows << " cols=" << cols << " n=" << n;
-          continue;
-        }
-        for (int64_t t = 0; t < n; ++t) {
-          MatMul(w, p.x() + t * cols, 1, one.data(), &pool);
-          EXPECT_TRUE(std::equal(one.begin(), one.end(), batch.begin() + t * rows))
-              << "rows=" << rows << " cols=" << cols << " n=" << n << " token " << t;
-        }
       }
     }
   }
   // Row counts that are not a multiple of the 4-row groups keep the file's layout.
   const Problem odd = MakeProblem(DType::kQ4_0, 18, 64, 1, 1);
   EXPECT_EQ(PrepackWeights(WeightView{odd.type, odd.w.data(), 18, 64}).size(), 0u);
+}
+
+// Q4_K prepacked into 4-row groups with sub-block-interleaved levels: every n against the
+// float reference, each token bit-identical to a single-token call, and with weights at
+// the extremes (all levels 15 and 6-bit scales / mins 63) so that no int16 / int32 sum
+// can overflow unnoticed.
+TEST(MatMulTest, PrepackedQ4_KMatchesReferenceAndSingleTokenCalls) {
+  IsaGuard guard;
+  if (!IsaAvailable(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  if (const char* env = std::getenv("VLSERVE_PREPACK"); env && std::string(env) == "0") {
+    GTEST_SKIP() << "VLSERVE_PREPACK=0 turns prepacking off";
+  }
+  ThreadPool pool(2);
+  uint32_t seed = 90;
+  for (int64_t rows : {4, 20, 36}) {
+    for (int64_t cols : {256, 768, 2048}) {
+      for (int64_t n : {1, 2, 5, 9}) {
+        Problem p = MakeProblem(DType::kQ4_K, rows, cols, n, seed++);
+        if (seed % 3 == 0) {  // extreme levels and scales in every block of row 0
+          for (int64_t b = 0; b < cols / 256; ++b) {
+            uint8_t* blk = p.w.data() + b * 144;
+            std::memset(blk + 4, 0xff, 12);   // every 6-bit scale and min = 63
+            std::memset(blk + 16, 0xff, 128);  // every level = 15
+          }
+          Dequantize(p.type, p.w.data(), p.wf.data(), cols);
+        }
+        CheckPrepackedSameSize(p, &pool, /*panel_kernel=*/false);
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
 }
 
 TEST(MatMulTest, FusedPrepackedEqualsSeparateCalls) {

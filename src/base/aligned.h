@@ -11,6 +11,15 @@ namespace vlserve {
 
 constexpr size_t kAlignment = 64;
 
+// Backing pages for large buffers that are streamed in full (prepacked weights, benchmark
+// buffers): kHuge aligns a buffer of 2 MiB or more to 2 MiB and asks for transparent huge
+// pages (madvise; a no-op where THP is off). Measured on the 2-core Zen 4 VM: a prepacked
+// Q4_K matrix-vector product streaming 256 MB, 2 threads, same minutes: 4 KiB pages ~42,
+// huge pages ~49 GB/s (fewer TLB misses: one per 2 MiB instead of per 4 KiB). Not the
+// default: a huge page is committed whole on first touch, so sparse buffers would grow.
+enum class Pages { kNormal, kHuge };
+void AdviseHugePages(void* p, size_t bytes);  // aligned.cc
+
 struct AlignedFree {
   void operator()(void* p) const { std::free(p); }
 };
@@ -24,10 +33,19 @@ class AlignedBuffer {
   explicit AlignedBuffer(size_t count) { Resize(count); }
 
   // Reallocates only when growing; contents are not preserved.
-  void Resize(size_t count) {
+  void Resize(size_t count, Pages pages = Pages::kNormal) {
     if (count > capacity_) {
+      constexpr size_t kHugePage = size_t{2} << 20;
       size_t bytes = (count * sizeof(T) + kAlignment - 1) / kAlignment * kAlignment;
-      data_.reset(static_cast<T*>(std::aligned_alloc(kAlignment, bytes ? bytes : kAlignment)));
+      if (pages == Pages::kHuge && bytes >= kHugePage) {
+        // posix_memalign: no size rounding (a rounded-up tail would be a whole huge page
+        // committed for nothing; the partial last 2 MiB stays on 4 KiB pages).
+        void* p = nullptr;
+        data_.reset(posix_memalign(&p, kHugePage, bytes) == 0 ? static_cast<T*>(p) : nullptr);
+        if (data_) AdviseHugePages(data_.get(), bytes);
+      } else {
+        data_.reset(static_cast<T*>(std::aligned_alloc(kAlignment, bytes ? bytes : kAlignment)));
+      }
       capacity_ = count;
     }
     size_ = count;

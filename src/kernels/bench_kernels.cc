@@ -86,7 +86,9 @@ uint64_t StreamReadPortable(const uint8_t* p, int64_t bytes) {
 // loads with software prefetch (AVX-512 only; 8 interleaved streams per thread).
 class StreamReader {
  public:
-  StreamReader(int64_t bytes, ThreadPool& pool) : buf_(bytes), pool_(pool) {
+  // Huge pages, as the prepacked weights the matvec rows read have (base/aligned.h).
+  StreamReader(int64_t bytes, ThreadPool& pool) : pool_(pool) {
+    buf_.Resize(bytes, Pages::kHuge);
     pool.ParallelFor(bytes, 4096, [&](int64_t b, int64_t e) {
       std::memset(buf_.data() + b, 1, e - b);  // fault pages in on the threads that read
     });
@@ -177,7 +179,7 @@ Result MeasureType(const BenchKernelsOptions& o, ThreadPool& pool, DType type, c
                    AlignedBuffer<uint8_t>& buf, bool prepack, StreamReader& reader) {
   const int64_t mat_bytes = RowBytes(type, sh.cols) * sh.rows;
   const int64_t copies = std::max<int64_t>(1, (o.matvec_bytes + mat_bytes - 1) / mat_bytes);
-  buf.Resize(copies * mat_bytes);
+  buf.Resize(copies * mat_bytes, Pages::kHuge);
   FillWeights(type, sh.cols, copies * sh.rows, buf.data());
   std::vector<float> x(o.matmul_tokens * sh.cols), y(o.matmul_tokens * sh.rows);
   std::mt19937 rng(9);

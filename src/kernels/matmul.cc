@@ -321,7 +321,7 @@ AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w) {
   }
   if (w.type == DType::kQ4_0 || w.type == DType::kQ4_K) {
     if (w.rows % 4 != 0 || w.cols % Info(w.type).block_size != 0) return buf;
-    buf.Resize(w.rows * RowBytes(w.type, w.cols));
+    buf.Resize(w.rows * RowBytes(w.type, w.cols), Pages::kHuge);
     if (w.type == DType::kQ4_0) {
       internal::PrepackQ4_0Avx512(w, buf.data());
     } else {
@@ -331,7 +331,7 @@ AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w) {
   }
   if (w.type != DType::kQ8_0) return buf;
   const int64_t panels = (w.rows + 15) / 16;
-  buf.Resize(panels * internal::PrepackedPanelBytes(w.cols / kQK));
+  buf.Resize(panels * internal::PrepackedPanelBytes(w.cols / kQK), Pages::kHuge);
   internal::PrepackQ8_0Avx512(w, buf.data());
   return buf;
 }

@@ -95,6 +95,7 @@ struct Q4KTile {
       // for every T, so a token's result does not depend on the batch.
       __m512 s01[T], s23[T];
       const uint8_t* aq[T];
+      avx512::Act256 av[T];
 #pragma GCC unroll 4
       for (int j = 0; j < T; ++j) {
         const ActQ8K& a = reinterpret_cast<const ActQ8K*>(act + (t + j) * act_stride)[b];
@@ -111,13 +112,15 @@ struct Q4KTile {
             _mm512_permutexvar_ps(_mm512_set_epi32(7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3, 1, 1, 1, 1), d),
             macc[j]);
         aq[j] = reinterpret_cast<const uint8_t*>(a.qs);
+        if constexpr (T <= 2) av[j] = avx512::LoadAct256(aq[j]);
       }
 #pragma GCC unroll 4
       for (int i = 0; i < kGroupRows; ++i) {
         const avx512::Nibbles128 q = avx512::SplitNibbles128(g + 64 + 128 * i);
 #pragma GCC unroll 4
         for (int j = 0; j < T; ++j) {
-          const __m512i dot = avx512::DotNibbles128(q, aq[j], _mm512_setzero_si512());
+          const __m512i dot = T <= 2 ? avx512::DotNibbles128(q, av[j], _mm512_setzero_si512())
+                                    : avx512::DotNibbles128(q, aq[j], _mm512_setzero_si512());
           const __m512 pair = i < 2 ? s01[j] : s23[j];
           const __m512 scale = i % 2 == 0 ? _mm512_shuffle_f32x4(pair, pair, 0x44)
                                           : _mm512_shuffle_f32x4(pair, pair, 0xee);

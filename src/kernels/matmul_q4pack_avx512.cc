@@ -67,6 +67,7 @@ struct Q4Tile {
     __m512 da[T];
     __m512i init[T];
     const uint8_t* aq[T];
+    avx512::Act256 av[T];
 #pragma GCC unroll 4
     for (int j = 0; j < T; ++j) {
       const uint8_t* row = act + (t + j) * act_stride;
@@ -83,6 +84,7 @@ struct Q4Tile {
       init[j] = _mm512_sub_epi32(_mm512_setzero_si512(),
                                  _mm512_slli_epi32(_mm512_maskz_loadu_epi32(kBlocks, s), 3));
       aq[j] = row + b0 * kQK;
+      if constexpr (T <= 2) av[j] = avx512::LoadAct256(aq[j]);
     }
     __m512 dw[kGroupRows];
     if constexpr (G == 8) {
@@ -110,7 +112,8 @@ struct Q4Tile {
         const avx512::Nibbles128 q = avx512::SplitNibbles128(p);
 #pragma GCC unroll 4
         for (int j = 0; j < T; ++j) {
-          const __m512i dot = avx512::DotNibbles128(q, aq[j], init[j]);
+          const __m512i dot = T <= 2 ? avx512::DotNibbles128(q, av[j], init[j])
+                                    : avx512::DotNibbles128(q, aq[j], init[j]);
           acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw[i], da[j]),
                                       acc[i][j]);
         }

@@ -116,7 +116,10 @@ struct Nibbles128 {
 };
 inline Nibbles128 SplitNibbles128(const uint8_t* p) {
   const __m512i m4 = _mm512_set1_epi8(0x0f);
-  const __m512i w0 = _mm512_loadu_si512(p), w1 = _mm512_loadu_si512(p + 64);
+  __m512i w0 = _mm512_loadu_si512(p), w1 = _mm512_loadu_si512(p + 64);
+  // One load each: GCC otherwise folds the load into both the and and the shift, and
+  // these kernels are load-port bound (measured: Q4_K matvec 36 -> see docs/kernels.md).
+  asm("" : "+v"(w0), "+v"(w1));
   return {_mm512_and_si512(w0, m4), _mm512_and_si512(w1, m4),
           _mm512_and_si512(_mm512_srli_epi16(w0, 4), m4),
           _mm512_and_si512(_mm512_srli_epi16(w1, 4), m4)};
@@ -128,6 +131,24 @@ inline __m512i DotNibbles128(const Nibbles128& q, const uint8_t* a, __m512i init
   dot = _mm512_dpbusd_epi32(dot, q.lo1, _mm512_loadu_si512(a + 64));
   dot = _mm512_dpbusd_epi32(dot, q.hi0, _mm512_loadu_si512(a + 128));
   return _mm512_dpbusd_epi32(dot, q.hi1, _mm512_loadu_si512(a + 192));
+}
+
+// The 256 activation bytes of DotNibbles128 held in registers (for 1-2 tokens, where
+// the registers are free: reloading them for every row costs load slots).
+struct Act256 {
+  __m512i v[4];
+};
+inline Act256 LoadAct256(const uint8_t* a) {
+  Act256 r{{_mm512_loadu_si512(a), _mm512_loadu_si512(a + 64), _mm512_loadu_si512(a + 128),
+            _mm512_loadu_si512(a + 192)}};
+  asm("" : "+v"(r.v[0]), "+v"(r.v[1]), "+v"(r.v[2]), "+v"(r.v[3]));
+  return r;
+}
+inline __m512i DotNibbles128(const Nibbles128& q, const Act256& a, __m512i init) {
+  __m512i dot = _mm512_dpbusd_epi32(init, q.lo0, a.v[0]);
+  dot = _mm512_dpbusd_epi32(dot, q.lo1, a.v[1]);
+  dot = _mm512_dpbusd_epi32(dot, q.hi0, a.v[2]);
+  return _mm512_dpbusd_epi32(dot, q.hi1, a.v[3]);
 }
 
 // Calls tile.template Run<T>(r, t) over 4-row groups r in [r0, r1) and tokens [0, n) in

@@ -7,13 +7,17 @@
 
 namespace vlserve {
 
-void AdviseHugePages(void* p, size_t bytes) {
+bool HugePagesEnabled() {
   // VLSERVE_HUGE_PAGES=0 keeps 4 KiB pages (A/B runs, or a machine short of memory).
-  static const bool disabled = [] {
+  static const bool enabled = [] {
     const char* env = std::getenv("VLSERVE_HUGE_PAGES");
-    return env != nullptr && std::string_view(env) == "0";
+    return env == nullptr || std::string_view(env) != "0";
   }();
-  if (disabled) return;
+  return enabled;
+}
+
+void AdviseHugePages(void* p, size_t bytes) {
+  if (!HugePagesEnabled()) return;
   // Only a hint: an error (THP compiled out, old kernel) leaves normal pages.
   (void)madvise(p, bytes, MADV_HUGEPAGE);
 }

@@ -19,6 +19,7 @@ constexpr size_t kAlignment = 64;
 // default: a huge page is committed whole on first touch, so sparse buffers would grow.
 enum class Pages { kNormal, kHuge };
 void AdviseHugePages(void* p, size_t bytes);  // aligned.cc
+bool HugePagesEnabled();  // false with VLSERVE_HUGE_PAGES=0
 
 struct AlignedFree {
   void operator()(void* p) const { std::free(p); }

@@ -174,6 +174,12 @@ class File {  // immutable after Open; the mapping lives as long as the File
 
   StatusOr<const TensorInfo*> GetTensor(std::string_view name) const;  // NotFound names both
 
+  // A hint that [p, p + bytes) (inside the mapping) will not be read again, e.g. tensor
+  // data copied at load: drops this process's references to the whole pages inside it
+  // (madvise MADV_DONTNEED; the file's page cache is untouched and a later read simply
+  // faults the page in again). No-op for FromBytes files.
+  void ReleasePages(const void* p, size_t bytes) const;
+
  private:
   File() = default;
   static StatusOr<std::unique_ptr<File>> Parse(std::unique_ptr<File> file);

@@ -48,6 +48,9 @@ struct WeightView {
 //    only the copy: decode ~1.4x, prefill ~1.6x per core.
 // Other types, other ISAs, or VLSERVE_PREPACK=0: returns an empty buffer.
 AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w);
+// True when MatMul on `w` never reads w.data (its prepacked copy replaces it: Q4_0 and
+// Q4_K on AVX-512), so the file's pages behind it may be released.
+bool ReadsOnlyPrepacked(const WeightView& w);
 
 // y[n, rows] = x[n, cols] · Wᵀ. n == 1 is the matrix-vector (decode) case.
 // Quantized weights may quantize x to int8 blocks internally, as llama.cpp does.

@@ -336,6 +336,11 @@ AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w) {
   return buf;
 }
 
+bool ReadsOnlyPrepacked(const WeightView& w) {
+  return w.prepacked != nullptr && internal::CurrentIsa() == Isa::kAvx512 &&
+         (w.type == DType::kQ4_0 || w.type == DType::kQ4_K);
+}
+
 void Dequantize(DType type, const void* src, float* dst, int64_t n) {
   ref::Dequantize(type, src, dst, n);
 }

@@ -2,6 +2,7 @@
 // type and shape against them before the model is handed out.
 #include <fmt/format.h>
 
+#include <cstring>
 #include <utility>
 
 #include "models/text_model.h"
@@ -173,6 +174,28 @@ Status TextModel::LoadWeights() {
     if (packed.size() == 0) continue;
     w->prepacked = packed.data();
     prepacked_.push_back(std::move(packed));
+  }
+  // Decode streams every matrix once per token. What it reads from the file is copied to
+  // memory on transparent huge pages (a file mapping is on 4 KiB pages: a TLB miss every
+  // 64 cache lines; ~1.25x faster streaming measured, docs/kernels.md), and the file's
+  // pages behind copied or prepacked-only matrices are released (not read again; RSS
+  // stays about one copy of the weights). token_embd_'s rows are looked up in the file,
+  // so an output matrix tied to it keeps its pages.
+  const bool tied = output_.data == token_embd_.data;
+  for (kernels::WeightView* w : matrices) {
+    const size_t bytes = static_cast<size_t>(RowBytes(w->type, w->cols) * w->rows);
+    const bool shared = tied && w == &output_;
+    if (kernels::ReadsOnlyPrepacked(*w)) {
+      if (!shared) f.ReleasePages(w->data, bytes);
+      continue;
+    }
+    if (!HugePagesEnabled()) continue;
+    AlignedBuffer<uint8_t> copy;
+    copy.Resize(bytes, Pages::kHuge);
+    std::memcpy(copy.data(), w->data, bytes);
+    if (!shared) f.ReleasePages(w->data, bytes);
+    w->data = copy.data();
+    prepacked_.push_back(std::move(copy));
   }
   return OkStatus();
 }

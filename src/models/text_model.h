@@ -151,8 +151,9 @@ class TextModel {
   std::vector<float> output_norm_;
   std::vector<LayerWeights> layers_;
   int64_t weight_bytes_ = 0;
-  // Q8_0 matrices repacked for the AVX-512 VNNI kernel (kernels::PrepackWeights), owned
-  // here; the views in layers_/output_ point at them.
+  // Matrices repacked for the AVX-512 VNNI kernels (kernels::PrepackWeights) and copies
+  // of the file's matrices on huge pages (loader.cc), owned here; the views in
+  // layers_/output_ point at them.
   std::vector<AlignedBuffer<uint8_t>> prepacked_;
 };
 

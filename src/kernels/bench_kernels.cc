@@ -315,7 +315,7 @@ StatusOr<std::string> BenchKernels(const BenchKernelsOptions& options) {
       results.push_back(MeasureType(options, pool, t, sh, buf, false, reader));
       // Types the models prepack at load get a second row measured that way (GB/s still
       // counts the file's bytes, so the rows compare directly).
-      if ((t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ4_K) &&
+      if ((t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ5_0 || t == DType::kQ4_K) &&
           internal::CurrentIsa() == Isa::kAvx512) {
         results.push_back(MeasureType(options, pool, t, sh, buf, true, reader));
       }

@@ -240,7 +240,8 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
   int64_t grain = internal::kRowGrain;
   bool all_prepacked = isa == Isa::kAvx512;
   for (int i = 0; i < count; ++i) all_prepacked = all_prepacked && ws[i].prepacked != nullptr;
-  const bool q4_packed = all_prepacked && ws[0].type == DType::kQ4_0;
+  const bool q4_packed =
+      all_prepacked && (ws[0].type == DType::kQ4_0 || ws[0].type == DType::kQ5_0);
   if (all_prepacked && ws[0].type == DType::kQ4_K) {
     // Q4_K prepacked at load: one kernel for every n (4-row groups, as for Q4_0).
     fn = internal::Avx512Q4KPackedKernel();
@@ -248,10 +249,12 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
   } else if (q4_packed && n < internal::Q4PanelMinTokens(ws[0].cols)) {
     // Q4_0 prepacked at load (kRowGrain is a multiple of its 4-row groups, and prepacked
     // matrices have rows % 4 == 0).
-    fn = internal::Avx512Q4PackedKernel();
+    fn = internal::Avx512Q4PackedKernel(ws[0].type);
     act_kind = internal::ActKind::kQ8G;
-  } else if (q4_packed) {
-    fn = internal::Avx512PackedQ4_0FromPrepackedKernel();
+  } else if (q4_packed && ws[0].type == DType::kQ4_0) {
+    // Q5_0 falls through to the panel kernel on the file's layout: unpacking its fifth
+    // bits from the prepacked copy measured 1.5-2x slower than from the file's blocks.
+    fn = internal::Avx512PackedFromPrepackedKernel();
     grain = 2 * internal::kRowGrain;
   } else if (isa == Isa::kAvx512 && n >= internal::PackedMinTokens()) {
     // Prefill / batched decode: the int8 panel kernel, on the weights prepacked at load
@@ -319,13 +322,13 @@ AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w) {
       w.cols % kQK != 0) {
     return buf;
   }
-  if (w.type == DType::kQ4_0 || w.type == DType::kQ4_K) {
+  if (w.type == DType::kQ4_0 || w.type == DType::kQ5_0 || w.type == DType::kQ4_K) {
     if (w.rows % 4 != 0 || w.cols % Info(w.type).block_size != 0) return buf;
     buf.Resize(w.rows * RowBytes(w.type, w.cols), Pages::kHuge);
-    if (w.type == DType::kQ4_0) {
-      internal::PrepackQ4_0Avx512(w, buf.data());
-    } else {
-      internal::PrepackQ4_KAvx512(w, buf.data());
+    switch (w.type) {
+      case DType::kQ4_0: internal::PrepackQ4_0Avx512(w, buf.data()); break;
+      case DType::kQ5_0: internal::PrepackQ5_0Avx512(w, buf.data()); break;
+      default: internal::PrepackQ4_KAvx512(w, buf.data()); break;
     }
     return buf;
   }

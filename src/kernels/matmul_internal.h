@@ -68,10 +68,10 @@ RowsKernel Avx512PrepackedKernel(DType type);
 int64_t PrepackedPanelBytes(int64_t blocks_per_row);
 // Fills dst (ceil(rows / 16) panels, 64-byte aligned) from a Q8_0 matrix.
 void PrepackQ8_0Avx512(const WeightView& w, uint8_t* dst);
-// Q4_0 prepacked by PrepackQ4_0Avx512 (rows % 4 == 0; same byte count as the file's).
-// The dot-product kernel over it, for n < Q4PanelMinTokens(cols); consumes
-// ActKind::kQ8G. Row ranges must start and end on multiples of 4.
-RowsKernel Avx512Q4PackedKernel();
+// Q4_0 / Q5_0 prepacked by PrepackQ4_0Avx512 / PrepackQ5_0Avx512 (rows % 4 == 0; same
+// byte count as the file's). The dot-product kernel over it, for n <
+// Q4PanelMinTokens(cols); consumes ActKind::kQ8G. Row ranges on multiples of 4.
+RowsKernel Avx512Q4PackedKernel(DType type);
 // From Q4PanelMinTokens(cols) on, the int8 panel kernel (per-call panels unpacked from
 // the prepacked copy, so the file's pages stay unread); consumes ActKind::kQ8. Measured
 // on one core with the weights in L2 (GOP/s, dot-product vs panel kernel), n = 16 / 32 /
@@ -79,8 +79,9 @@ RowsKernel Avx512Q4PackedKernel();
 // blocks: a 2-block tail group, whose fixed costs weigh more) 132 / 167 / 165 / 165 vs
 // 138 / 198 / 232 / 248.
 inline int64_t Q4PanelMinTokens(int64_t cols) { return cols % 256 == 0 ? 48 : 16; }
-RowsKernel Avx512PackedQ4_0FromPrepackedKernel();
+RowsKernel Avx512PackedFromPrepackedKernel();  // Q4_0 (Q5_0 reads the file's layout)
 void PrepackQ4_0Avx512(const WeightView& w, uint8_t* dst);
+void PrepackQ5_0Avx512(const WeightView& w, uint8_t* dst);
 // Writes `row` of a prepacked Q4_0 matrix as lane `lane` of an int8 panel (levels 0..15
 // into q[nb][8][64] at byte 4·lane of each 64, scales into d[nb][16]; the layout of
 // matmul_qpack_avx512.cc).

@@ -82,7 +82,7 @@ struct FileRows {
 };
 // Q4_0 as prepacked for the dot-product kernel (matmul_q4pack_avx512.cc).
 struct PrepackedQ4_0Rows {
-  static constexpr int kOffsetShift = 3;  // offset 8
+  static constexpr int kOffsetShift = UnpackQ4_0::kOffsetShift;
   const uint8_t* w;
   void PackRow(int64_t row, int64_t nb, int lane, uint8_t* q, float* d) const {
     PackPrepackedQ4_0Row(w, nb, row, lane, q, d);
@@ -243,10 +243,8 @@ void FilePackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
                FileRows<U>{static_cast<const uint8_t*>(w.data), RowBytes(w.type, w.cols)});
 }
 
-void PrepackedQ4_0PackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
-  const WeightView& w = *a.w;
-  PackedKernel(a, r0, r1,
-               PrepackedQ4_0Rows{static_cast<const uint8_t*>(w.prepacked)});
+void FromPrepackedQ4_0Kernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  PackedKernel(a, r0, r1, PrepackedQ4_0Rows{static_cast<const uint8_t*>(a.w->prepacked)});
 }
 
 // The rows [r0, r1) of a matrix prepacked by PrepackQ8_0Avx512: panel p (rows 16p ..
@@ -307,6 +305,6 @@ RowsKernel Avx512PackedQuantKernel(DType type) {
   }
 }
 
-RowsKernel Avx512PackedQ4_0FromPrepackedKernel() { return PrepackedQ4_0PackedKernel; }
+RowsKernel Avx512PackedFromPrepackedKernel() { return FromPrepackedQ4_0Kernel; }
 
 }  // namespace vlserve::kernels::internal

@@ -160,9 +160,9 @@ Status TextModel::LoadWeights() {
   weight_bytes_ = 0;
   for (const gguf::TensorInfo& t : f.tensors()) weight_bytes_ += t.num_bytes;
   // Every projection the forward pass multiplies by (not token_embd_, whose rows are
-  // looked up): Q8_0, Q4_0 and Q4_K ones get a packed copy on AVX-512 (Q8_0 +6% of their
-  // bytes, the others the same bytes; Q4_0 / Q4_K file pages are then only read here,
-  // Q8_0's also by decode).
+  // looked up): Q8_0, Q4_0, Q5_0 and Q4_K ones get a packed copy on AVX-512 (Q8_0 +6% of
+  // their bytes, the others the same bytes; Q4_0 / Q4_K file pages are then only read
+  // here, Q8_0's also by decode and Q5_0's by prefill).
   std::vector<kernels::WeightView*> matrices = {&output_};
   for (LayerWeights& l : layers_) {
     for (kernels::WeightView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {

@@ -398,7 +398,7 @@ void CheckPrepackedSameSize(const Problem& p, ThreadPool* pool, bool panel_kerne
 // product of that token alone (its arithmetic must not depend on its place in the
 // batch); on the int8 panel kernel (its panels unpacked from the prepacked copy) it is
 // bit-identical to the same kernel reading the file's layout.
-TEST(MatMulTest, PrepackedQ4_0MatchesReferenceAndOtherPaths) {
+TEST(MatMulTest, PrepackedQ4_0AndQ5_0MatchReferenceAndOtherPaths) {
   IsaGuard guard;
   if (!IsaAvailable(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
   if (const char* env = std::getenv("VLSERVE_PREPACK"); env && std::string(env) == "0") {
@@ -406,10 +406,11 @@ TEST(MatMulTest, PrepackedQ4_0MatchesReferenceAndOtherPaths) {
   }
   ThreadPool pool(2);
   uint32_t seed = 70;
+  for (DType type : {DType::kQ4_0, DType::kQ5_0})
   for (int64_t rows : {4, 20, 52}) {
     for (int64_t cols : {32, 64, 128, 224, 256, 480, 576, 800}) {
       for (int64_t n : {1, 3, 6, 13, 16, 21, 50}) {
-        const Problem p = MakeProblem(DType::kQ4_0, rows, cols, n, seed++);
+        const Problem p = MakeProblem(type, rows, cols, n, seed++);
         CheckPrepackedSameSize(p, &pool, /*panel_kernel=*/n >= (cols % 256 == 0 ? 48 : 16));
         if (HasFatalFailure()) return;
       }

@@ -102,7 +102,7 @@ struct Q4Tile {
           _mm512_setzero_si512(),
           _mm512_slli_epi32(_mm512_maskz_loadu_epi32(kBlocks, s), Fmt::kOffsetShift));
       aq[j] = row + b0 * kQK;
-      if constexpr (T <= 2) av[j] = avx512::LoadAct256(aq[j]);
+      if constexpr (T <= 2 && G == 8) av[j] = avx512::LoadAct256(aq[j]);  // G < 8: masked loads
     }
     __m512 dw[kGroupRows];
     if constexpr (G == 8) {

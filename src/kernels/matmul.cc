@@ -240,18 +240,18 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
   int64_t grain = internal::kRowGrain;
   bool all_prepacked = isa == Isa::kAvx512;
   for (int i = 0; i < count; ++i) all_prepacked = all_prepacked && ws[i].prepacked != nullptr;
-  const bool q4_packed =
+  // Q4_0 / Q5_0 in the 4-row group layout (matmul_q4pack_avx512.cc).
+  const bool grouped =
       all_prepacked && (ws[0].type == DType::kQ4_0 || ws[0].type == DType::kQ5_0);
   if (all_prepacked && ws[0].type == DType::kQ4_K) {
     // Q4_K prepacked at load: one kernel for every n (4-row groups, as for Q4_0).
     fn = internal::Avx512Q4KPackedKernel();
     act_kind = internal::ActKind::kQ8KG;
-  } else if (q4_packed && n < internal::Q4PanelMinTokens(ws[0].cols)) {
-    // Q4_0 prepacked at load (kRowGrain is a multiple of its 4-row groups, and prepacked
-    // matrices have rows % 4 == 0).
+  } else if (grouped && n < internal::Q4PanelMinTokens(ws[0].cols)) {
+    // kRowGrain is a multiple of the 4-row groups, and prepacked matrices have rows % 4 == 0.
     fn = internal::Avx512Q4PackedKernel(ws[0].type);
     act_kind = internal::ActKind::kQ8G;
-  } else if (q4_packed && ws[0].type == DType::kQ4_0) {
+  } else if (grouped && ws[0].type == DType::kQ4_0) {
     // Q5_0 falls through to the panel kernel on the file's layout: unpacking its fifth
     // bits from the prepacked copy measured 1.5-2x slower than from the file's blocks.
     fn = internal::Avx512PackedFromPrepackedKernel();

@@ -72,8 +72,9 @@ void PrepackQ8_0Avx512(const WeightView& w, uint8_t* dst);
 // byte count as the file's). The dot-product kernel over it, for n <
 // Q4PanelMinTokens(cols); consumes ActKind::kQ8G. Row ranges on multiples of 4.
 RowsKernel Avx512Q4PackedKernel(DType type);
-// From Q4PanelMinTokens(cols) on, the int8 panel kernel (per-call panels unpacked from
-// the prepacked copy, so the file's pages stay unread); consumes ActKind::kQ8. Measured
+// From Q4PanelMinTokens(cols) on, the int8 panel kernel; for Q4_0 with per-call panels
+// unpacked from the prepacked copy (so the file's pages stay unread), for Q5_0 from the
+// file's layout (matmul.cc); consumes ActKind::kQ8. Measured for Q4_0
 // on one core with the weights in L2 (GOP/s, dot-product vs panel kernel), n = 16 / 32 /
 // 48 / 64: 2048 columns 183 / 210 / 213 / 209 vs 112 / 169 / 206 / 217; 576 columns (18
 // blocks: a 2-block tail group, whose fixed costs weigh more) 132 / 167 / 165 / 165 vs

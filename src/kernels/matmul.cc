@@ -4,8 +4,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <functional>
-#include <string_view>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include "base/aligned.h"
@@ -53,18 +54,23 @@ void QuantizeActRowQ8Scalar(const float* x, int64_t cols, int64_t ld, uint8_t* d
   }
 }
 
+// Whether preparing n tokens' activations is too little work to pay for waking the pool.
+bool PrepareInline(int64_t n, int64_t cols) { return n * cols < (int64_t{1} << 16); }
+
 // Runs fn(t0, t1) over tokens [0, n): on the pool when there is enough work to pay for
-// waking it, else inline (decode steps would otherwise pay two fork/joins per MatMul).
+// waking it, else (or without a pool) inline; decode steps would otherwise pay two
+// fork/joins per MatMul.
 void ForTokens(ThreadPool* pool, int64_t n, int64_t cols,
                const std::function<void(int64_t, int64_t)>& fn) {
-  if (n * cols < (int64_t{1} << 16)) {
+  if (pool == nullptr || PrepareInline(n, cols)) {
     fn(0, n);
   } else {
     pool->ParallelFor(n, 1, fn);
   }
 }
 
-// Converts x [n][cols] into the layout `kind` wants; buffer owned by the caller.
+// Converts x [n][cols] into the layout `kind` wants; buffer owned by the caller. A null
+// pool prepares on the calling thread.
 PreparedAct PrepareActivations(ActKind kind, Isa isa, const float* x, int64_t n, int64_t cols,
                                AlignedBuffer<uint8_t>* buf, ThreadPool* pool) {
   PreparedAct act{kind, x, cols * 4, cols};
@@ -156,7 +162,12 @@ struct alignas(64) UnitRange {
 // one shared counter for all units 41–56% of the memory bandwidth, static shares 89%.
 // Which thread computes a row never changes its arithmetic, so results stay independent
 // of thread count and timing.
-void RunRows(const WeightView* ws, float* const* ys, int count, const PreparedAct& act,
+//
+// get_act() returns the activations the kernels read. It is called once per thread, on
+// that thread, before its first unit: it either hands out one copy the caller prepared,
+// or prepares a copy for the calling thread (see MatMulFused).
+template <class GetAct>
+void RunRows(const WeightView* ws, float* const* ys, int count, const GetAct& get_act,
              int64_t n, RowsKernel fn, int64_t grain, ThreadPool* pool) {
   int64_t total = 0;
   for (int i = 0; i < count; ++i) total += ws[i].rows;
@@ -170,7 +181,7 @@ void RunRows(const WeightView* ws, float* const* ys, int count, const PreparedAc
     starts[i] = num_units;
     num_units += (ws[i].rows + unit - 1) / unit;
   }
-  auto run_unit = [&](int64_t u) {
+  auto run_unit = [&](const PreparedAct& act, int64_t u) {
     int m = count - 1;
     while (starts[m] > u) --m;
     const MatMulArgs args{&ws[m], act, n, ys[m]};
@@ -178,7 +189,8 @@ void RunRows(const WeightView* ws, float* const* ys, int count, const PreparedAc
     fn(args, r0, std::min(ws[m].rows, r0 + unit));
   };
   if (num_units == 1 || threads == 1) {
-    for (int64_t u = 0; u < num_units; ++u) run_unit(u);
+    const PreparedAct act = get_act();
+    for (int64_t u = 0; u < num_units; ++u) run_unit(act, u);
     return;
   }
   // On the stack for the usual pool sizes: this runs for every decode matmul.
@@ -192,11 +204,13 @@ void RunRows(const WeightView* ws, float* const* ys, int count, const PreparedAc
     ranges[t].end = end;
   }
   pool->Run([&](int thread, int) {
+    std::optional<PreparedAct> act;  // prepared on this thread's first unit
     for (int i = 0; i < threads; ++i) {
       UnitRange& r = ranges[(thread + i) % threads];
       for (int64_t u = r.next.fetch_add(1, std::memory_order_relaxed); u < r.end;
            u = r.next.fetch_add(1, std::memory_order_relaxed)) {
-        run_unit(u);
+        if (!act) act = get_act();
+        run_unit(*act, u);
       }
     }
   });
@@ -277,11 +291,30 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
       grain = 2 * internal::kRowGrain;
     }
   }
-  // One scratch buffer per calling thread; MatMul is not reentrant on one pool anyway.
+  // One scratch buffer per thread (a lambda run on a worker names that worker's copy);
+  // MatMul is not reentrant on one pool anyway.
   thread_local AlignedBuffer<uint8_t> scratch;
+  const int64_t cols = ws[0].cols;
+  if (act_kind != internal::ActKind::kF32 && pool->num_threads() > 1 &&
+      internal::PrepareInline(n, cols)) {
+    // Decode-sized calls: every thread quantizes x for itself, in parallel, instead of
+    // the caller alone while the others wait and then read its copy from another core.
+    // The copies are identical, so results do not change. Measured with 2 threads,
+    // alternating in one process: 2048×2048 matvec from DRAM in the host's fast-memory
+    // minutes (mean of ~100 samples, against a plain read taken beside each) Q4_0 84% ->
+    // 91%, Q4_K 89% -> 93%, Q8_0 89% -> 96%; weights in cache, Q4_0 576×576 at n = 8
+    // 1.26x, 2048×2048 at n = 4 1.07x.
+    internal::RunRows(
+        ws, ys, count,
+        [&] {
+          return internal::PrepareActivations(act_kind, isa, x, n, cols, &scratch, nullptr);
+        },
+        n, fn, grain, pool);
+    return;
+  }
   const internal::PreparedAct act =
-      internal::PrepareActivations(act_kind, isa, x, n, ws[0].cols, &scratch, pool);
-  internal::RunRows(ws, ys, count, act, n, fn, grain, pool);
+      internal::PrepareActivations(act_kind, isa, x, n, cols, &scratch, pool);
+  internal::RunRows(ws, ys, count, [&] { return act; }, n, fn, grain, pool);
 }
 
 namespace internal {

@@ -47,6 +47,7 @@ struct Result {
   double matvec_gbs, matmul_gflops;
   bool prepacked = false;  // weights repacked once by PrepackWeights (what models use)
   double read_gbs = 0;     // the read limit sampled in turn with this row's matvec passes
+  double call_read_gbs = 0;  // the same bytes read in pieces of one matrix (see PiecesGbs)
 };
 
 std::string TypeLabel(const Result& r) {
@@ -110,6 +111,22 @@ class StreamReader {
     double s = Pass(false);
     if (internal::CurrentIsa() == Isa::kAvx512) s = std::min(s, Pass(true));
     return bytes() / s * 1e-9;
+  }
+  // One plain pass read the way a matvec reads its weights: in pieces of `piece` bytes
+  // (one matrix), each split over the threads by its own fork/join. What a pure read
+  // reaches at a matrix's size: each piece starts cold streams and ends in a join, which
+  // a small matrix cannot amortize (a 576x576 Q4_0 matrix is 186 KB).
+  double PiecesGbs(int64_t piece) {
+    const bool avx512 = internal::CurrentIsa() == Isa::kAvx512;
+    piece = std::clamp<int64_t>(piece, 1, bytes());
+    Stopwatch sw;
+    for (int64_t at = 0; at + piece <= bytes(); at += piece) {
+      pool_.ParallelFor(piece, 4096, [&](int64_t b, int64_t e) {
+        g_sink = avx512 ? internal::StreamReadAvx512(buf_.data() + at + b, e - b)
+                        : StreamReadPortable(buf_.data() + at + b, e - b);
+      });
+    }
+    return bytes() / piece * piece / sw.ElapsedSeconds() * 1e-9;
   }
 
  private:
@@ -203,9 +220,10 @@ Result MeasureType(const BenchKernelsOptions& o, ThreadPool& pool, DType type, c
   // the best sample of its own minutes: this host's memory bandwidth jumps between ~30
   // and ~55 GB/s from minute to minute, so a limit measured at another time than the
   // row (before or after the table) makes a ratio mostly a measure of the host's mood.
-  double mv = 1e30, read_gbs = 0, total = 0;
+  double mv = 1e30, read_gbs = 0, call_read_gbs = 0, total = 0;
   for (int rep = 0; rep < 3 || total < o.seconds; ++rep) {
     read_gbs = std::max(read_gbs, reader.SampleGbs());
+    call_read_gbs = std::max(call_read_gbs, reader.PiecesGbs(mat_bytes));
     Stopwatch sw;
     for (int64_t c = 0; c < copies; ++c) MatMul(view(c), x.data(), 1, y.data(), &pool);
     const double s = sw.ElapsedSeconds();
@@ -222,7 +240,7 @@ Result MeasureType(const BenchKernelsOptions& o, ThreadPool& pool, DType type, c
   });
   return Result{type,    sh, copies * mat_bytes / mv * 1e-9,
                 2.0 * sh.rows * sh.cols * o.matmul_tokens * mm_copies / mm * 1e-9,
-                prepack, read_gbs};
+                prepack, read_gbs,   call_read_gbs};
 }
 
 std::string Report(const BenchKernelsOptions& o, const Limits& lim,
@@ -239,11 +257,13 @@ std::string Report(const BenchKernelsOptions& o, const Limits& lim,
       out += fmt::format(
           "{}{{\"type\": \"{}\", \"model\": \"{}\", \"rows\": {}, \"cols\": {}, "
           "\"matvec_gbs\": {:.2f}, \"matvec_read_gbs\": {:.2f}, \"matvec_frac_bw\": {:.3f}, "
+          "\"matvec_by_matrix_read_gbs\": {:.2f}, \"matvec_frac_by_matrix_bw\": {:.3f}, "
           "\"matvec_frac_table_bw\": {:.3f}, \"matmul_gflops\": {:.1f}, "
           "\"matmul_frac_gemm\": {:.3f}}}",
           i ? ", " : "", TypeLabel(r), r.shape.model, r.shape.rows, r.shape.cols,
-          r.matvec_gbs, r.read_gbs, r.matvec_gbs / r.read_gbs, r.matvec_gbs / lim.read_gbs,
-          r.matmul_gflops, r.matmul_gflops / lim.gemm_gflops);
+          r.matvec_gbs, r.read_gbs, r.matvec_gbs / r.read_gbs, r.call_read_gbs,
+          r.matvec_gbs / r.call_read_gbs, r.matvec_gbs / lim.read_gbs, r.matmul_gflops,
+          r.matmul_gflops / lim.gemm_gflops);
     }
     out += "]}\n";
     return out;
@@ -261,15 +281,19 @@ std::string Report(const BenchKernelsOptions& o, const Limits& lim,
       lim.gemm_gflops, lim.gemm_size, lim.gemm_size, lim.gemm_size,
       lim.fma_gflops > 0 ? 100 * lim.gemm_gflops / lim.fma_gflops : 0.0);
   out += "matvec: \"read\" is the limit sampled in turn with the row's own passes and \"of "
-         "read\" the row against it; \"of table\" is against the memory read above\n\n";
-  out += fmt::format("{:<6} {:<5} {:>11}  {:>11} {:>9} {:>7} {:>8}  {:>14} {:>7}\n", "type",
-                     "model", "rows x cols", "matvec GB/s", "read GB/s", "of read", "of table",
-                     "matmul GFLOP/s", "of gemm");
+         "read\" the row against it; \"by-mat\" is a plain read of the same buffer in pieces "
+         "of one matrix, one fork/join each, as the matvec reads (what a pure read reaches at "
+         "this matrix size); \"of table\" is against the memory read above\n\n";
+  out += fmt::format("{:<6} {:<5} {:>11}  {:>11} {:>9} {:>7} {:>11} {:>9} {:>8}  {:>14} {:>7}\n",
+                     "type", "model", "rows x cols", "matvec GB/s", "read GB/s", "of read",
+                     "by-mat GB/s", "of by-mat", "of table", "matmul GFLOP/s", "of gemm");
   for (const Result& r : results) {
     out += fmt::format(
-        "{:<6} {:<5} {:>5}x{:<5}  {:>11.1f} {:>9.1f} {:>6.0f}% {:>7.0f}%  {:>14.1f} {:>6.0f}%\n",
+        "{:<6} {:<5} {:>5}x{:<5}  {:>11.1f} {:>9.1f} {:>6.0f}% {:>11.1f} {:>8.0f}% {:>7.0f}%  "
+        "{:>14.1f} {:>6.0f}%\n",
         TypeLabel(r), r.shape.model, r.shape.rows, r.shape.cols, r.matvec_gbs, r.read_gbs,
-        100 * r.matvec_gbs / r.read_gbs, 100 * r.matvec_gbs / lim.read_gbs, r.matmul_gflops,
+        100 * r.matvec_gbs / r.read_gbs, r.call_read_gbs, 100 * r.matvec_gbs / r.call_read_gbs,
+        100 * r.matvec_gbs / lim.read_gbs, r.matmul_gflops,
         100 * r.matmul_gflops / lim.gemm_gflops);
   }
   return out;
@@ -315,8 +339,7 @@ StatusOr<std::string> BenchKernels(const BenchKernelsOptions& options) {
       results.push_back(MeasureType(options, pool, t, sh, buf, false, reader));
       // Types the models prepack at load get a second row measured that way (GB/s still
       // counts the file's bytes, so the rows compare directly).
-      if ((t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ5_0 || t == DType::kQ4_K) &&
-          internal::CurrentIsa() == Isa::kAvx512) {
+      if (HasPrepackedLayout(t) && internal::CurrentIsa() == Isa::kAvx512) {
         results.push_back(MeasureType(options, pool, t, sh, buf, true, reader));
       }
     }

@@ -51,6 +51,8 @@ struct WeightView {
 //    only the copy: decode ~1.4x, prefill ~1.6x per core.
 // Other types, other ISAs, or VLSERVE_PREPACK=0: returns an empty buffer.
 AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w);
+// Whether PrepackWeights has a layout for `type` (on AVX-512, for suitable shapes).
+bool HasPrepackedLayout(DType type);
 // True when MatMul on `w` never reads w.data (its prepacked copy replaces it: Q4_0 and
 // Q4_K on AVX-512), so the file's pages behind it may be released.
 bool ReadsOnlyPrepacked(const WeightView& w);

@@ -343,6 +343,45 @@ void MatMul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool
   MatMulFused(&w, &y, 1, x, n, pool);
 }
 
+namespace {
+
+// Bytes of a prepacked copy that reorders the file's bytes without adding any.
+int64_t SameBytes(const WeightView& w) { return w.rows * RowBytes(w.type, w.cols); }
+int64_t Q8PanelBytes(const WeightView& w) {
+  return (w.rows + 15) / 16 * internal::PrepackedPanelBytes(w.cols / kQK);
+}
+
+// The types PrepackWeights makes an AVX-512 copy of, and what the copy replaces. The
+// kernels that read each copy are chosen in MatMulFused.
+struct PrepackedLayout {
+  DType type;
+  int64_t rows_multiple;  // the layout's row groups
+  int64_t (*bytes)(const WeightView&);
+  void (*pack)(const WeightView&, uint8_t*);
+  // No MatMul reads the file's layout once the copy exists, so its pages may go.
+  bool replaces_file;
+};
+constexpr PrepackedLayout kPrepackedLayouts[] = {
+    // 16-row int8 panels for prefill; decode reads the file's layout.
+    {DType::kQ8_0, 1, Q8PanelBytes, internal::PrepackQ8_0Avx512, false},
+    // 4-row groups in vpdpbusd lane order (matmul_q4pack_avx512.cc); the panel kernel
+    // unpacks from the copy.
+    {DType::kQ4_0, 4, SameBytes, internal::PrepackQ4_0Avx512, true},
+    // The same plus fifth-bit masks; prefill's panel kernel reads the file's layout.
+    {DType::kQ5_0, 4, SameBytes, internal::PrepackQ5_0Avx512, false},
+    // 4-row groups interleaved by sub-block (matmul_k4pack_avx512.cc), for every n.
+    {DType::kQ4_K, 4, SameBytes, internal::PrepackQ4_KAvx512, true},
+};
+
+const PrepackedLayout* FindPrepackedLayout(DType type) {
+  for (const PrepackedLayout& l : kPrepackedLayouts) {
+    if (l.type == type) return &l;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w) {
   AlignedBuffer<uint8_t> buf;
   // VLSERVE_PREPACK=0: no packed copies (decode keeps reading the file's layout, so a
@@ -351,30 +390,22 @@ AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w) {
     const char* env = std::getenv("VLSERVE_PREPACK");
     return env != nullptr && std::string_view(env) == "0";
   }();
-  if (disabled || internal::CurrentIsa() != Isa::kAvx512 || w.rows <= 0 ||
-      w.cols % kQK != 0) {
+  const PrepackedLayout* layout = FindPrepackedLayout(w.type);
+  if (disabled || layout == nullptr || internal::CurrentIsa() != Isa::kAvx512 || w.rows <= 0 ||
+      w.rows % layout->rows_multiple != 0 || w.cols % Info(w.type).block_size != 0) {
     return buf;
   }
-  if (w.type == DType::kQ4_0 || w.type == DType::kQ5_0 || w.type == DType::kQ4_K) {
-    if (w.rows % 4 != 0 || w.cols % Info(w.type).block_size != 0) return buf;
-    buf.Resize(w.rows * RowBytes(w.type, w.cols), Pages::kHuge);
-    switch (w.type) {
-      case DType::kQ4_0: internal::PrepackQ4_0Avx512(w, buf.data()); break;
-      case DType::kQ5_0: internal::PrepackQ5_0Avx512(w, buf.data()); break;
-      default: internal::PrepackQ4_KAvx512(w, buf.data()); break;
-    }
-    return buf;
-  }
-  if (w.type != DType::kQ8_0) return buf;
-  const int64_t panels = (w.rows + 15) / 16;
-  buf.Resize(panels * internal::PrepackedPanelBytes(w.cols / kQK), Pages::kHuge);
-  internal::PrepackQ8_0Avx512(w, buf.data());
+  buf.Resize(layout->bytes(w), Pages::kHuge);
+  layout->pack(w, buf.data());
   return buf;
 }
 
+bool HasPrepackedLayout(DType type) { return FindPrepackedLayout(type) != nullptr; }
+
 bool ReadsOnlyPrepacked(const WeightView& w) {
-  return w.prepacked != nullptr && internal::CurrentIsa() == Isa::kAvx512 &&
-         (w.type == DType::kQ4_0 || w.type == DType::kQ4_K);
+  const PrepackedLayout* layout = FindPrepackedLayout(w.type);
+  return w.prepacked != nullptr && layout != nullptr && layout->replaces_file &&
+         internal::CurrentIsa() == Isa::kAvx512;
 }
 
 void Dequantize(DType type, const void* src, float* dst, int64_t n) {

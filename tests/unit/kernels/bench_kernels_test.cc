@@ -45,6 +45,11 @@ TEST(BenchKernelsTest, JsonAndErrors) {
   const size_t at = report->find("\"matvec_read_gbs\": ");
   ASSERT_NE(at, std::string::npos) << *report;
   EXPECT_GT(std::stod(report->substr(at + 19)), 0.0) << *report;
+  // And a pure read of the same bytes in pieces of one matrix.
+  const std::string key = "\"matvec_by_matrix_read_gbs\": ";
+  const size_t by = report->find(key);
+  ASSERT_NE(by, std::string::npos) << *report;
+  EXPECT_GT(std::stod(report->substr(by + key.size())), 0.0) << *report;
   o.threads = 0;
   EXPECT_FALSE(BenchKernels(o).ok());
   o.threads = 1;

@@ -128,7 +128,13 @@ struct FloatTile {
       }
       __m512 wv[R];
 #pragma GCC unroll 8
-      for (int i = 0; i < R; ++i) wv[i] = W::Load(wr + i * w_stride, k);
+      for (int i = 0; i < R; ++i) {
+        wv[i] = W::Load(wr + i * w_stride, k);
+        // One load per weight vector: for F32, GCC otherwise folds the load into each of
+        // the T FMAs that use it (4 loads instead of 1 at T = 4), and the tile becomes
+        // load-bound (measured: n = 64, 576×576 in cache, see docs/kernels.md).
+        if constexpr (T > 1) asm("" : "+v"(wv[i]));
+      }
 #pragma GCC unroll 8
       for (int j = 0; j < T; ++j) {
         const __m512 xv = _mm512_loadu_ps(xt + j * cols + k);

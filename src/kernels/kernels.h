@@ -44,8 +44,7 @@ struct WeightView {
 //    levels of 8 blocks in vpdpbusd lane order (matmul_q4pack_avx512.cc), same size.
 //    Every MatMul then reads only the copy: decode ~1.95x per core (in L2).
 //  - Q5_0 with rows % 4 == 0: the same layout plus the fifth bits as byte masks, same
-//    size; decode and small batches read the copy (~1.6-2.1x per core), prefill the
-//    file's layout (so both stay in use).
+//    size; every MatMul then reads only the copy: decode ~1.6-2.1x per core (in L2).
 //  - Q4_K with rows % 4 == 0: the file's bytes reordered into 4-row groups, levels
 //    interleaved by sub-block (matmul_k4pack_avx512.cc), same size; every MatMul reads
 //    only the copy: decode ~1.4x, prefill ~1.6x per core.
@@ -53,8 +52,8 @@ struct WeightView {
 AlignedBuffer<uint8_t> PrepackWeights(const WeightView& w);
 // Whether PrepackWeights has a layout for `type` (on AVX-512, for suitable shapes).
 bool HasPrepackedLayout(DType type);
-// True when MatMul on `w` never reads w.data (its prepacked copy replaces it: Q4_0 and
-// Q4_K on AVX-512), so the file's pages behind it may be released.
+// True when MatMul on `w` never reads w.data (its prepacked copy replaces it: Q4_0, Q5_0
+// and Q4_K on AVX-512), so the file's pages behind it may be released.
 bool ReadsOnlyPrepacked(const WeightView& w);
 
 // y[n, rows] = x[n, cols] · Wᵀ. n == 1 is the matrix-vector (decode) case.

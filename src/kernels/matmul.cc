@@ -265,10 +265,10 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
     // kRowGrain is a multiple of the 4-row groups, and prepacked matrices have rows % 4 == 0.
     fn = internal::Avx512Q4PackedKernel(ws[0].type);
     act_kind = internal::ActKind::kQ8G;
-  } else if (grouped && ws[0].type == DType::kQ4_0) {
-    // Q5_0 falls through to the panel kernel on the file's layout: unpacking its fifth
-    // bits from the prepacked copy measured 1.5-2x slower than from the file's blocks.
-    fn = internal::Avx512PackedFromPrepackedKernel();
+  } else if (grouped) {
+    // The int8 panel kernel with its panels unpacked from the prepacked copy, so the
+    // file's layout is never read (matmul_q4pack_avx512.cc, PackGroupedRows4).
+    fn = internal::Avx512PackedFromPrepackedKernel(ws[0].type);
     grain = 2 * internal::kRowGrain;
   } else if (isa == Isa::kAvx512 && n >= internal::PackedMinTokens()) {
     // Prefill / batched decode: the int8 panel kernel, on the weights prepacked at load
@@ -367,8 +367,8 @@ constexpr PrepackedLayout kPrepackedLayouts[] = {
     // 4-row groups in vpdpbusd lane order (matmul_q4pack_avx512.cc); the panel kernel
     // unpacks from the copy.
     {DType::kQ4_0, 4, SameBytes, internal::PrepackQ4_0Avx512, true},
-    // The same plus fifth-bit masks; prefill's panel kernel reads the file's layout.
-    {DType::kQ5_0, 4, SameBytes, internal::PrepackQ5_0Avx512, false},
+    // The same plus fifth-bit masks.
+    {DType::kQ5_0, 4, SameBytes, internal::PrepackQ5_0Avx512, true},
     // 4-row groups interleaved by sub-block (matmul_k4pack_avx512.cc), for every n.
     {DType::kQ4_K, 4, SameBytes, internal::PrepackQ4_KAvx512, true},
 };

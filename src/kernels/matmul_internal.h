@@ -72,22 +72,30 @@ void PrepackQ8_0Avx512(const WeightView& w, uint8_t* dst);
 // byte count as the file's). The dot-product kernel over it, for n <
 // Q4PanelMinTokens(cols); consumes ActKind::kQ8G. Row ranges on multiples of 4.
 RowsKernel Avx512Q4PackedKernel(DType type);
-// From Q4PanelMinTokens(cols) on, the int8 panel kernel; for Q4_0 with per-call panels
-// unpacked from the prepacked copy (so the file's pages stay unread), for Q5_0 from the
-// file's layout (matmul.cc); consumes ActKind::kQ8. Measured for Q4_0
+// From Q4PanelMinTokens(cols) on, the int8 panel kernel with per-call panels unpacked
+// from the prepacked copy (so the file's pages stay unread); consumes ActKind::kQ8.
+// Measured for Q4_0
 // on one core with the weights in L2 (GOP/s, dot-product vs panel kernel), n = 16 / 32 /
 // 48 / 64: 2048 columns 183 / 210 / 213 / 209 vs 112 / 169 / 206 / 217; 576 columns (18
 // blocks: a 2-block tail group, whose fixed costs weigh more) 132 / 167 / 165 / 165 vs
 // 138 / 198 / 232 / 248.
 inline int64_t Q4PanelMinTokens(int64_t cols) { return cols % 256 == 0 ? 48 : 16; }
-RowsKernel Avx512PackedFromPrepackedKernel();  // Q4_0 (Q5_0 reads the file's layout)
+RowsKernel Avx512PackedFromPrepackedKernel(DType type);  // Q4_0 or Q5_0
 void PrepackQ4_0Avx512(const WeightView& w, uint8_t* dst);
 void PrepackQ5_0Avx512(const WeightView& w, uint8_t* dst);
-// Writes `row` of a prepacked Q4_0 matrix as lane `lane` of an int8 panel (levels 0..15
-// into q[nb][8][64] at byte 4·lane of each 64, scales into d[nb][16]; the layout of
-// matmul_qpack_avx512.cc).
+// Writes `row` of a prepacked Q4_0 (Q5_0) matrix as lane `lane` of an int8 panel (levels
+// 0..15 (0..31) into q[nb][8][64] at byte 4·lane of each 64, scales into d[nb][16]; the
+// layout of matmul_qpack_avx512.cc).
 void PackPrepackedQ4_0Row(const uint8_t* packed, int64_t nb, int64_t row, int lane,
                           uint8_t* q, float* d);
+void PackPrepackedQ5_0Row(const uint8_t* packed, int64_t nb, int64_t row, int lane,
+                          uint8_t* q, float* d);
+// The same for the 4 rows row..row+3 of one 4-row group (row % 4 == 0) as lanes
+// lane..lane+3.
+void PackPrepackedQ4_0Rows4(const uint8_t* packed, int64_t nb, int64_t row, int lane,
+                            uint8_t* q, float* d);
+void PackPrepackedQ5_0Rows4(const uint8_t* packed, int64_t nb, int64_t row, int lane,
+                            uint8_t* q, float* d);
 void QuantizeActRowQ8GAvx512(const float* x, int64_t cols, int64_t ld, uint8_t* dst);
 // Q4_K prepacked by PrepackQ4_KAvx512 (rows % 4 == 0; same byte count as the file's):
 // the kernel for every n; consumes ActKind::kQ8KG. Row ranges on multiples of 4.

@@ -26,6 +26,7 @@
 // add of 16 per operand. Row i of a group then starts at 8·G + 20·G·i.
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 
@@ -62,6 +63,23 @@ void ForGroups(int64_t nb, F&& fn) {
       b += g;
     }
   }
+}
+
+// The levels of one row of an 8-block group (the 128 bytes after its Q5_0 masks) as
+// nibble vectors, with Q5_0's fifth bits added (16 where a mask bit is set).
+template <class Fmt>
+inline avx512::Nibbles128 GroupRowLevels8(const uint8_t* masks) {
+  avx512::Nibbles128 n = avx512::SplitNibbles128(masks + Fmt::kMaskBytes * 8);
+  if constexpr (Fmt::kMaskBytes > 0) {
+    const __m512i sixteen = _mm512_set1_epi8(16);
+    uint64_t mk[4];
+    std::memcpy(mk, masks, sizeof(mk));
+    n.lo0 = _mm512_mask_add_epi8(n.lo0, _cvtu64_mask64(mk[0]), n.lo0, sixteen);
+    n.lo1 = _mm512_mask_add_epi8(n.lo1, _cvtu64_mask64(mk[1]), n.lo1, sixteen);
+    n.hi0 = _mm512_mask_add_epi8(n.hi0, _cvtu64_mask64(mk[2]), n.hi0, sixteen);
+    n.hi1 = _mm512_mask_add_epi8(n.hi1, _cvtu64_mask64(mk[3]), n.hi1, sixteen);
+  }
+  return n;
 }
 
 template <class Fmt>
@@ -128,15 +146,7 @@ struct Q4Tile {
       const uint8_t* masks = wg + 8 * G + i * kRowBlockBytes * G;
       const uint8_t* p = masks + Fmt::kMaskBytes * G;
       if constexpr (G == 8) {
-        avx512::Nibbles128 q = avx512::SplitNibbles128(p);
-        if constexpr (Fmt::kMaskBytes > 0) {
-          uint64_t mk[4];
-          std::memcpy(mk, masks, sizeof(mk));
-          q.lo0 = _mm512_mask_add_epi8(q.lo0, _cvtu64_mask64(mk[0]), q.lo0, sixteen);
-          q.lo1 = _mm512_mask_add_epi8(q.lo1, _cvtu64_mask64(mk[1]), q.lo1, sixteen);
-          q.hi0 = _mm512_mask_add_epi8(q.hi0, _cvtu64_mask64(mk[2]), q.hi0, sixteen);
-          q.hi1 = _mm512_mask_add_epi8(q.hi1, _cvtu64_mask64(mk[3]), q.hi1, sixteen);
-        }
+        const avx512::Nibbles128 q = GroupRowLevels8<Fmt>(masks);
 #pragma GCC unroll 4
         for (int j = 0; j < T; ++j) {
           const __m512i dot = T <= 2 ? avx512::DotNibbles128(q, av[j], init[j])
@@ -240,38 +250,149 @@ void PrepackGrouped(const WeightView& w, uint8_t* dst) {
   }
 }
 
+// uint32 with 0x10 in byte j where bit j of the 4-bit value is set: 4 fifth bits as the
+// +16 they add to 4 level bytes.
+constexpr std::array<uint32_t, 16> kFifthBits = [] {
+  std::array<uint32_t, 16> t{};
+  for (uint32_t v = 0; v < 16; ++v) {
+    for (int j = 0; j < 4; ++j) {
+      if ((v >> j) & 1) t[v] |= uint32_t{0x10} << (8 * j);
+    }
+  }
+  return t;
+}();
+
+// Row i of a 4-row group's block group (g blocks from block b0) as lane `lane` of an int8
+// panel (the layout of matmul_qpack_avx512.cc: q[nb][8][64], d[nb][16]).
+template <class Fmt>
+void PackGroupRow(const uint8_t* group, int g, int64_t b0, int i, int lane, uint8_t* q,
+                  float* d) {
+  constexpr int64_t kB = Fmt::kBlockBytes;
+  const uint8_t* masks = group + 8 * g + i * (kB - 2) * g;
+  const uint8_t* levels = masks + Fmt::kMaskBytes * g;
+  for (int k = 0; k < g; ++k) {
+    uint16_t h;
+    std::memcpy(&h, group + 2 * (i * g + k), 2);
+    d[(b0 + k) * 16 + lane] = F16ToF32(h);
+    // All loads first: `out` is uint8_t too, so a store there would force the compiler
+    // to reload the level bytes after it (measured 1.2x on this function's callers).
+    uint32_t lo[4], hi[4];
+    for (int word = 0; word < 4; ++word) {  // values 4w..4w+3 and 16+4w..16+4w+3
+      const int pos = 4 * (word * g + k);
+      uint32_t v;
+      std::memcpy(&v, levels + pos, 4);
+      lo[word] = v & 0x0f0f0f0fu;
+      hi[word] = (v >> 4) & 0x0f0f0f0fu;
+      if constexpr (Fmt::kMaskBytes > 0) {  // bits pos..pos+3 of the low / high masks
+        lo[word] |= kFifthBits[(masks[pos / 8] >> (pos % 8)) & 15];
+        hi[word] |= kFifthBits[(masks[2 * g + pos / 8] >> (pos % 8)) & 15];
+      }
+    }
+    uint8_t* out = q + (b0 + k) * 8 * 64 + lane * 4;
+    for (int word = 0; word < 4; ++word) {
+      std::memcpy(out + word * 64, &lo[word], 4);
+      std::memcpy(out + (word + 4) * 64, &hi[word], 4);
+    }
+  }
+}
+
 template <class Fmt>
 void PackGroupedRow(const uint8_t* packed, int64_t nb, int64_t row, int lane, uint8_t* q,
                     float* d) {
-  // Q5_0's panels come from the file's layout (matmul.cc): no fifth bits here.
-  static_assert(Fmt::kMaskBytes == 0);
   constexpr int64_t kB = Fmt::kBlockBytes;
   const uint8_t* rows4 = packed + (row / kGroupRows) * kGroupRows * nb * kB;
-  const int i = static_cast<int>(row % kGroupRows);
+  ForGroups(nb, [&](int64_t b0, int g) {
+    PackGroupRow<Fmt>(rows4 + b0 * kGroupRows * kB, g, b0, static_cast<int>(row % kGroupRows),
+                      lane, q, d);
+  });
+}
+
+// Stores the 16 words of v for 4 rows: 128-bit lane l holds the 4 rows' copies of word
+// F = 16·half + 4l + J of the group order, which is level word F / G (+4 for high
+// nibbles) of block F % G.
+template <int G, int J>
+inline void StoreWords4Rows(__m512i v, int half, int high, int64_t b0, uint8_t* q_lane) {
+  const auto store = [&](int l, __m128i x) {
+    const int f = 16 * half + 4 * l + J;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q_lane + (b0 + f % G) * 8 * 64 +
+                                                 (f / G + 4 * high) * 64),
+                     x);
+  };
+  store(0, _mm512_castsi512_si128(v));
+  store(1, _mm512_extracti32x4_epi32(v, 1));
+  store(2, _mm512_extracti32x4_epi32(v, 2));
+  store(3, _mm512_extracti32x4_epi32(v, 3));
+}
+
+// a[0..3]: one vector of 16 level words for each of the 4 rows. A 4×4 transpose of
+// 32-bit words per 128-bit lane puts the 4 rows' copies of a word side by side: 16
+// contiguous panel bytes, since a panel's lanes are 4 bytes apart.
+template <int G>
+inline void StoreTransposed4Rows(const __m512i (&a)[kGroupRows], int half, int high,
+                                 int64_t b0, uint8_t* q_lane) {
+  const __m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]), t1 = _mm512_unpackhi_epi32(a[0], a[1]);
+  const __m512i t2 = _mm512_unpacklo_epi32(a[2], a[3]), t3 = _mm512_unpackhi_epi32(a[2], a[3]);
+  StoreWords4Rows<G, 0>(_mm512_unpacklo_epi64(t0, t2), half, high, b0, q_lane);
+  StoreWords4Rows<G, 1>(_mm512_unpackhi_epi64(t0, t2), half, high, b0, q_lane);
+  StoreWords4Rows<G, 2>(_mm512_unpacklo_epi64(t1, t3), half, high, b0, q_lane);
+  StoreWords4Rows<G, 3>(_mm512_unpackhi_epi64(t1, t3), half, high, b0, q_lane);
+}
+
+// Rows r..r+3 (one 4-row group) as lanes lane..lane+3 of an int8 panel. 8- and 4-block
+// groups are unpacked for the 4 rows at once (each row's levels as low / high nibble
+// vectors, plus Q5_0's fifth bits by masked add, then StoreTransposed4Rows): one 16-byte
+// store per level word and 4 rows, where the row-at-a-time unpack makes four 4-byte ones.
+// The 2- and 1-block tail groups go row by row.
+template <class Fmt>
+void PackGroupedRows4(const uint8_t* packed, int64_t nb, int64_t r, int lane, uint8_t* q,
+                      float* d) {
+  constexpr int64_t kB = Fmt::kBlockBytes;
+  const uint8_t* rows4 = packed + (r / kGroupRows) * kGroupRows * nb * kB;
+  uint8_t* q_lane = q + lane * 4;
+  const __m512i m4 = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
   ForGroups(nb, [&](int64_t b0, int g) {
     const uint8_t* group = rows4 + b0 * kGroupRows * kB;
-    const uint8_t* masks = group + 8 * g + i * (kB - 2) * g;
-    const uint8_t* levels = masks + Fmt::kMaskBytes * g;
-    for (int k = 0; k < g; ++k) {
-      uint16_t h;
-      std::memcpy(&h, group + 2 * (i * g + k), 2);
-      d[(b0 + k) * 16 + lane] = F16ToF32(h);
-      // All loads first: `out` is uint8_t too, so a store there would force the compiler
-      // to reload the level bytes after it (measured 1.2x on this function's callers).
-      uint32_t lo[4], hi[4];
-      for (int word = 0; word < 4; ++word) {  // values 4w..4w+3 and 16+4w..16+4w+3
-        const int pos = 4 * (word * g + k);
-        uint32_t v;
-        std::memcpy(&v, levels + pos, 4);
-        lo[word] = v & 0x0f0f0f0fu;
-        hi[word] = (v >> 4) & 0x0f0f0f0fu;
-      }
-      uint8_t* out = q + (b0 + k) * 8 * 64 + lane * 4;
-      for (int word = 0; word < 4; ++word) {
-        std::memcpy(out + word * 64, &lo[word], 4);
-        std::memcpy(out + (word + 4) * 64, &hi[word], 4);
+    if (g < 4) {
+      for (int i = 0; i < kGroupRows; ++i) PackGroupRow<Fmt>(group, g, b0, i, lane + i, q, d);
+      return;
+    }
+    for (int i = 0; i < kGroupRows; ++i) {
+      for (int k = 0; k < g; ++k) {
+        uint16_t h;
+        std::memcpy(&h, group + 2 * (i * g + k), 2);
+        d[(b0 + k) * 16 + lane + i] = F16ToF32(h);
       }
     }
+    if (g == 8) {
+      __m512i v[4][kGroupRows];  // [lo0, lo1, hi0, hi1][row]
+      for (int i = 0; i < kGroupRows; ++i) {
+        const avx512::Nibbles128 n = GroupRowLevels8<Fmt>(group + 8 * 8 + i * (kB - 2) * 8);
+        v[0][i] = n.lo0;
+        v[1][i] = n.lo1;
+        v[2][i] = n.hi0;
+        v[3][i] = n.hi1;
+      }
+      for (int kind = 0; kind < 4; ++kind) {
+        StoreTransposed4Rows<8>(v[kind], kind & 1, kind >> 1, b0, q_lane);
+      }
+      return;
+    }
+    __m512i v[2][kGroupRows];  // g == 4: [lo, hi][row]
+    for (int i = 0; i < kGroupRows; ++i) {
+      const uint8_t* masks = group + 8 * 4 + i * (kB - 2) * 4;
+      const __m512i w = _mm512_loadu_si512(masks + Fmt::kMaskBytes * 4);
+      __m512i lo = _mm512_and_si512(w, m4), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+      if constexpr (Fmt::kMaskBytes > 0) {
+        uint64_t mk[2];
+        std::memcpy(mk, masks, sizeof(mk));
+        lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(mk[0]), lo, sixteen);
+        hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(mk[1]), hi, sixteen);
+      }
+      v[0][i] = lo;
+      v[1][i] = hi;
+    }
+    StoreTransposed4Rows<4>(v[0], 0, 0, b0, q_lane);
+    StoreTransposed4Rows<4>(v[1], 0, 1, b0, q_lane);
   });
 }
 
@@ -297,6 +418,18 @@ void QuantizeActRowQ8GAvx512(const float* x, int64_t cols, int64_t ld, uint8_t* 
 void PackPrepackedQ4_0Row(const uint8_t* packed, int64_t nb, int64_t row, int lane,
                           uint8_t* q, float* d) {
   PackGroupedRow<Q4_0Format>(packed, nb, row, lane, q, d);
+}
+void PackPrepackedQ5_0Row(const uint8_t* packed, int64_t nb, int64_t row, int lane,
+                          uint8_t* q, float* d) {
+  PackGroupedRow<Q5_0Format>(packed, nb, row, lane, q, d);
+}
+void PackPrepackedQ4_0Rows4(const uint8_t* packed, int64_t nb, int64_t row, int lane,
+                            uint8_t* q, float* d) {
+  PackGroupedRows4<Q4_0Format>(packed, nb, row, lane, q, d);
+}
+void PackPrepackedQ5_0Rows4(const uint8_t* packed, int64_t nb, int64_t row, int lane,
+                            uint8_t* q, float* d) {
+  PackGroupedRows4<Q5_0Format>(packed, nb, row, lane, q, d);
 }
 
 RowsKernel Avx512Q4PackedKernel(DType type) {

@@ -80,20 +80,38 @@ struct FileRows {
     }
   }
 };
-// Q4_0 as prepacked for the dot-product kernel (matmul_q4pack_avx512.cc).
-struct PrepackedQ4_0Rows {
-  static constexpr int kOffsetShift = UnpackQ4_0::kOffsetShift;
+// Q4_0 / Q5_0 as prepacked for the dot-product kernel (matmul_q4pack_avx512.cc).
+// Their rows come in 4-row groups (rows % 4 == 0), which PackRows4 unpacks together.
+using PackRowFn = void (*)(const uint8_t*, int64_t, int64_t, int, uint8_t*, float*);
+template <class U, PackRowFn kRow, PackRowFn kRows4>
+struct PrepackedGroupRows {
+  static constexpr int kOffsetShift = U::kOffsetShift;
   const uint8_t* w;
   void PackRow(int64_t row, int64_t nb, int lane, uint8_t* q, float* d) const {
-    PackPrepackedQ4_0Row(w, nb, row, lane, q, d);
+    kRow(w, nb, row, lane, q, d);
+  }
+  void PackRows4(int64_t row, int64_t nb, int lane, uint8_t* q, float* d) const {
+    kRows4(w, nb, row, lane, q, d);
   }
 };
+using PrepackedQ4_0Rows =
+    PrepackedGroupRows<UnpackQ4_0, PackPrepackedQ4_0Row, PackPrepackedQ4_0Rows4>;
+using PrepackedQ5_0Rows =
+    PrepackedGroupRows<UnpackQ5_0, PackPrepackedQ5_0Row, PackPrepackedQ5_0Rows4>;
 
 // Repacks rows [r, r + rows_here) (rows_here <= 16; missing rows are zero) into
 // q[nb][8][64] bytes and d[nb][16] floats.
 template <class Src>
 void PackPanel(const Src& src, int64_t r, int rows_here, int64_t nb, uint8_t* q, float* d) {
   for (int i = 0; i < kPanel; ++i) {
+    if constexpr (requires { src.PackRows4(r, nb, i, q, d); }) {
+      // Sources in 4-row groups: r and rows_here are multiples of 4.
+      if (i % 4 == 0 && i + 4 <= rows_here) {
+        src.PackRows4(r + i, nb, i, q, d);
+        i += 3;
+        continue;
+      }
+    }
     if (i < rows_here) {
       src.PackRow(r + i, nb, i, q, d);
       continue;
@@ -246,6 +264,9 @@ void FilePackedKernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
 void FromPrepackedQ4_0Kernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
   PackedKernel(a, r0, r1, PrepackedQ4_0Rows{static_cast<const uint8_t*>(a.w->prepacked)});
 }
+void FromPrepackedQ5_0Kernel(const MatMulArgs& a, int64_t r0, int64_t r1) {
+  PackedKernel(a, r0, r1, PrepackedQ5_0Rows{static_cast<const uint8_t*>(a.w->prepacked)});
+}
 
 // The rows [r0, r1) of a matrix prepacked by PrepackQ8_0Avx512: panel p (rows 16p ..
 // 16p + 15) sits at p * PrepackedPanelBytes(nb), in the layout PackPanel writes.
@@ -305,6 +326,8 @@ RowsKernel Avx512PackedQuantKernel(DType type) {
   }
 }
 
-RowsKernel Avx512PackedFromPrepackedKernel() { return FromPrepackedQ4_0Kernel; }
+RowsKernel Avx512PackedFromPrepackedKernel(DType type) {
+  return type == DType::kQ5_0 ? FromPrepackedQ5_0Kernel : FromPrepackedQ4_0Kernel;
+}
 
 }  // namespace vlserve::kernels::internal

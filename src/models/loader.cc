@@ -161,30 +161,31 @@ Status TextModel::LoadWeights() {
   for (const gguf::TensorInfo& t : f.tensors()) weight_bytes_ += t.num_bytes;
   // Every projection the forward pass multiplies by (not token_embd_, whose rows are
   // looked up): Q8_0, Q4_0, Q5_0 and Q4_K ones get a packed copy on AVX-512 (Q8_0 +6% of
-  // their bytes, the others the same bytes; Q4_0 / Q4_K file pages are then only read
-  // here, Q8_0's also by decode and Q5_0's by prefill).
+  // their bytes, the others the same bytes; Q4_0 / Q5_0 / Q4_K file pages are then only
+  // read here, Q8_0's also by decode).
   std::vector<kernels::WeightView*> matrices = {&output_};
   for (LayerWeights& l : layers_) {
     for (kernels::WeightView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
       matrices.push_back(w);
     }
   }
-  for (kernels::WeightView* w : matrices) {
-    AlignedBuffer<uint8_t> packed = kernels::PrepackWeights(*w);
-    if (packed.size() == 0) continue;
-    w->prepacked = packed.data();
-    prepacked_.push_back(std::move(packed));
-  }
   // Decode streams every matrix once per token. What it reads from the file is copied to
   // memory on transparent huge pages (a file mapping is on 4 KiB pages: a TLB miss every
   // 64 cache lines; ~1.25x faster streaming measured, docs/kernels.md), and the file's
   // pages behind copied or prepacked-only matrices are released (not read again; RSS
   // stays about one copy of the weights). token_embd_'s rows are looked up in the file,
-  // so an output matrix tied to it keeps its pages.
+  // so an output matrix tied to it keeps its pages. Each matrix is released as soon as
+  // its copy exists, so loading never holds the file's pages and all the copies at once
+  // (smolvlm-500m Q4_0: peak RSS 412 -> see docs/serve.md).
   const bool tied = output_.data == token_embd_.data;
   for (kernels::WeightView* w : matrices) {
     const size_t bytes = static_cast<size_t>(RowBytes(w->type, w->cols) * w->rows);
     const bool shared = tied && w == &output_;
+    AlignedBuffer<uint8_t> packed = kernels::PrepackWeights(*w);
+    if (packed.size() > 0) {
+      w->prepacked = packed.data();
+      prepacked_.push_back(std::move(packed));
+    }
     if (kernels::ReadsOnlyPrepacked(*w)) {
       if (!shared) f.ReleasePages(w->data, bytes);
       continue;

@@ -219,6 +219,20 @@ void RunRows(const WeightView* ws, float* const* ys, int count, const GetAct& ge
 }  // namespace
 }  // namespace internal
 
+namespace {
+
+// The calling thread's activation scratch. A function, not a thread_local inside
+// MatMulFused: a worker running MatMulFused's lambda never passes through that
+// function's declarations, so a block-scope thread_local there would be used on the
+// worker without ever being constructed or destroyed (LeakSanitizer caught the leak).
+// MatMul is not reentrant on one pool, so one buffer per thread is enough.
+AlignedBuffer<uint8_t>& ActScratch() {
+  thread_local AlignedBuffer<uint8_t> scratch;
+  return scratch;
+}
+
+}  // namespace
+
 void MatMulFused(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n,
                  ThreadPool* pool) {
   if (n <= 0 || count <= 0) return;
@@ -291,9 +305,6 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
       grain = 2 * internal::kRowGrain;
     }
   }
-  // One scratch buffer per thread (a lambda run on a worker names that worker's copy);
-  // MatMul is not reentrant on one pool anyway.
-  thread_local AlignedBuffer<uint8_t> scratch;
   const int64_t cols = ws[0].cols;
   if (act_kind != internal::ActKind::kF32 && pool->num_threads() > 1 &&
       internal::PrepareInline(n, cols)) {
@@ -307,13 +318,13 @@ void MatMulFused(const WeightView* ws, float* const* ys, int count, const float*
     internal::RunRows(
         ws, ys, count,
         [&] {
-          return internal::PrepareActivations(act_kind, isa, x, n, cols, &scratch, nullptr);
+          return internal::PrepareActivations(act_kind, isa, x, n, cols, &ActScratch(), nullptr);
         },
         n, fn, grain, pool);
     return;
   }
   const internal::PreparedAct act =
-      internal::PrepareActivations(act_kind, isa, x, n, cols, &scratch, pool);
+      internal::PrepareActivations(act_kind, isa, x, n, cols, &ActScratch(), pool);
   internal::RunRows(ws, ys, count, [&] { return act; }, n, fn, grain, pool);
 }
 

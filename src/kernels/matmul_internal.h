@@ -83,15 +83,10 @@ inline int64_t Q4PanelMinTokens(int64_t cols) { return cols % 256 == 0 ? 48 : 16
 RowsKernel Avx512PackedFromPrepackedKernel(DType type);  // Q4_0 or Q5_0
 void PrepackQ4_0Avx512(const WeightView& w, uint8_t* dst);
 void PrepackQ5_0Avx512(const WeightView& w, uint8_t* dst);
-// Writes `row` of a prepacked Q4_0 (Q5_0) matrix as lane `lane` of an int8 panel (levels
-// 0..15 (0..31) into q[nb][8][64] at byte 4·lane of each 64, scales into d[nb][16]; the
-// layout of matmul_qpack_avx512.cc).
-void PackPrepackedQ4_0Row(const uint8_t* packed, int64_t nb, int64_t row, int lane,
-                          uint8_t* q, float* d);
-void PackPrepackedQ5_0Row(const uint8_t* packed, int64_t nb, int64_t row, int lane,
-                          uint8_t* q, float* d);
-// The same for the 4 rows row..row+3 of one 4-row group (row % 4 == 0) as lanes
-// lane..lane+3.
+// Writes the 4 rows row..row+3 of one 4-row group (row % 4 == 0) of a prepacked Q4_0
+// (Q5_0) matrix as lanes lane..lane+3 of an int8 panel (levels 0..15 (0..31) into
+// q[nb][8][64] at byte 4·lane of each 64, scales into d[nb][16]; the layout of
+// matmul_qpack_avx512.cc).
 void PackPrepackedQ4_0Rows4(const uint8_t* packed, int64_t nb, int64_t row, int lane,
                             uint8_t* q, float* d);
 void PackPrepackedQ5_0Rows4(const uint8_t* packed, int64_t nb, int64_t row, int lane,

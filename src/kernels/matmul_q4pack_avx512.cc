@@ -296,17 +296,6 @@ void PackGroupRow(const uint8_t* group, int g, int64_t b0, int i, int lane, uint
   }
 }
 
-template <class Fmt>
-void PackGroupedRow(const uint8_t* packed, int64_t nb, int64_t row, int lane, uint8_t* q,
-                    float* d) {
-  constexpr int64_t kB = Fmt::kBlockBytes;
-  const uint8_t* rows4 = packed + (row / kGroupRows) * kGroupRows * nb * kB;
-  ForGroups(nb, [&](int64_t b0, int g) {
-    PackGroupRow<Fmt>(rows4 + b0 * kGroupRows * kB, g, b0, static_cast<int>(row % kGroupRows),
-                      lane, q, d);
-  });
-}
-
 // Stores the 16 words of v for 4 rows: 128-bit lane l holds the 4 rows' copies of word
 // F = 16·half + 4l + J of the group order, which is level word F / G (+4 for high
 // nibbles) of block F % G.
@@ -415,14 +404,6 @@ void QuantizeActRowQ8GAvx512(const float* x, int64_t cols, int64_t ld, uint8_t* 
   });
 }
 
-void PackPrepackedQ4_0Row(const uint8_t* packed, int64_t nb, int64_t row, int lane,
-                          uint8_t* q, float* d) {
-  PackGroupedRow<Q4_0Format>(packed, nb, row, lane, q, d);
-}
-void PackPrepackedQ5_0Row(const uint8_t* packed, int64_t nb, int64_t row, int lane,
-                          uint8_t* q, float* d) {
-  PackGroupedRow<Q5_0Format>(packed, nb, row, lane, q, d);
-}
 void PackPrepackedQ4_0Rows4(const uint8_t* packed, int64_t nb, int64_t row, int lane,
                             uint8_t* q, float* d) {
   PackGroupedRows4<Q4_0Format>(packed, nb, row, lane, q, d);

@@ -80,40 +80,34 @@ struct FileRows {
     }
   }
 };
-// Q4_0 / Q5_0 as prepacked for the dot-product kernel (matmul_q4pack_avx512.cc).
-// Their rows come in 4-row groups (rows % 4 == 0), which PackRows4 unpacks together.
-using PackRowFn = void (*)(const uint8_t*, int64_t, int64_t, int, uint8_t*, float*);
-template <class U, PackRowFn kRow, PackRowFn kRows4>
+// Q4_0 / Q5_0 as prepacked for the dot-product kernel (matmul_q4pack_avx512.cc). Their
+// rows come in 4-row groups (rows % 4 == 0, so a panel's rows_here is a multiple of 4
+// too), which PackRows4 unpacks together.
+using PackRows4Fn = void (*)(const uint8_t*, int64_t, int64_t, int, uint8_t*, float*);
+template <class U, PackRows4Fn kRows4>
 struct PrepackedGroupRows {
   static constexpr int kOffsetShift = U::kOffsetShift;
   const uint8_t* w;
-  void PackRow(int64_t row, int64_t nb, int lane, uint8_t* q, float* d) const {
-    kRow(w, nb, row, lane, q, d);
-  }
   void PackRows4(int64_t row, int64_t nb, int lane, uint8_t* q, float* d) const {
     kRows4(w, nb, row, lane, q, d);
   }
 };
-using PrepackedQ4_0Rows =
-    PrepackedGroupRows<UnpackQ4_0, PackPrepackedQ4_0Row, PackPrepackedQ4_0Rows4>;
-using PrepackedQ5_0Rows =
-    PrepackedGroupRows<UnpackQ5_0, PackPrepackedQ5_0Row, PackPrepackedQ5_0Rows4>;
+using PrepackedQ4_0Rows = PrepackedGroupRows<UnpackQ4_0, PackPrepackedQ4_0Rows4>;
+using PrepackedQ5_0Rows = PrepackedGroupRows<UnpackQ5_0, PackPrepackedQ5_0Rows4>;
 
 // Repacks rows [r, r + rows_here) (rows_here <= 16; missing rows are zero) into
 // q[nb][8][64] bytes and d[nb][16] floats.
 template <class Src>
 void PackPanel(const Src& src, int64_t r, int rows_here, int64_t nb, uint8_t* q, float* d) {
+  constexpr bool kGroups = requires { src.PackRows4(r, nb, 0, q, d); };
   for (int i = 0; i < kPanel; ++i) {
-    if constexpr (requires { src.PackRows4(r, nb, i, q, d); }) {
-      // Sources in 4-row groups: r and rows_here are multiples of 4.
-      if (i % 4 == 0 && i + 4 <= rows_here) {
+    if (i < rows_here) {
+      if constexpr (kGroups) {  // rows_here is a multiple of 4 (see PrepackedGroupRows)
         src.PackRows4(r + i, nb, i, q, d);
         i += 3;
-        continue;
+      } else {
+        src.PackRow(r + i, nb, i, q, d);
       }
-    }
-    if (i < rows_here) {
-      src.PackRow(r + i, nb, i, q, d);
       continue;
     }
     for (int64_t b = 0; b < nb; ++b) {

@@ -90,7 +90,7 @@ Row Measure(const std::string& name, const std::vector<uint8_t>& jpeg, int hint,
     row.tiles = tiles.num_tiles;
     row.dct = image->dct_scale_denom;
     if (i + 1 == iters) {
-      const size_t count = size_t{3} * tiles.num_tiles * tiles.tile_size * tiles.tile_size;
+      const size_t count = tiles.num_tiles * tiles.tile_floats();
       last->assign(tiles.pixels.data(), tiles.pixels.data() + count);
     }
   }

@@ -44,9 +44,9 @@ int Fail(const Status& s) {
   return 1;
 }
 
-// Everything the images contribute to the prompt: embeddings and how each image was tiled.
+// Everything the images contribute to the prompt: embeddings and each image's layout.
 struct EncodedImages {
-  std::vector<models::ImageTiling> tilings;
+  std::vector<models::ImageLayout> layouts;
   std::vector<std::vector<float>> embeddings;  // per image [tiles * tokens, hidden]
   double read_ms = 0, decode_ms = 0, preprocess_ms = 0, encode_ms = 0;
   int64_t tiles = 0;
@@ -67,19 +67,20 @@ StatusOr<EncodedImages> EncodeImages(const models::VisionModel& vision,
     out.read_ms += read_timer.ElapsedMs();
     Stopwatch decode_timer;
     media::DecodeOptions options;
-    options.target_long_edge = models::DecodeHintForModel(vision);
+    options.target_long_edge = vision.DecodeHint();
     auto image = media::Decode(bytes, options);
     if (!image.ok()) return image.status().WithContext(path);
     out.decode_ms += decode_timer.ElapsedMs();
     Stopwatch pre_timer;
-    media::PixelTiles tiles = models::PreprocessForModel(vision, *image, &pool, &scratch);
+    ASSIGN_OR_RETURN(models::ImageLayout layout, vision.Plan(image->width, image->height));
+    media::PixelTiles tiles = vision.Preprocess(layout, *image, &pool, &scratch);
     out.preprocess_ms += pre_timer.ElapsedMs();
     Stopwatch encode_timer;
-    std::vector<float> embd(tiles.num_tiles * vision.tokens_per_tile() * vision.output_width());
-    vision.EncodeInForwards(tiles.Tile(0), tiles.num_tiles, embd.data(), vscratch);
+    std::vector<float> embd(layout.tokens * vision.output_width());
+    vision.EncodeImage(tiles.Tile(0), layout, embd.data(), vscratch);
     out.encode_ms += encode_timer.ElapsedMs();
-    out.tiles += tiles.num_tiles;
-    out.tilings.push_back({tiles.grid_rows, tiles.grid_cols});
+    out.tiles += layout.num_tiles;
+    out.layouts.push_back(layout);
     out.embeddings.push_back(std::move(embd));
   }
   return out;
@@ -108,12 +109,16 @@ std::vector<models::ChatPart> UserParts(const std::string& prompt, size_t num_im
 struct PreparedPrompt {
   std::vector<int32_t> ids;
   std::vector<float> embd;  // [ids.size(), hidden] when there are images, else empty
+  std::vector<int32_t> rope_positions;  // [ids.size(), 4] for M-RoPE image prompts
+  int64_t next_rope_position = 0;
 };
 
 StatusOr<PreparedPrompt> PreparePrompt(const tokenizer::Tokenizer& tok,
                                        const std::string& chat_template, const std::string& prompt,
                                        bool chat, const models::VisionModel* vision,
-                                       const EncodedImages* images, int64_t hidden) {
+                                       const EncodedImages* images,
+                                       const models::TextConfig& text_config) {
+  const int64_t hidden = text_config.hidden;
   PreparedPrompt out;
   if (vision == nullptr) {
     const std::string text = chat ? ChatPrompt(chat_template, prompt) : prompt;
@@ -123,13 +128,13 @@ StatusOr<PreparedPrompt> PreparePrompt(const tokenizer::Tokenizer& tok,
   bool recognised = false;
   const models::ChatTemplate& tmpl = models::DetectChatTemplate(chat_template, &recognised);
   const std::string text = models::ApplyChatTemplate(
-      tmpl, {{"user", UserParts(prompt, images->tilings.size())}}, true);
+      tmpl, {{"user", UserParts(prompt, images->layouts.size())}}, true);
   models::ImagePromptOptions po;
-  po.style = models::PromptStyleFor(*vision);
-  po.tokens_per_tile = vision->tokens_per_tile();
   po.marker = tmpl.image_marker;
   ASSIGN_OR_RETURN(models::ExpandedPrompt expanded,
-                   models::ExpandImagePrompt(tok, text, images->tilings, po));
+                   models::ExpandImagePrompt(tok, *vision, text_config, text, images->layouts, po));
+  out.rope_positions = std::move(expanded.rope_positions);
+  out.next_rope_position = expanded.next_rope_position;
   out.ids = std::move(expanded.tokens);
   out.embd.assign(out.ids.size() * hidden, 0.0f);
   for (const models::PromptImageSpan& span : expanded.spans) {
@@ -207,7 +212,7 @@ int RunGenerate(int argc, char** argv) {
     images = std::move(*enc);
   }
   auto prepared = PreparePrompt(tok, chat_template, prompt, chat, vision.get(), &images,
-                                model.config().hidden);
+                                model.config());
   if (!prepared.ok()) return Fail(prepared.status());
   const std::vector<int32_t>& ids = prepared->ids;
   const int64_t vocab = model.config().vocab;
@@ -228,7 +233,9 @@ int RunGenerate(int argc, char** argv) {
 
   Stopwatch prompt_timer;
   models::BatchItem item{blocks.data(), kv.num_blocks(), 0, ids,
-                         prepared->embd.empty() ? nullptr : prepared->embd.data(), all};
+                         prepared->embd.empty() ? nullptr : prepared->embd.data(), all,
+                         prepared->rope_positions.empty() ? nullptr
+                                                          : prepared->rope_positions.data()};
   if (Status s = model.Forward({item}, kv, scratch, logits.data()); !s.ok()) return Fail(s);
   const double prompt_s = prompt_timer.ElapsedSeconds();
   if (all) {
@@ -265,7 +272,12 @@ int RunGenerate(int argc, char** argv) {
       break;
     }
     const int32_t one[1] = {next};
-    models::BatchItem step{blocks.data(), kv.num_blocks(), pos++, one, nullptr, false};
+    // M-RoPE prompts: generated tokens continue from the prompt's next position.
+    const auto rp = static_cast<int32_t>(pos - static_cast<int64_t>(ids.size()) +
+                                         prepared->next_rope_position);
+    const int32_t rope[4] = {rp, rp, rp, 0};
+    models::BatchItem step{blocks.data(), kv.num_blocks(), pos++, one, nullptr, false,
+                           prepared->rope_positions.empty() ? nullptr : rope};
     if (Status s = model.Forward({step}, kv, scratch, last); !s.ok()) return Fail(s);
   }
   std::fputs(detok.Flush().c_str(), stdout);

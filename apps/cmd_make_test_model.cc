@@ -18,9 +18,12 @@ int RunMakeTestModel(int argc, char** argv) {
   std::string arch = "llama", dims, type = "f32", preset, out_dir, name;
   uint64_t seed = 1;
   bool tied = false, untied = false;
-  cli.add_option("--arch", arch, "architecture: llama | qwen2")->capture_default_str();
+  cli.add_option("--arch", arch, "architecture: llama | qwen2 | qwen2vl")->capture_default_str();
   cli.add_option("--preset", preset,
-                 "real model shapes: smolvlm-256m | smolvlm-500m (random weights)");
+                 "real model shapes: smolvlm-256m | smolvlm-500m | qwen2vl-2b (random weights)");
+  bool no_rope_sections = false;
+  cli.add_flag("--no-rope-sections", no_rope_sections,
+               "qwen2vl: omit rope.dimension_sections (a file that must be reconverted)");
   cli.add_option("--dims", dims,
                  "comma-separated key=N: hidden, layers, heads, kv_heads, ffn, vocab "
                  "(0 = built-in BPE vocabulary, ~512), context");
@@ -35,7 +38,8 @@ int RunMakeTestModel(int argc, char** argv) {
   std::string vision, vision_type = "f32";
   cli.add_option("--vision", vision,
                  "also write DIR/mmproj.gguf with this projector: idefics3 (SigLIP-style, "
-                 "SmolVLM) | mlp (CLIP-style, LLaVA-1.5); tiny dims, or the preset's tower");
+                 "SmolVLM) | mlp (CLIP-style, LLaVA-1.5) | qwen2vl_merger (Qwen2-VL); tiny "
+                 "dims, or the preset's tower");
   cli.add_option("--vision-type", vision_type, "mmproj matrix type: f32 | f16 | bf16 | q8_0 (matrices whose rows do not split into 32-blocks stay f16, as llama.cpp does)")
       ->capture_default_str();
   cli.add_option("-o,--output", out_dir, "output directory")->required();
@@ -59,6 +63,10 @@ int RunMakeTestModel(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", s.message().c_str());
     return 2;
   }
+  if (options.arch == "qwen2vl" && !options.rope_sections && options.heads > 0) {
+    options.rope_sections = models::DefaultRopeSections(options.hidden / options.heads);
+  }
+  if (no_rope_sections) options.rope_sections.reset();
   auto dtype = DTypeFromName(type);
   if (!dtype) {
     std::fprintf(stderr, "error: unknown --type '%s'\n", type.c_str());
@@ -92,6 +100,7 @@ int RunMakeTestModel(int argc, char** argv) {
       return 2;
     }
   }
+  if (preset.empty() && vision == "qwen2vl_merger") v.image_size = 56, v.patch_size = 14;
   v.projector = vision;
   v.text_hidden = options.hidden;
   v.seed = seed;

@@ -108,20 +108,18 @@ int RunRender(int argc, char** argv) {
     std::fprintf(stderr, "error: --format must be png or pgm, got '%s'\n", format.c_str());
     return 2;
   }
+  // With --mmproj, each page's token cost is the loaded family's own layout rule.
+  std::unique_ptr<models::VisionModel> vision;
   if (!mmproj.empty()) {
-    // The real vision configuration replaces --tile-size / --tokens-per-tile / --max-edge.
-    auto vision = models::VisionModel::Load(mmproj);
-    if (!vision.ok()) {
-      std::fprintf(stderr, "error: %s\n", vision.status().ToString().c_str());
+    auto loaded = models::VisionModel::Load(mmproj);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "error: %s\n", loaded.status().ToString().c_str());
       return 1;
     }
-    const models::VisionConfig& vc = (*vision)->config();
-    const bool tiles = vc.projector_type == "idefics3";  // LLaVA-1.5 sees one square image
+    vision = std::move(*loaded);
+    const models::VisionConfig& vc = vision->config();
     flags.vision.tile_size = static_cast<int>(vc.image_size);
-    flags.vision.tokens_per_tile = static_cast<int>((*vision)->tokens_per_tile());
-    flags.vision.max_long_edge =
-        static_cast<int>(tiles && vc.preproc_image_size > 0 ? vc.preproc_image_size : vc.image_size);
-    flags.vision.global_image = tiles;
+    flags.vision.tokens_per_tile = static_cast<int>(vision->tokens_per_tile());
   }
   std::string text, error;
   if (!ReadInput(input, &text, &error)) {
@@ -165,6 +163,15 @@ int RunRender(int argc, char** argv) {
         rec.layout.char_end = page.char_end;
         rec.layout.lines = page.lines;
         rec.cost = render::EstimateVisionTokens(page.width_px, page.height_px, flags.vision);
+        if (vision != nullptr) {
+          ASSIGN_OR_RETURN(models::ImageLayout l, vision->Plan(page.width_px, page.height_px));
+          rec.cost.tokens = l.tokens;
+          rec.cost.images = l.num_tiles;
+          rec.cost.tiles_x = l.grid_cols;
+          rec.cost.tiles_y = l.grid_rows;
+          rec.cost.resized_width = l.tile_width;
+          rec.cost.resized_height = l.tile_height;
+        }
         pages.push_back(std::move(rec));
         return OkStatus();
       },

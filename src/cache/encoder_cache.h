@@ -1,5 +1,5 @@
 // Encoder-output cache: the same image (or rendered page) under the same preprocessing and
-// the same vision tower is encoded once (ARCHITECTURE §4).
+// the same vision tower is encoded once (docs/architecture.md "Caches").
 //
 //   key   = SHA-256 hex of (content bytes, preprocessing description, mmproj identity),
 //           built by EncoderCacheKey / EncoderKeyBuilder; the content is user-controlled,
@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "models/family.h"
 #include "base/status.h"
 
 namespace vlserve {
@@ -73,10 +74,9 @@ struct EncoderOutput {
   int64_t hidden = 0;
   // Rows per segment (e.g. per tile, in prompt order); empty = one segment of `rows`.
   std::vector<int64_t> segment_rows;
-  // How the image was tiled (SmolVLM grid; 0 x 0 = one tile): a hit must rebuild the same
-  // prompt without decoding the image again.
-  int grid_rows = 0;
-  int grid_cols = 0;
+  // How the family laid the image out (tiles, grid, token count): a hit must rebuild the
+  // same prompt without decoding the image again.
+  models::ImageLayout layout;
 
   // Bytes charged against the capacity.
   int64_t Bytes() const;

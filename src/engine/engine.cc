@@ -82,14 +82,14 @@ Status ValidateImages(const Request& r, int64_t hidden, const models::VisionMode
             "image span {} needs the vision encoder, but this engine has none", i));
       }
       const EncodeJob& job = *s.encode;
-      const int64_t size = vision->config().image_size;
-      if (job.num_tiles < 1 || job.embeddings != nullptr ||
-          static_cast<int64_t>(job.tiles.size()) != job.num_tiles * 3 * size * size) {
+      const models::ImageLayout& l = job.layout;
+      if (l.num_tiles < 1 || job.embeddings != nullptr ||
+          static_cast<int64_t>(job.tiles.size()) != l.num_tiles * l.tile_floats()) {
         return InvalidArgumentError(fmt::format(
-            "image span {}: the encode job needs {} tiles of 3x{}x{} floats", i, job.num_tiles,
-            size, size));
+            "image span {}: the encode job needs {} tiles of 3x{}x{} floats", i, l.num_tiles,
+            l.tile_height, l.tile_width));
       }
-      rows = job.num_tiles * vision->tokens_per_tile();
+      rows = l.tokens;
     }
     if (s.first_row + s.num_tokens > rows) {
       return InvalidArgumentError(fmt::format(
@@ -187,6 +187,21 @@ class Engine::Impl {
     }
     RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, mc.vocab));
     RETURN_IF_ERROR(ValidateImages(r, mc.hidden, vision_.model.get()));
+    if (!r.rope_positions.empty()) {
+      if (!mc.rope_sections.active()) {
+        return InvalidArgumentError(fmt::format(
+            "the request carries multi-axis RoPE positions but the text model ({}) has no "
+            "M-RoPE sections",
+            mc.arch));
+      }
+      if (static_cast<int64_t>(r.rope_positions.size()) != 4 * n || r.next_rope_position < 0 ||
+          r.next_rope_position + config_.max_context > (int64_t{1} << 30)) {
+        return InvalidArgumentError(fmt::format(
+            "the request's RoPE positions must be [{} prompt tokens, 4] with a sane next "
+            "position",
+            n));
+      }
+    }
     for (int64_t i = 0; i < n; ++i) {
       const int32_t t = r.prompt_tokens[i];
       if ((t < 0 || t >= mc.vocab) && !InImage(r, i)) {
@@ -287,7 +302,7 @@ class Engine::Impl {
     for (EncodeJob* job : jobs) {
       if (TakeFromCache(*job)) continue;
       RunEncodeJob(*job);
-      tiles += job->num_tiles;
+      tiles += job->layout.num_tiles;
       ++encoded;
     }
     for (auto [to, from] : duplicates) {
@@ -309,7 +324,7 @@ class Engine::Impl {
     if (vision_.cache == nullptr || job.cache_key.empty()) return false;
     std::optional<EncoderOutput> hit = vision_.cache->LookupAfterMiss(job.cache_key);
     const models::VisionModel& vision = *vision_.model;
-    if (!hit || hit->rows != job.num_tiles * vision.tokens_per_tile() ||
+    if (!hit || hit->layout != job.layout || hit->rows != job.layout.tokens ||
         hit->hidden != vision.output_width()) {
       return false;
     }
@@ -320,21 +335,19 @@ class Engine::Impl {
 
   void RunEncodeJob(EncodeJob& job) {
     const models::VisionModel& vision = *vision_.model;
-    const int64_t rows_per_tile = vision.tokens_per_tile();
     const int64_t width = vision.output_width();
-    auto out = std::make_shared<std::vector<float>>(job.num_tiles * rows_per_tile * width);
+    auto out = std::make_shared<std::vector<float>>(job.layout.tokens * width);
     ThreadPool* pool = own_pool_ ? own_pool_.get() : &DefaultThreadPool();
-    vision.EncodeInForwards(job.tiles.data(), job.num_tiles, out->data(), vision_scratch_, pool,
-                            vision_.max_tiles_per_forward);
+    vision.EncodeImage(job.tiles.data(), job.layout, out->data(), vision_scratch_, pool,
+                       vision_.max_tiles_per_forward);
     job.tiles = {};  // the pixels are not needed again (preemption keeps the embeddings)
     job.embeddings = out;
     if (vision_.cache != nullptr && !job.cache_key.empty()) {
       EncoderOutput value;
       value.embeddings = out;
-      value.rows = job.num_tiles * rows_per_tile;
+      value.rows = job.layout.tokens;
       value.hidden = width;
-      value.grid_rows = job.grid_rows;
-      value.grid_cols = job.grid_cols;
+      value.layout = job.layout;
       Status s = vision_.cache->Insert(job.cache_key, std::move(value));
       if (!s.ok()) LOG_WARN("encoder cache insert failed: {}", s.ToString());
     }

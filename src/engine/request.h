@@ -13,6 +13,7 @@
 
 #include "base/status.h"
 #include "engine/sampling.h"
+#include "models/family.h"
 
 namespace vlserve::engine {
 
@@ -24,12 +25,11 @@ using TimePoint = SteadyClock::time_point;
 // spans (a span served from the prefix cache never needs it). Shared by every ImageSpan
 // of that image; after Submit only the engine thread touches it.
 struct EncodeJob {
-  std::string cache_key;   // encoder-cache key (SHA-256 hex); "" = do not cache
-  int grid_rows = 0;       // the image's tiling, stored with the cached embeddings
-  int grid_cols = 0;
-  int64_t num_tiles = 0;
-  std::vector<float> tiles;  // [num_tiles, 3, S, S] normalized pixels; freed after encode
-  // Set by the engine: [num_tiles * tokens_per_tile, hidden].
+  std::string cache_key;        // encoder-cache key (SHA-256 hex); "" = do not cache
+  models::ImageLayout layout;   // the family's layout, stored with the cached embeddings
+  // [num_tiles, 3, tile_height, tile_width] normalized pixels; freed after encode.
+  std::vector<float> tiles;
+  // Set by the engine: [layout.tokens, hidden].
   std::shared_ptr<const std::vector<float>> embeddings;
 };
 
@@ -40,7 +40,8 @@ struct ImageSpan {
   int64_t position = 0;    // index in Request::prompt_tokens of the first placeholder
   int64_t num_tokens = 0;  // placeholders (= embedding rows) of this span
   int64_t first_row = 0;   // row of the image's embeddings fed at `position`
-  // Identity used by the prefix cache (ARCHITECTURE §4): SHA-256 hex of the image bytes
+  // Identity used by the prefix cache (docs/architecture.md "Caches"): SHA-256 hex of the
+  // image bytes
   // (or rendered page) + preprocessing + tower, plus the span's row range. Never an
   // xxHash: user-controlled. Empty = the span's blocks are never shared.
   std::string content_hash;
@@ -98,6 +99,11 @@ struct Request {
   std::string id;                      // echoed in logs; need not be unique
   std::vector<int32_t> prompt_tokens;  // non-empty; already chat-templated and tokenized
   std::vector<ImageSpan> images;       // sorted by position, non-overlapping
+  // M-RoPE models with image grids (models::ExpandedPrompt): the prompt's RoPE positions
+  // [prompt_tokens.size(), 4] and the position of the first generated token, which
+  // continues on every axis. Empty: a token's position is its index.
+  std::vector<int32_t> rope_positions;
+  int64_t next_rope_position = 0;
   SamplingParams sampling;             // validated by Submit against the vocabulary
   int priority = 0;                    // higher runs first; equal priority is FIFO
   // Past it the request finishes with FinishReason::kDeadline (checked every step,

@@ -44,6 +44,7 @@ StepOutput Runner::Execute(const StepPlan& plan) {
   const size_t n = plan.items.size();
   feed_.resize(std::max(feed_.size(), n));
   embeds_.resize(std::max(embeds_.size(), n));
+  rope_.resize(std::max(rope_.size(), n));
   std::vector<models::BatchItem> batch(n);
   for (size_t i = 0; i < n; ++i) {
     const ScheduledItem& item = plan.items[i];
@@ -54,6 +55,10 @@ StepOutput Runner::Execute(const StepPlan& plan) {
     b.start_pos = item.start_pos;
     b.tokens = feed_[i];
     b.embeddings = embeds_[i].empty() ? nullptr : embeds_[i].data();
+    if (item.seq->has_rope_positions()) {
+      item.seq->RopePositions(item.start_pos, item.num_tokens, &rope_[i]);
+      b.rope_positions = rope_[i].data();
+    }
     b.logits_for_all = false;
   }
   logits_.resize(n * vocab);

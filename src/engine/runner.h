@@ -38,6 +38,7 @@ class Runner {
   std::vector<float> logits_;                 // [items, vocab]
   std::vector<std::vector<int32_t>> feed_;    // per item: token ids of the chunk
   std::vector<std::vector<float>> embeds_;    // per item: [chunk, hidden] or empty
+  std::vector<std::vector<int32_t>> rope_;    // per item: [chunk, 4] M-RoPE positions
 };
 
 }  // namespace vlserve::engine

@@ -1,6 +1,7 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <array>
 #include <utility>
 
 #include "base/check.h"
@@ -35,6 +36,21 @@ Sequence::Sequence(Request req, std::shared_ptr<RequestStream> s, uint64_t order
   // Views into request.images: the Sequence never moves (owned by unique_ptr).
   for (const ImageSpan& s : request.images) {
     content_spans.push_back(ContentSpan{s.position, s.num_tokens, s.content_hash});
+  }
+}
+
+void Sequence::RopePositions(int64_t start, int64_t n, std::vector<int32_t>* out) const {
+  out->resize(4 * n);
+  const std::vector<int32_t>& prompt = request.rope_positions;
+  const int64_t delta = request.next_rope_position - num_prompt;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t t = start + i;
+    if (t < num_prompt) {
+      std::copy_n(prompt.data() + 4 * t, 4, out->data() + 4 * i);
+    } else {
+      const auto p = static_cast<int32_t>(t + delta);
+      std::copy_n(std::array<int32_t, 4>{p, p, p, 0}.data(), 4, out->data() + 4 * i);
+    }
   }
 }
 

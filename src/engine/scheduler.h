@@ -82,6 +82,11 @@ struct Sequence {
   int64_t num_registered = 0;             // leading table blocks already offered to the index
 
   int64_t num_generated() const { return static_cast<int64_t>(tokens.size()) - num_prompt; }
+  // M-RoPE requests: the RoPE positions [n, 4] of tokens [start, start + n) — the prompt's
+  // from the request, generated tokens continuing from request.next_rope_position. A
+  // recompute after preemption or a prefix-cache hit therefore sees the same positions.
+  bool has_rope_positions() const { return !request.rope_positions.empty(); }
+  void RopePositions(int64_t start, int64_t n, std::vector<int32_t>* out) const;
   // Tokens still to run through the model before the next sample.
   int64_t num_uncomputed() const { return static_cast<int64_t>(tokens.size()) - num_computed; }
 };

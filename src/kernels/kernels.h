@@ -7,6 +7,7 @@
 // calls this shape [ne0 = cols, ne1 = rows]. Activations are float32, row-major.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string_view>
 
@@ -81,6 +82,23 @@ enum class RopeStyle {
 // values of each head rotate; theta_i = pos * freq_base^(-2i/rope_dims).
 void Rope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dims, int64_t pos,
           float freq_base, RopeStyle style);
+
+// Multi-axis RoPE (M-RoPE, docs/architecture.md "Positions"): a token has one position per
+// axis (t, h, w, e) and each rotation pair i < rope_dims/2 takes its angle from one axis,
+// theta_i = pos[axis(i)] * freq_base^(-2i/rope_dims). Contiguous sections (Qwen2-VL's
+// "mrope"): sector = i % sum(pairs); the first pairs[0] sectors use t, the next pairs[1]
+// h, then w, then e. Interleaved (Qwen3-VL's "imrope", HF apply_interleaved_mrope): pair
+// i uses h when i % 3 == 1 and i < 3 * pairs[1], w when i % 3 == 2 and i < 3 * pairs[2],
+// else t. With every axis equal both reduce to Rope.
+struct RopeSections {
+  std::array<int32_t, 4> pairs{};  // all zero: plain RoPE on axis 0
+  bool interleaved = false;
+  bool active() const { return pairs[0] + pairs[1] + pairs[2] + pairs[3] > 0; }
+  int32_t AxisOfPair(int64_t i) const;
+};
+void RopeMulti(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dims,
+               const int32_t pos[4], float freq_base, RopeStyle style,
+               const RopeSections& sections);
 
 void Softmax(float* x, int64_t n);  // in place, numerically stable (max subtracted)
 void Silu(float* x, int64_t n);

@@ -58,12 +58,12 @@ NormalizeConstants MakeNormalizeConstants(const float mean[3], const float std[3
 
 }  // namespace internal
 
-void NormalizeTile(const Image& src, int x0, int y0, int tile, const NormalizeParams& norm,
-                   float* out) {
-  const size_t plane = static_cast<size_t>(tile) * tile;
-  const int w = std::clamp(src.width - x0, 0, tile);
-  const int h = std::clamp(src.height - y0, 0, tile);
-  if (w < tile || h < tile) std::fill(out, out + 3 * plane, 0.0f);
+void NormalizeRegion(const Image& src, int x0, int y0, int width, int height,
+                     const NormalizeParams& norm, float* out) {
+  const size_t plane = static_cast<size_t>(width) * height;
+  const int w = std::clamp(src.width - x0, 0, width);
+  const int h = std::clamp(src.height - y0, 0, height);
+  if (w < width || h < height) std::fill(out, out + 3 * plane, 0.0f);
   const kernels::Isa isa = kernels::ActiveIsa();
   if (isa != kernels::Isa::kScalar && h > 0) {
     const internal::NormalizeConstants k =
@@ -71,7 +71,7 @@ void NormalizeTile(const Image& src, int x0, int y0, int tile, const NormalizePa
     bool done = true;
     for (int y = 0; y < h && done; ++y) {
       const uint8_t* p = src.Row(y0 + y) + 3 * x0;
-      float* r = out + static_cast<size_t>(y) * tile;
+      float* r = out + static_cast<size_t>(y) * width;
       if (isa == kernels::Isa::kAvx512) {
         internal::NormalizeRowAvx512(p, w, k, r, r + plane, r + 2 * plane);
       } else {
@@ -83,7 +83,7 @@ void NormalizeTile(const Image& src, int x0, int y0, int tile, const NormalizePa
   const NormalizeLut lut(norm);
   for (int y = 0; y < h; ++y) {
     const uint8_t* p = src.Row(y0 + y) + 3 * x0;
-    float* r = out + y * tile;
+    float* r = out + static_cast<size_t>(y) * width;
     float* g = r + plane;
     float* b = g + plane;
     for (int x = 0; x < w; ++x, p += 3) {
@@ -92,6 +92,32 @@ void NormalizeTile(const Image& src, int x0, int y0, int tile, const NormalizePa
       b[x] = lut.v[2][p[2]];
     }
   }
+}
+
+void NormalizeTile(const Image& src, int x0, int y0, int tile, const NormalizeParams& norm,
+                   float* out) {
+  NormalizeRegion(src, x0, y0, tile, tile, norm, out);
+}
+
+PixelTiles PreprocessResized(const Image& image, int width, int height, ResampleFilter filter,
+                             const NormalizeParams& norm, BufferPool* pool,
+                             PreprocessScratch* scratch, PreprocessTimings* timings) {
+  Stopwatch watch;
+  const Image& resized = ResizeStep(image, width, height, filter, &scratch->a,
+                                    &scratch->resize_tmp);
+  const double resize_ms = watch.ElapsedMs();
+  watch.Reset();
+  PixelTiles out;
+  out.tile_width = width;
+  out.tile_height = height;
+  out.num_tiles = 1;
+  out.pixels = pool->Acquire(static_cast<size_t>(3) * width * height);
+  NormalizeRegion(resized, 0, 0, width, height, norm, out.pixels.data());
+  if (timings != nullptr) {
+    timings->resize_ms = resize_ms;
+    timings->normalize_ms = watch.ElapsedMs();
+  }
+  return out;
 }
 
 SmolVlmSizes ComputeSmolVlmSizes(int width, int height, const SmolVlmPreprocessConfig& cfg) {
@@ -165,7 +191,7 @@ PixelTiles PreprocessSmolVlm(const Image& image, const SmolVlmPreprocessConfig& 
                                     &scratch->b, &scratch->resize_tmp);
   const int t = cfg.tile_size;
   PixelTiles out;
-  out.tile_size = t;
+  out.tile_width = out.tile_height = t;
   const Image* global = &encoder;
   if (encoder.width > t || encoder.height > t) {
     out.grid_rows = CeilDiv(encoder.height, t);
@@ -248,7 +274,7 @@ PixelTiles PreprocessLlava(const Image& image, const LlavaPreprocessConfig& cfg,
   const double resize_ms = watch.ElapsedMs();
   watch.Reset();
   PixelTiles out;
-  out.tile_size = size;
+  out.tile_width = out.tile_height = size;
   out.num_tiles = 1;
   out.pixels = pool->Acquire(static_cast<size_t>(3) * size * size);
   // center_crop: top = (H - size) // 2, left = (W - size) // 2.

@@ -44,22 +44,21 @@ struct PreprocessTimings {
   double normalize_ms = 0;  // tiling + normalization (one fused pass)
 };
 
-// Output tiles: pixels is [num_tiles, 3, tile_size, tile_size], float32, channel-planar.
-// SmolVLM order: grid_rows x grid_cols tiles row-major, then the global image last;
-// grid_rows = grid_cols = 0 when the image was not split (one tile).
+// Output tiles: pixels is [num_tiles, 3, tile_height, tile_width], float32,
+// channel-planar. SmolVLM order: grid_rows x grid_cols tiles row-major, then the global
+// image last; grid_rows = grid_cols = 0 when the image was not split (one tile).
+// Dynamic-resolution families (Qwen2-VL) have one tile of the resized image's size.
 struct PixelTiles {
-  int tile_size = 0;
+  int tile_width = 0;
+  int tile_height = 0;
   int grid_rows = 0;
   int grid_cols = 0;
   int num_tiles = 0;
   BufferPool::Lease pixels;
 
-  const float* Tile(int i) const {
-    return pixels.data() + static_cast<size_t>(i) * 3 * tile_size * tile_size;
-  }
-  float* MutableTile(int i) {
-    return pixels.data() + static_cast<size_t>(i) * 3 * tile_size * tile_size;
-  }
+  size_t tile_floats() const { return static_cast<size_t>(3) * tile_width * tile_height; }
+  const float* Tile(int i) const { return pixels.data() + i * tile_floats(); }
+  float* MutableTile(int i) { return pixels.data() + i * tile_floats(); }
 };
 
 // Output size (width, height) of each SmolVLM resize step for a source size.
@@ -86,6 +85,17 @@ PixelTiles PreprocessSmolVlm(const Image& image, const SmolVlmPreprocessConfig& 
 PixelTiles PreprocessLlava(const Image& image, const LlavaPreprocessConfig& config,
                            BufferPool* pool, PreprocessScratch* scratch,
                            PreprocessTimings* timings = nullptr);
+
+// Resizes `image` to exactly width x height with `filter` and normalizes it into one tile
+// (dynamic-resolution families; the size comes from the family's resize rule).
+PixelTiles PreprocessResized(const Image& image, int width, int height, ResampleFilter filter,
+                             const NormalizeParams& norm, BufferPool* pool,
+                             PreprocessScratch* scratch, PreprocessTimings* timings = nullptr);
+
+// Writes [x0, x0 + width) x [y0, y0 + height) of `src` as normalized CHW floats into `out`
+// ([3, height, width]); pixels outside `src` become 0.0.
+void NormalizeRegion(const Image& src, int x0, int y0, int width, int height,
+                     const NormalizeParams& norm, float* out);
 
 // Writes the region [x0, x0 + tile) x [y0, y0 + tile) of `src` as normalized CHW floats
 // into `out` ([3, tile, tile]); pixels outside `src` become 0.0 (HF's zero padding,

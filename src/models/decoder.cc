@@ -1,6 +1,9 @@
-// The shared decoder forward pass (llama / qwen2; per-arch differences in ArchTraits):
+// The shared decoder forward pass (llama / qwen2 / qwen2vl; per-arch differences in
+// ArchTraits):
 //   x = embed(tokens)
 //   per layer:  x += Wo · Attn(rope(Wq·n(x) + bq), rope(Wk·n(x) + bk), Wv·n(x) + bv)
+// rope() rotates by the token's RoPE position (multi-axis for M-RoPE items); the causal
+// mask and the KV placement use its KV slot (BatchItem).
 //               x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))
 //   logits = Wout · n(x)            (n = RMSNorm with that block's weight)
 #include <fmt/format.h>
@@ -71,6 +74,12 @@ Status TextModel::ValidateBatch(const std::vector<BatchItem>& items, const KvBuf
         return InvalidArgumentError(fmt::format("batch item {}: block id {} outside [0, {})", i,
                                                 it.block_table[b], kv.num_blocks()));
       }
+    }
+    if (it.rope_positions != nullptr && !c.rope_sections.active()) {
+      return InvalidArgumentError(fmt::format(
+          "batch item {}: multi-axis RoPE positions given, but the model has no "
+          "{}.rope.dimension_sections",
+          i, c.arch));
     }
     for (int32_t t : it.tokens) {
       if (t >= c.vocab || (t < 0 && it.embeddings == nullptr)) {
@@ -146,6 +155,7 @@ void TextModel::AttentionBlock(int64_t layer, const std::vector<BatchItem>& item
   }
   // Bias, RoPE and the K/V append, per token row (row -> item via s.row_item).
   const float base = static_cast<float>(c.rope_base);
+  const bool mrope = !s.rope_pos.empty();
   ForRows(pool, n, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       float* q = s.q.data() + i * q_dim;
@@ -154,10 +164,18 @@ void TextModel::AttentionBlock(int64_t layer, const std::vector<BatchItem>& item
       if (!w.q_bias.empty()) kernels::Add(q, w.q_bias.data(), q, q_dim);
       if (!w.k_bias.empty()) kernels::Add(k, w.k_bias.data(), k, kv_dim);
       if (!w.v_bias.empty()) kernels::Add(v, w.v_bias.data(), v, kv_dim);
-      const int64_t pos = s.positions[i];
-      kernels::Rope(q, c.num_heads, c.head_dim, c.rope_dims, pos, base, traits_->rope_style);
-      kernels::Rope(k, c.num_kv_heads, c.head_dim, c.rope_dims, pos, base,
-                    traits_->rope_style);
+      const int64_t pos = s.positions[i];  // KV slot
+      if (mrope) {
+        const int32_t* rp = s.rope_pos.data() + 4 * i;
+        kernels::RopeMulti(q, c.num_heads, c.head_dim, c.rope_dims, rp, base,
+                           traits_->rope_style, c.rope_sections);
+        kernels::RopeMulti(k, c.num_kv_heads, c.head_dim, c.rope_dims, rp, base,
+                           traits_->rope_style, c.rope_sections);
+      } else {
+        kernels::Rope(q, c.num_heads, c.head_dim, c.rope_dims, pos, base, traits_->rope_style);
+        kernels::Rope(k, c.num_kv_heads, c.head_dim, c.rope_dims, pos, base,
+                      traits_->rope_style);
+      }
       const BatchItem& item = items[s.row_item[i]];
       const int64_t block = item.block_table[pos / kKvBlockSize];
       const int64_t off = (pos % kKvBlockSize) * kv_dim;
@@ -230,10 +248,22 @@ Status TextModel::Forward(const std::vector<BatchItem>& items, KvBuffer& kv,
   s.up.Resize(n * c.ffn);
   s.positions.clear();
   s.row_item.clear();
+  s.rope_pos.clear();
+  bool any_rope_positions = false;
+  for (const BatchItem& item : items) any_rope_positions |= item.rope_positions != nullptr;
   for (size_t it = 0; it < items.size(); ++it) {
-    for (size_t i = 0; i < items[it].tokens.size(); ++i) {
-      s.positions.push_back(static_cast<int32_t>(items[it].start_pos + i));
+    const BatchItem& item = items[it];
+    for (size_t i = 0; i < item.tokens.size(); ++i) {
+      const auto slot = static_cast<int32_t>(item.start_pos + i);
+      s.positions.push_back(slot);
       s.row_item.push_back(static_cast<int32_t>(it));
+      if (!any_rope_positions) continue;
+      if (item.rope_positions != nullptr) {
+        s.rope_pos.insert(s.rope_pos.end(), item.rope_positions + 4 * i,
+                          item.rope_positions + 4 * i + 4);
+      } else {
+        s.rope_pos.insert(s.rope_pos.end(), {slot, slot, slot, slot});
+      }
     }
   }
   if (pool == nullptr) pool = &DefaultThreadPool();

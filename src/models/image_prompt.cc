@@ -1,66 +1,21 @@
-// Image-marker expansion and model-specific preprocessing (see image_prompt.h).
+// Image-marker expansion and positions (see image_prompt.h).
 #include "models/image_prompt.h"
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace vlserve::models {
 namespace {
 
-// The expanded prompt as alternating text pieces and embedding runs.
-struct Piece {
-  std::string text;        // when run_tokens == 0
-  int64_t run_tokens = 0;  // > 0: an embedding run
-  int image = 0;
-  int64_t first_row = 0;
-};
-
-class PieceList {
- public:
-  void Text(std::string_view s) {
-    if (pieces_.empty() || pieces_.back().run_tokens > 0) pieces_.push_back(Piece{});
-    pieces_.back().text += s;
-  }
-  void Run(int64_t n, int image, int64_t first_row) {
-    pieces_.push_back(Piece{"", n, image, first_row});
-  }
-  const std::vector<Piece>& pieces() const { return pieces_; }
-
- private:
-  std::vector<Piece> pieces_;
-};
-
-void AppendSmolVlmImage(const ImageTiling& t, int image, int64_t n, PieceList* out) {
-  if (t.grid_rows * t.grid_cols == 0) {
-    out->Text("<fake_token_around_image><global-img>");
-    out->Run(n, image, 0);
-    out->Text("<fake_token_around_image>");
-    return;
-  }
-  int64_t row = 0;
-  for (int r = 0; r < t.grid_rows; ++r) {
-    for (int c = 0; c < t.grid_cols; ++c) {
-      out->Text(fmt::format("<fake_token_around_image><row_{}_col_{}>", r + 1, c + 1));
-      out->Run(n, image, row);
-      row += n;
-    }
-    out->Text("\n");
-  }
-  out->Text("\n<fake_token_around_image><global-img>");
-  out->Run(n, image, row);
-  out->Text("<fake_token_around_image>");
-}
-
-Status CheckSmolVlmTokens(const tokenizer::Tokenizer& tok, const ImageTiling& t) {
-  std::vector<std::string> needed = {"<fake_token_around_image>", "<global-img>"};
-  if (t.grid_rows * t.grid_cols > 0) {
-    needed.push_back(fmt::format("<row_{}_col_{}>", t.grid_rows, t.grid_cols));
-  }
-  for (const std::string& s : needed) {
+Status CheckVocabulary(const tokenizer::Tokenizer& tok, const VisionFamily& family,
+                       const ImageLayout& layout) {
+  for (const std::string& s : family.RequiredTokens(layout)) {
     if (tok.FindToken(s) < 0) {
       return InvalidArgumentError(fmt::format(
-          "the text model's vocabulary has no '{}' token, which SmolVLM image prompts need; "
-          "use the text model that belongs to this mmproj",
-          s));
+          "the text model's vocabulary has no '{}' token, which {} image prompts need; use "
+          "the text model that belongs to this mmproj",
+          s, family.name()));
     }
   }
   return OkStatus();
@@ -68,14 +23,43 @@ Status CheckSmolVlmTokens(const tokenizer::Tokenizer& tok, const ImageTiling& t)
 
 }  // namespace
 
-ImagePromptStyle PromptStyleFor(const VisionModel& vision) {
-  return vision.config().projector_type == "mlp" ? ImagePromptStyle::kLlava
-                                                 : ImagePromptStyle::kSmolVlm;
+std::vector<int32_t> AssignRopePositions(int64_t num_tokens,
+                                         const std::vector<PromptImageSpan>& spans,
+                                         const std::vector<std::pair<int, int>>& grids,
+                                         int64_t* next_position) {
+  std::vector<int32_t> out(4 * num_tokens);
+  int64_t p = 0, i = 0;
+  auto text_until = [&](int64_t end) {
+    for (; i < end; ++i, ++p) {
+      for (int a = 0; a < 3; ++a) out[4 * i + a] = static_cast<int32_t>(p);
+    }
+  };
+  for (size_t s = 0; s < spans.size(); ++s) {
+    const PromptImageSpan& span = spans[s];
+    text_until(span.position);
+    const auto [rows, cols] = grids[s];
+    if (rows * cols == 0) {  // no grid: 1-D, like text
+      text_until(span.position + span.num_tokens);
+      continue;
+    }
+    for (int64_t k = 0; k < span.num_tokens; ++k, ++i) {
+      out[4 * i + 0] = static_cast<int32_t>(p);
+      out[4 * i + 1] = static_cast<int32_t>(p + k / cols);
+      out[4 * i + 2] = static_cast<int32_t>(p + k % cols);
+    }
+    p += std::max(rows, cols);
+  }
+  text_until(num_tokens);
+  *next_position = p;
+  return out;
 }
 
-StatusOr<ExpandedPrompt> ExpandImagePrompt(const tokenizer::Tokenizer& tok, std::string_view prompt,
-                                           const std::vector<ImageTiling>& images,
+StatusOr<ExpandedPrompt> ExpandImagePrompt(const tokenizer::Tokenizer& tok,
+                                           const VisionModel& vision, const TextConfig& text,
+                                           std::string_view prompt,
+                                           const std::vector<ImageLayout>& layouts,
                                            const ImagePromptOptions& o) {
+  const VisionFamily& family = vision.family();
   std::vector<std::string_view> texts;  // prompt split at the markers
   for (size_t pos = 0;;) {
     const size_t at = prompt.find(o.marker, pos);
@@ -85,67 +69,56 @@ StatusOr<ExpandedPrompt> ExpandImagePrompt(const tokenizer::Tokenizer& tok, std:
     pos = at + o.marker.size();
   }
   const size_t markers = texts.size() - 1;
-  if (markers != images.size()) {
+  if (markers != layouts.size()) {
     return InvalidArgumentError(fmt::format(
         "the prompt has {} image placeholder(s) '{}' but {} image(s) were given; give one "
         "image per placeholder",
-        markers, o.marker, images.size()));
+        markers, o.marker, layouts.size()));
   }
-  if (o.tokens_per_tile <= 0) return InvalidArgumentError("tokens_per_tile must be positive");
-  PieceList list;
+  PromptPieces list;
   for (size_t i = 0; i <= markers; ++i) {
     list.Text(texts[i]);
     if (i == markers) break;
-    if (o.style == ImagePromptStyle::kSmolVlm) {
-      RETURN_IF_ERROR(CheckSmolVlmTokens(tok, images[i]));
-      AppendSmolVlmImage(images[i], static_cast<int>(i), o.tokens_per_tile, &list);
-    } else {
-      list.Run(o.tokens_per_tile, static_cast<int>(i), 0);
+    RETURN_IF_ERROR(CheckVocabulary(tok, family, layouts[i]));
+    if (layouts[i].merged_rows * layouts[i].merged_cols > 0 && !text.rope_sections.active()) {
+      return InvalidArgumentError(fmt::format(
+          "{} images need multi-axis RoPE positions, but the text model ({}) has no "
+          "'{}.rope.dimension_sections'; reconvert it with a current llama.cpp "
+          "convert_hf_to_gguf.py",
+          family.name(), text.arch, text.arch));
     }
+    family.AppendPrompt(layouts[i], static_cast<int>(i), &list);
   }
   ExpandedPrompt out;
-  const int32_t image_id = tok.FindToken(o.marker);
-  const int32_t placeholder = image_id >= 0 ? image_id : 0;
-  bool first = true;
-  for (const Piece& p : list.pieces()) {
+  std::vector<std::pair<int, int>> grids;
+  bool any_grid = false;
+  const int32_t placeholder_id = tok.FindToken(family.placeholder());
+  const int32_t placeholder = placeholder_id >= 0 ? placeholder_id : 0;
+  // BOS as the tokenizer wants it, never twice: the template may already begin with the
+  // BOS text (SmolVLM's <|im_start|>).
+  const std::string_view first_text =
+      list.pieces().empty() || list.pieces()[0].run_tokens > 0 ? "" : list.pieces()[0].text;
+  if (o.add_special && tok.add_bos() && tok.bos_id() >= 0) {
+    std::vector<int32_t> head;
+    tok.Encode(first_text.substr(0, 64), {.add_special = false, .parse_special = true}, &head);
+    if (head.empty() || head.front() != tok.bos_id()) out.tokens.push_back(tok.bos_id());
+  }
+  for (const PromptPieces::Piece& p : list.pieces()) {
     if (p.run_tokens > 0) {
       out.spans.push_back(PromptImageSpan{static_cast<int64_t>(out.tokens.size()), p.run_tokens,
                                           p.image, p.first_row});
+      grids.emplace_back(p.grid_rows, p.grid_cols);
+      any_grid |= p.grid_rows * p.grid_cols > 0;
       out.tokens.insert(out.tokens.end(), p.run_tokens, placeholder);
     } else {
-      tok.Encode(p.text, {.add_special = o.add_special && first, .parse_special = true},
-                 &out.tokens);
+      tok.Encode(p.text, {.add_special = false, .parse_special = true}, &out.tokens);
     }
-    first = false;
+  }
+  if (any_grid) {
+    out.rope_positions = AssignRopePositions(static_cast<int64_t>(out.tokens.size()), out.spans,
+                                             grids, &out.next_rope_position);
   }
   return out;
-}
-
-media::PixelTiles PreprocessForModel(const VisionModel& vision, const media::Image& image,
-                                     media::BufferPool* pool, media::PreprocessScratch* scratch,
-                                     media::PreprocessTimings* timings) {
-  const VisionConfig& c = vision.config();
-  media::NormalizeParams norm{c.image_mean, c.image_std};
-  if (PromptStyleFor(vision) == ImagePromptStyle::kLlava) {
-    media::LlavaPreprocessConfig cfg;
-    cfg.image_size = static_cast<int>(c.image_size);
-    cfg.norm = norm;
-    return media::PreprocessLlava(image, cfg, pool, scratch, timings);
-  }
-  media::SmolVlmPreprocessConfig cfg;
-  cfg.tile_size = static_cast<int>(c.image_size);
-  cfg.longest_edge =
-      static_cast<int>(c.preproc_image_size > 0 ? c.preproc_image_size : 4 * c.image_size);
-  cfg.norm = norm;
-  return media::PreprocessSmolVlm(image, cfg, pool, scratch, timings);
-}
-
-int DecodeHintForModel(const VisionModel& vision) {
-  const VisionConfig& c = vision.config();
-  if (PromptStyleFor(vision) == ImagePromptStyle::kLlava) {
-    return static_cast<int>(c.image_size);
-  }
-  return static_cast<int>(c.preproc_image_size > 0 ? c.preproc_image_size : 4 * c.image_size);
 }
 
 }  // namespace vlserve::models

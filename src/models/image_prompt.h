@@ -1,16 +1,14 @@
 // Prompt assembly for vision-language models: the chat-templated prompt holds one image
-// marker ("<image>") per image; each marker is expanded into the family's image tokens,
-// and the result is tokenized with the spans where the encoder's embedding rows go.
-//
-// SmolVLM (projector idefics3), as transformers' Idefics3Processor (_prompt_split_image /
-// _prompt_single_image) writes it, N = tokens per tile, rows/cols numbered from 1:
-//   split image (grid R x C):
-//     for r in 1..R: for c in 1..C: "<fake_token_around_image><row_r_col_c>" + N x "<image>"
-//                    then "\n" after each row
-//     "\n<fake_token_around_image><global-img>" + N x "<image>" + "<fake_token_around_image>"
-//   single tile (not split):
-//     "<fake_token_around_image><global-img>" + N x "<image>" + "<fake_token_around_image>"
-// LLaVA-1.5 (projector mlp): the marker becomes N = 576 embedding rows, nothing else.
+// marker ("<image>") per image; the image's family (family.h) expands each marker into
+// its wrapper tokens around runs of embedding rows, the result is tokenized with the spans
+// where the encoder's rows go, and — for M-RoPE text models — every token gets its RoPE
+// position per axis (docs/architecture.md "Positions"):
+//   text tokens take (p, p, p, 0) and advance p by one;
+//   an embedding run with an M-RoPE grid of R x C rows starting at p gives row-major token
+//   (r, c) the position (p, p + r, p + c, 0), and the text after it resumes at
+//   p + max(R, C) (transformers' get_rope_index for Qwen2-VL / Qwen2.5-VL images,
+//   GLM-4.1V and Qwen3-VL);
+//   a run without a grid takes consecutive positions like text.
 //
 // Text between embedding runs is tokenized piecewise with special-token parsing; every
 // piece boundary is an image token, which the HF tokenizer also splits at, so this equals
@@ -23,24 +21,12 @@
 #include <vector>
 
 #include "base/status.h"
-#include "media/preprocess.h"
+#include "models/family.h"
+#include "models/text_model.h"
 #include "models/vision_model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace vlserve::models {
-
-enum class ImagePromptStyle { kSmolVlm, kLlava };
-
-// kSmolVlm for idefics3, kLlava for mlp.
-ImagePromptStyle PromptStyleFor(const VisionModel& vision);
-
-// How one image was tiled (from media::PixelTiles): grid_rows = grid_cols = 0 when not
-// split (one tile); else grid_rows * grid_cols tiles + the global image.
-struct ImageTiling {
-  int grid_rows = 0;
-  int grid_cols = 0;
-  int num_tiles() const { return grid_rows * grid_cols > 0 ? grid_rows * grid_cols + 1 : 1; }
-};
 
 // One run of embedding rows in the expanded prompt.
 struct PromptImageSpan {
@@ -51,31 +37,37 @@ struct PromptImageSpan {
 };
 
 struct ExpandedPrompt {
-  std::vector<int32_t> tokens;         // placeholder id (`<image>` or 0) inside spans
+  std::vector<int32_t> tokens;         // the family's placeholder id inside spans
   std::vector<PromptImageSpan> spans;  // in position order
+  // M-RoPE text models with grid runs: [tokens.size(), 4] positions, and the position of
+  // the token after the prompt (generated tokens continue from it on every axis). Empty
+  // otherwise: a token's position is its index.
+  std::vector<int32_t> rope_positions;
+  int64_t next_rope_position = 0;
 };
 
 struct ImagePromptOptions {
-  ImagePromptStyle style = ImagePromptStyle::kSmolVlm;
-  int64_t tokens_per_tile = 0;
   std::string_view marker = "<image>";
-  bool add_special = true;  // BOS etc. as the tokenizer's add_bos says (first piece only)
+  // BOS when the tokenizer's add_bos says so, never twice (a template that already starts
+  // with the BOS text keeps one).
+  bool add_special = true;
 };
 
-// InvalidArgument when the number of markers in `prompt` differs from images.size()
-// ("more images than placeholders"), or a tiling needs a <row_r_col_c> token the
-// vocabulary does not have.
-StatusOr<ExpandedPrompt> ExpandImagePrompt(const tokenizer::Tokenizer& tok, std::string_view prompt,
-                                           const std::vector<ImageTiling>& images,
+// InvalidArgument when the number of markers differs from layouts.size(), when the
+// vocabulary lacks a token the family's prompt needs (the mmproj does not belong to this
+// text model), or when the family gives image tokens grid positions but the text model
+// has no M-RoPE sections (a GGUF converted without rope.dimension_sections).
+StatusOr<ExpandedPrompt> ExpandImagePrompt(const tokenizer::Tokenizer& tok,
+                                           const VisionModel& vision, const TextConfig& text,
+                                           std::string_view prompt,
+                                           const std::vector<ImageLayout>& layouts,
                                            const ImagePromptOptions& options);
 
-// Preprocessing the model expects, from its mmproj: SmolVLM tiles of image_size with a
-// longest edge of preproc_image_size (default 4 x image_size); LLaVA pad-to-square +
-// resize to image_size. Both normalize with clip.vision.image_mean/std.
-media::PixelTiles PreprocessForModel(const VisionModel& vision, const media::Image& image,
-                                     media::BufferPool* pool, media::PreprocessScratch* scratch,
-                                     media::PreprocessTimings* timings = nullptr);
-// Long-edge decode hint for media::DecodeOptions::target_long_edge.
-int DecodeHintForModel(const VisionModel& vision);
+// The positions rule above over an already expanded token list (exposed for tests).
+// Spans' grids come from `grids` ([spans.size()] of (rows, cols); (0, 0) = 1-D).
+std::vector<int32_t> AssignRopePositions(int64_t num_tokens,
+                                         const std::vector<PromptImageSpan>& spans,
+                                         const std::vector<std::pair<int, int>>& grids,
+                                         int64_t* next_position);
 
 }  // namespace vlserve::models

@@ -2,6 +2,7 @@
 // type and shape against them before the model is handed out.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -110,6 +111,21 @@ Status TextModel::ReadConfig() {
     return InvalidArgumentError(
         fmt::format("metadata '{}.rope.dimension_count' = {} must be even and in (0, {}]", a,
                     c.rope_dims, c.head_dim));
+  }
+  if (traits_->mrope && f.Find(a + ".rope.dimension_sections") != nullptr) {
+    ASSIGN_OR_RETURN(std::vector<int64_t> sections, f.GetIntArray(a + ".rope.dimension_sections"));
+    int64_t sum = 0;
+    for (size_t i = 0; i < sections.size() && i < 4; ++i) {
+      if (sections[i] < 0) sum = -1 << 20;
+      c.rope_sections.pairs[i] = static_cast<int32_t>(std::max<int64_t>(sections[i], 0));
+      sum += sections[i];
+    }
+    if (sections.size() > 4 || sum <= 0 || 2 * sum > c.rope_dims) {
+      return InvalidArgumentError(fmt::format(
+          "metadata '{}.rope.dimension_sections' must hold at most 4 non-negative section "
+          "sizes adding up to at most rope dimensions / 2 = {}",
+          a, c.rope_dims / 2));
+    }
   }
   if (!(c.rope_base > 0) || !(eps > 0)) {
     return InvalidArgumentError(fmt::format(

@@ -9,6 +9,7 @@ const std::vector<const ArchTraits*>& TextArchitectures() {
   static const std::vector<const ArchTraits*> table = {
       &LlamaArch(),
       &Qwen2Arch(),
+      &Qwen2VlArch(),
   };
   return table;
 }

@@ -13,9 +13,10 @@
 
 namespace vlserve::models {
 
-// Per-architecture traits, one file each (llama.cc, qwen2.cc).
+// Per-architecture traits, one file each (llama.cc, qwen2.cc, qwen2vl.cc).
 const ArchTraits& LlamaArch();
 const ArchTraits& Qwen2Arch();
+const ArchTraits& Qwen2VlArch();
 
 // All registered architectures, in table order.
 const std::vector<const ArchTraits*>& TextArchitectures();

@@ -43,17 +43,11 @@ struct MmprojAdder {
   }
 };
 
-Status AddMmprojTensors(const VisionTestOptions& o, bool clip_style, gguf::Writer& w) {
-  const MmprojAdder add{o, w};
-  const int64_t d = o.hidden, p = o.patch_size, side = o.image_size / o.patch_size;
-  const int64_t positions = side * side + (clip_style ? 1 : 0);
-  RETURN_IF_ERROR(add.Matrix("v.patch_embd.weight", {p, p, 3, d}, 3 * p * p));
-  if (!clip_style) RETURN_IF_ERROR(add.Vector("v.patch_embd.bias", {d}, 0.0, 0.1));
-  RETURN_IF_ERROR(add.Vector("v.position_embd.weight", {d, positions}, 0.0, 0.5));
-  if (clip_style) {
-    RETURN_IF_ERROR(add.Vector("v.class_embd", {d}, 0.0, 1.0));
-    RETURN_IF_ERROR(add.Norm("v.pre_ln", d));
-  }
+// The pre-LN encoder layers every generated tower shares: LayerNorm, q/k/v/out with
+// biases, an FFN with biases.
+Status AddEncoderLayers(const MmprojAdder& add) {
+  const VisionTestOptions& o = add.o;
+  const int64_t d = o.hidden;
   for (int64_t i = 0; i < o.layers; ++i) {
     const std::string b = fmt::format("v.blk.{}.", i);
     RETURN_IF_ERROR(add.Norm(b + "ln1", d));
@@ -67,6 +61,37 @@ Status AddMmprojTensors(const VisionTestOptions& o, bool clip_style, gguf::Write
     RETURN_IF_ERROR(add.Matrix(b + "ffn_down.weight", {o.ffn, d}, o.ffn));
     RETURN_IF_ERROR(add.Vector(b + "ffn_down.bias", {d}, 0.0, 0.1));
   }
+  return OkStatus();
+}
+
+// Qwen2-VL (llama.cpp's Qwen2VLVisionModel conversion): the Conv3d split into two conv2d
+// kernels, no patch bias or position table, LayerNorm blocks with q/k/v split from HF's
+// fused qkv, merger.ln_q as v.post_ln, merger.mlp.{0,2} as mm.{0,2}.
+Status AddQwen2VlTensors(const VisionTestOptions& o, gguf::Writer& w) {
+  const MmprojAdder add{o, w};
+  const int64_t d = o.hidden, p = o.patch_size, merged = d * 4;
+  RETURN_IF_ERROR(add.Matrix("v.patch_embd.weight", {p, p, 3, d}, 3 * p * p * 2));
+  RETURN_IF_ERROR(add.Matrix("v.patch_embd.weight.1", {p, p, 3, d}, 3 * p * p * 2));
+  RETURN_IF_ERROR(AddEncoderLayers(add));
+  RETURN_IF_ERROR(add.Norm("v.post_ln", d));
+  RETURN_IF_ERROR(add.Matrix("mm.0.weight", {merged, merged}, merged));
+  RETURN_IF_ERROR(add.Vector("mm.0.bias", {merged}, 0.0, 0.1));
+  RETURN_IF_ERROR(add.Matrix("mm.2.weight", {merged, o.text_hidden}, merged));
+  return add.Vector("mm.2.bias", {o.text_hidden}, 0.0, 0.1);
+}
+
+Status AddMmprojTensors(const VisionTestOptions& o, bool clip_style, gguf::Writer& w) {
+  const MmprojAdder add{o, w};
+  const int64_t d = o.hidden, p = o.patch_size, side = o.image_size / o.patch_size;
+  const int64_t positions = side * side + (clip_style ? 1 : 0);
+  RETURN_IF_ERROR(add.Matrix("v.patch_embd.weight", {p, p, 3, d}, 3 * p * p));
+  if (!clip_style) RETURN_IF_ERROR(add.Vector("v.patch_embd.bias", {d}, 0.0, 0.1));
+  RETURN_IF_ERROR(add.Vector("v.position_embd.weight", {d, positions}, 0.0, 0.5));
+  if (clip_style) {
+    RETURN_IF_ERROR(add.Vector("v.class_embd", {d}, 0.0, 1.0));
+    RETURN_IF_ERROR(add.Norm("v.pre_ln", d));
+  }
+  RETURN_IF_ERROR(AddEncoderLayers(add));
   // Written for both styles: the mlp projector must ignore it (second-to-last layer).
   RETURN_IF_ERROR(add.Norm("v.post_ln", d));
   if (clip_style) {
@@ -87,17 +112,21 @@ void AddMmprojMetadata(const VisionTestOptions& o, bool clip_style, gguf::Writer
   w.Set("clip.has_vision_encoder", Value::Bool(true));
   w.Set("clip.has_text_encoder", Value::Bool(false));
   w.Set("clip.projector_type", Value::String(o.projector));
-  w.Set("clip.use_gelu", Value::Bool(!clip_style));  // SigLIP tanh-GELU; CLIP quick-GELU
+  const bool qwen = o.projector == "qwen2vl_merger";
+  // SigLIP tanh-GELU; CLIP quick-GELU; Qwen2-VL's converter writes no key (quick-GELU).
+  if (!qwen) w.Set("clip.use_gelu", Value::Bool(!clip_style));
   const std::string v = "clip.vision.";
   w.Set(v + "image_size", u32(o.image_size));
   w.Set(v + "patch_size", u32(o.patch_size));
   w.Set(v + "embedding_length", u32(o.hidden));
-  w.Set(v + "feed_forward_length", u32(o.ffn));
+  // llama.cpp's Qwen2-VL conversion puts the LLM width here (HF's vision config calls the
+  // merger output hidden_size); loaders must read the FFN width from the tensors.
+  w.Set(v + "feed_forward_length", u32(qwen ? o.text_hidden : o.ffn));
   w.Set(v + "block_count", u32(o.layers));
   w.Set(v + "attention.head_count", u32(o.heads));
   w.Set(v + "attention.layer_norm_epsilon", Value::F32(clip_style ? 1e-5f : 1e-6f));
   w.Set(v + "projection_dim", u32(o.text_hidden));
-  if (clip_style) {
+  if (clip_style || qwen) {
     w.Set(v + "image_mean", Value::F32Array({0.48145466f, 0.4578275f, 0.40821073f}));
     w.Set(v + "image_std", Value::F32Array({0.26862954f, 0.26130258f, 0.27577711f}));
   } else {
@@ -112,6 +141,12 @@ void AddMmprojMetadata(const VisionTestOptions& o, bool clip_style, gguf::Writer
 
 StatusOr<VisionTestOptions> VisionTestPreset(std::string_view preset) {
   VisionTestOptions o;
+  if (preset == "qwen2vl-2b") {  // Qwen2-VL-2B's ViT: 1280 wide, 32 layers, 16 heads
+    o.projector = "qwen2vl_merger";
+    o.image_size = 560, o.patch_size = 14, o.hidden = 1280, o.layers = 32, o.heads = 16;
+    o.ffn = 5120, o.scale_factor = 2, o.text_hidden = 1536;
+    return o;
+  }
   o.projector = "idefics3";
   o.image_size = 512, o.patch_size = 16, o.hidden = 768, o.layers = 12, o.heads = 12;
   o.ffn = 3072, o.scale_factor = 4;
@@ -121,15 +156,32 @@ StatusOr<VisionTestOptions> VisionTestPreset(std::string_view preset) {
     o.text_hidden = 960;
   } else {
     return InvalidArgumentError(
-        fmt::format("unknown preset '{}'; presets: smolvlm-256m, smolvlm-500m", preset));
+        fmt::format("unknown preset '{}'; presets: smolvlm-256m, smolvlm-500m, qwen2vl-2b",
+                    preset));
   }
   return o;
 }
 
 StatusOr<gguf::Writer> BuildTestMmproj(const VisionTestOptions& o) {
-  if (o.projector != "idefics3" && o.projector != "mlp") {
+  const bool qwen = o.projector == "qwen2vl_merger";
+  if (o.projector != "idefics3" && o.projector != "mlp" && !qwen) {
     return InvalidArgumentError(fmt::format(
-        "--vision '{}' is not a projector we can generate; use idefics3 or mlp", o.projector));
+        "--vision '{}' is not a projector we can generate; use idefics3, mlp or "
+        "qwen2vl_merger",
+        o.projector));
+  }
+  if (qwen && (o.hidden <= 0 || o.heads <= 0 || o.hidden % o.heads != 0 ||
+               (o.hidden / o.heads) % 4 != 0 || o.layers <= 0 || o.ffn <= 0 ||
+               o.text_hidden <= 0 || o.patch_size <= 0)) {
+    return InvalidArgumentError(fmt::format(
+        "bad qwen2vl_merger dims hidden={} heads={}: the head size must be a multiple of 4",
+        o.hidden, o.heads));
+  }
+  if (qwen) {
+    gguf::Writer writer;
+    AddMmprojMetadata(o, false, writer);
+    RETURN_IF_ERROR(AddQwen2VlTensors(o, writer));
+    return writer;
   }
   const bool clip_style = o.projector == "mlp";
   if (o.image_size <= 0 || o.patch_size <= 0 || o.image_size % o.patch_size != 0 || o.hidden <= 0 ||

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -91,7 +92,7 @@ Status AddTensors(const TestModelOptions& o, int64_t vocab, bool tied, gguf::Wri
     RETURN_IF_ERROR(add.Matrix(p + "attn_q.weight", q_dim, o.hidden, 1.0));
     RETURN_IF_ERROR(add.Matrix(p + "attn_k.weight", kv_dim, o.hidden, 1.0));
     RETURN_IF_ERROR(add.Matrix(p + "attn_v.weight", kv_dim, o.hidden, 1.0));
-    if (o.arch == "qwen2") {
+    if (o.arch == "qwen2" || o.arch == "qwen2vl") {
       RETURN_IF_ERROR(add.Vector(p + "attn_q.bias", q_dim, 0.0, 0.1));
       RETURN_IF_ERROR(add.Vector(p + "attn_k.bias", kv_dim, 0.0, 0.1));
       RETURN_IF_ERROR(add.Vector(p + "attn_v.bias", kv_dim, 0.0, 0.1));
@@ -110,7 +111,7 @@ Status AddTensors(const TestModelOptions& o, int64_t vocab, bool tied, gguf::Wri
 void AddMetadata(const TestModelOptions& o, const TestVocab& v, gguf::Writer& w) {
   using gguf::Value;
   const std::string& a = o.arch;
-  const bool qwen = a == "qwen2";
+  const bool qwen = a == "qwen2" || a == "qwen2vl";
   w.Set("general.architecture", Value::String(a));
   w.Set("general.name", Value::String(o.name.empty() ? "vlserve-test-" + a : o.name));
   auto u32 = [](int64_t x) { return Value::U32(static_cast<uint32_t>(x)); };
@@ -125,6 +126,11 @@ void AddMetadata(const TestModelOptions& o, const TestVocab& v, gguf::Writer& w)
   w.Set(a + ".rope.freq_base",
         Value::F32(static_cast<float>(o.rope_base.value_or(qwen ? 1000000.0 : 10000.0))));
   w.Set(a + ".rope.dimension_count", u32(o.hidden / o.heads));
+  if (a == "qwen2vl" && o.rope_sections) {
+    // llama.cpp writes HF's mrope_section padded to 4 entries.
+    const std::array<int32_t, 4>& sec = *o.rope_sections;
+    w.Set(a + ".rope.dimension_sections", Value::I32Array({sec.begin(), sec.end()}));
+  }
   w.Set(a + ".vocab_size", u32(static_cast<int64_t>(v.tokens.size())));
   w.Set("tokenizer.ggml.model", Value::String("gpt2"));
   w.Set("tokenizer.ggml.pre", Value::String(v.pre));
@@ -157,6 +163,12 @@ DType TestModelMatrixType(DType type, int64_t cols) {
   return cols % Info(fallback).block_size == 0 ? fallback : DType::kF16;
 }
 
+std::array<int32_t, 4> DefaultRopeSections(int64_t head_dim) {
+  const auto pairs = static_cast<int32_t>(head_dim / 2);
+  const int32_t hw = pairs * 3 / 8;
+  return {pairs - 2 * hw, hw, hw, 0};
+}
+
 StatusOr<TestModelOptions> TestModelPreset(std::string_view preset) {
   TestModelOptions o;
   o.arch = "llama";
@@ -168,9 +180,13 @@ StatusOr<TestModelOptions> TestModelPreset(std::string_view preset) {
     o.hidden = 576, o.layers = 30, o.heads = 9, o.kv_heads = 3, o.ffn = 1536;
   } else if (preset == "smolvlm-500m") {
     o.hidden = 960, o.layers = 32, o.heads = 15, o.kv_heads = 5, o.ffn = 2560;
+  } else if (preset == "qwen2vl-2b") {  // Qwen2-VL-2B-Instruct's language model
+    o.arch = "qwen2vl", o.vocab = 151936, o.context = 32768, o.rope_base = 1000000.0;
+    o.hidden = 1536, o.layers = 28, o.heads = 12, o.kv_heads = 2, o.ffn = 8960;
+    o.rope_sections = std::array<int32_t, 4>{16, 24, 24, 0};
   } else {
     return InvalidArgumentError(fmt::format(
-        "unknown preset '{}'; presets: smolvlm-256m, smolvlm-500m", preset));
+        "unknown preset '{}'; presets: smolvlm-256m, smolvlm-500m, qwen2vl-2b", preset));
   }
   o.name = "vlserve-test-" + std::string(preset);
   return o;
@@ -216,8 +232,17 @@ StatusOr<gguf::Writer> BuildTestModel(const TestModelOptions& o) {
   if (!Info(o.type).supported) {
     return InvalidArgumentError(fmt::format("weight type {} is not supported", Info(o.type).name));
   }
-  ASSIGN_OR_RETURN(TestVocab vocab, BuildTestVocab(o.arch, o.vocab));
-  const bool tied = o.tied.value_or(o.arch == "llama");
+  if (o.arch == "qwen2vl" && o.rope_sections) {
+    const std::array<int32_t, 4>& sec = *o.rope_sections;
+    if (2 * (sec[0] + sec[1] + sec[2] + sec[3]) > o.hidden / o.heads) {
+      return InvalidArgumentError(fmt::format(
+          "qwen2vl rope sections add up to more than head_dim / 2 = {}", o.hidden / o.heads / 2));
+    }
+  }
+  // Qwen2-VL's language model has Qwen2's vocabulary (its ChatML and vision tokens).
+  ASSIGN_OR_RETURN(TestVocab vocab,
+                   BuildTestVocab(o.arch == "qwen2vl" ? "qwen2" : o.arch, o.vocab));
+  const bool tied = o.tied.value_or(o.arch == "llama");  // qwen2, qwen2vl: output.weight
   gguf::Writer writer;
   AddMetadata(o, vocab, writer);
   RETURN_IF_ERROR(AddTensors(o, static_cast<int64_t>(vocab.tokens.size()), tied, writer));

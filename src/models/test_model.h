@@ -3,6 +3,7 @@
 // weights come from our own PRNG (splitmix64 -> Box-Muller), seeded per tensor by name.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -16,7 +17,7 @@
 namespace vlserve::models {
 
 struct TestModelOptions {
-  std::string arch = "llama";  // llama | qwen2
+  std::string arch = "llama";  // llama | qwen2 | qwen2vl
   std::string name;            // general.name; default "vlserve-test-<arch>"
   int64_t hidden = 64;
   int64_t layers = 2;
@@ -30,7 +31,12 @@ struct TestModelOptions {
   std::optional<bool> tied;       // output.weight absent; default: llama tied, qwen2 not
   std::optional<double> rope_base;  // default: llama 10000, qwen2 1000000
   std::optional<double> rms_eps;    // default: llama 1e-5, qwen2 1e-6
+  // qwen2vl: <arch>.rope.dimension_sections (M-RoPE pairs per t/h/w/e axis); nullopt =
+  // not written (a file converted without them). Default: Qwen2-VL's 1/4, 3/8, 3/8 split.
+  std::optional<std::array<int32_t, 4>> rope_sections;
 };
+// Qwen2-VL's split of head_dim / 2 rotation pairs over t, h, w ([16, 24, 24, 0] at 128).
+std::array<int32_t, 4> DefaultRopeSections(int64_t head_dim);
 
 // "smolvlm-256m" / "smolvlm-500m": the text-tower shapes of those models (random weights).
 StatusOr<TestModelOptions> TestModelPreset(std::string_view preset);

@@ -24,7 +24,7 @@
 
 namespace vlserve::models {
 
-// Tokens per KV block (ARCHITECTURE §4).
+// Tokens per KV block (docs/architecture.md "KV cache").
 inline constexpr int kKvBlockSize = 16;
 
 // What differs between the supported decoder architectures. Everything else (RMSNorm,
@@ -34,6 +34,9 @@ struct ArchTraits {
   kernels::RopeStyle rope_style;     // llama: kNormal (GGUF-permuted Q/K); qwen2: kNeox
   bool qkv_bias;                     // qwen2 has blk.N.attn_{q,k,v}.bias
   double default_rope_base;          // when <arch>.rope.freq_base is absent
+  // Multi-axis RoPE (qwen2vl): <arch>.rope.dimension_sections gives each position axis
+  // its rotation pairs. Text alone runs the same with or without it (all axes equal).
+  bool mrope = false;
 };
 
 // Hyperparameters read from GGUF metadata.
@@ -52,6 +55,9 @@ struct TextConfig {
   double rope_base = 10000.0;
   float rms_eps = 1e-5f;
   bool tied_output = false;    // output.weight absent: logits use token_embd
+  // M-RoPE sections from <arch>.rope.dimension_sections (all zero when absent: then only
+  // 1-D positions can be served, and image grids are refused).
+  kernels::RopeSections rope_sections;
 };
 
 struct LayerWeights {
@@ -84,17 +90,25 @@ class KvBuffer {
 };
 
 // The new tokens of one sequence in a Forward call.
+//
+// A token has two position numbers (docs/architecture.md "Positions"): its KV slot — the
+// index in the sequence, which says where its K/V go and what it may attend to (causal
+// mask) — and its RoPE position, which sets the rotation angles. They are equal for
+// text-only families; M-RoPE families give image tokens (t, row, col) grid positions.
 struct BatchItem {
-  // Block table of the sequence: block j holds positions [16j, 16j+16). It must cover
-  // start_pos + tokens.size() positions.
+  // Block table of the sequence: block j holds KV slots [16j, 16j+16). It must cover
+  // start_pos + tokens.size() slots.
   const int32_t* block_table = nullptr;
   int64_t num_blocks = 0;
-  int64_t start_pos = 0;  // position of tokens[0]; the KV holds positions [0, start_pos)
+  int64_t start_pos = 0;  // KV slot of tokens[0]; the KV holds slots [0, start_pos)
   // Token ids. A negative id means "row i of `embeddings`" instead of an embedding lookup
   // (the hook for image embeddings from a vision tower).
   std::span<const int32_t> tokens;
   const float* embeddings = nullptr;  // [tokens.size(), hidden] or null
   bool logits_for_all = false;        // logits for every token, else only the last one
+  // RoPE positions [tokens.size(), 4] (t, h, w, e) for M-RoPE models; null = the KV slot
+  // on every axis.
+  const int32_t* rope_positions = nullptr;
 };
 
 // Number of logit rows Forward writes for `items` (tokens.size() or 1 per item).
@@ -108,7 +122,8 @@ struct ForwardScratch {
   AlignedBuffer<float> gate, up;     // [N, ffn]
   AlignedBuffer<float> proj;         // [N, hidden]
   AlignedBuffer<float> final_rows;   // [n_logit_rows, hidden]
-  std::vector<int32_t> positions;    // [N]
+  std::vector<int32_t> positions;    // [N] KV slots (mask index and KV placement)
+  std::vector<int32_t> rope_pos;     // [N, 4] RoPE positions per axis
   std::vector<int32_t> row_item;     // [N] index of the batch item each row belongs to
   std::vector<const float*> k_ptrs, v_ptrs;  // block pointers of one item
 };

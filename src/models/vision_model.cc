@@ -1,5 +1,6 @@
 // VisionModel::Load: clip.* hyperparameters, then every tensor checked for presence, type
-// and shape before the model is handed out; the projector comes from projector_registry.cc.
+// and shape before the model is handed out; the family (family.cc) adds its spec and its
+// projector.
 #include "models/vision_model.h"
 
 #include <fmt/format.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "base/check.h"
 #include "models/text_model.h"
 
 namespace vlserve::models {
@@ -84,6 +86,7 @@ StatusOr<std::unique_ptr<VisionModel>> VisionModel::Load(std::unique_ptr<gguf::F
   if (Status s = model->ReadConfig(); !s.ok()) return s.WithContext(model->file_->path());
   if (Status s = model->LoadWeights(); !s.ok()) return s.WithContext(model->file_->path());
   model->compute_ = options.compute;
+  model->limits_ = options.limits;
   if (options.compute == VisionComputeType::kBf16) model->ConvertMatricesToBf16();
   model->PrepackMatrices();
   model->tiles_per_forward_ = model->HasQuantizedMatrices() ? 1 : 8;
@@ -153,13 +156,14 @@ Status VisionModel::ReadConfig() {
   // it; running such a tower as if it used one layer would give silently wrong features.
   if (f.Find("clip.vision.feature_layer") != nullptr) {
     return UnimplementedError(
-        "this mmproj sets clip.vision.feature_layer (features concatenated from several "
-        "layers, e.g. LLaVA-NeXT / Granite vision), which vlserve does not support yet; "
-        "supported: SmolVLM (idefics3) and LLaVA-1.5 (mlp)");
+        fmt::format("this mmproj sets clip.vision.feature_layer (features concatenated from "
+                    "several layers, e.g. LLaVA-NeXT / Granite vision), which vlserve does not "
+                    "support yet; supported: {}",
+                    SupportedProjectorList()));
   }
   VisionConfig& c = config_;
   ASSIGN_OR_RETURN(c.projector_type, f.GetStringOr("clip.projector_type", "mlp"));
-  ASSIGN_OR_RETURN(info_, FindProjector(c.projector_type));
+  ASSIGN_OR_RETURN(family_, FindVisionFamily(c.projector_type));
   const std::string v = "clip.vision.";
   ASSIGN_OR_RETURN(c.image_size, f.GetInt(v + "image_size"));
   ASSIGN_OR_RETURN(c.patch_size, f.GetInt(v + "patch_size"));
@@ -202,8 +206,15 @@ Status VisionModel::ReadConfig() {
   }
   c.class_token = f.FindTensor("v.class_embd") != nullptr;
   c.pre_ln = f.FindTensor("v.pre_ln.weight") != nullptr;
-  c.post_ln = info_->uses_post_ln && f.FindTensor("v.post_ln.weight") != nullptr;
-  return OkStatus();
+  c.post_ln = family_->uses_post_ln() && f.FindTensor("v.post_ln.weight") != nullptr;
+  c.mlp = c.use_gelu ? VisionMlp::kGeluTanh : VisionMlp::kQuickGelu;
+  // Real Qwen2-VL files carry the LLM width in feed_forward_length (a converter quirk):
+  // the FFN tensors' own shape is the truth when they disagree.
+  if (const gguf::TensorInfo* up = f.FindTensor("v.blk.0.ffn_up.weight");
+      up != nullptr && up->shape.size() == 2 && up->shape[0] == c.hidden && up->shape[1] > 0) {
+    c.ffn = up->shape[1];
+  }
+  return family_->Configure(f, &c);
 }
 
 Status VisionModel::LoadWeights() {
@@ -213,16 +224,29 @@ Status VisionModel::LoadWeights() {
   ASSIGN_OR_RETURN(const gguf::TensorInfo* pw,
                    CheckedTensor(f, "v.patch_embd.weight", {p, p, 3, d}));
   patch_w_ = kernels::WeightView{pw->type, pw->data, d, 3 * p * p};
+  if (c.patch_pair) {
+    // Conv3d over two equal frames: one conv with the kernels' sum (an owned F32 copy).
+    ASSIGN_OR_RETURN(const gguf::TensorInfo* pw1,
+                     CheckedTensor(f, "v.patch_embd.weight.1", {p, p, 3, d}));
+    AlignedBuffer<float> sum(d * 3 * p * p), tmp(d * 3 * p * p);
+    kernels::Dequantize(pw->type, pw->data, sum.data(), d * 3 * p * p);
+    kernels::Dequantize(pw1->type, pw1->data, tmp.data(), d * 3 * p * p);
+    kernels::Add(sum.data(), tmp.data(), sum.data(), d * 3 * p * p);
+    patch_w_ = kernels::WeightView{DType::kF32, sum.data(), d, 3 * p * p};
+    patch_sum_ = std::move(sum);
+  }
   if (f.FindTensor("v.patch_embd.bias") != nullptr) {  // SigLIP has one, CLIP does not
     ASSIGN_OR_RETURN(patch_b_, VisionVector(f, "v.patch_embd.bias", d));
   } else {
     patch_b_.assign(d, 0.0f);
   }
-  const int64_t positions = c.tokens_per_tile_in_tower();
-  ASSIGN_OR_RETURN(const gguf::TensorInfo* pos,
-                   CheckedTensor(f, "v.position_embd.weight", {d, positions}));
-  pos_embd_.resize(positions * d);
-  kernels::Dequantize(pos->type, pos->data, pos_embd_.data(), positions * d);
+  if (c.positions == VisionPositions::kLearned) {
+    const int64_t positions = c.tokens_per_tile_in_tower();
+    ASSIGN_OR_RETURN(const gguf::TensorInfo* pos,
+                     CheckedTensor(f, "v.position_embd.weight", {d, positions}));
+    pos_embd_.resize(positions * d);
+    kernels::Dequantize(pos->type, pos->data, pos_embd_.data(), positions * d);
+  }
   if (c.class_token) {
     ASSIGN_OR_RETURN(class_embd_, VisionVector(f, "v.class_embd", d));
   }
@@ -239,9 +263,11 @@ Status VisionModel::LoadWeights() {
     VisionLayerWeights& l = layers_[i];
     const std::string b = fmt::format("v.blk.{}.", i);
     ASSIGN_OR_RETURN(l.ln1_w, VisionVector(f, b + "ln1.weight", d));
-    ASSIGN_OR_RETURN(l.ln1_b, VisionVector(f, b + "ln1.bias", d));
     ASSIGN_OR_RETURN(l.ln2_w, VisionVector(f, b + "ln2.weight", d));
-    ASSIGN_OR_RETURN(l.ln2_b, VisionVector(f, b + "ln2.bias", d));
+    if (c.norm == VisionNorm::kLayerNorm) {
+      ASSIGN_OR_RETURN(l.ln1_b, VisionVector(f, b + "ln1.bias", d));
+      ASSIGN_OR_RETURN(l.ln2_b, VisionVector(f, b + "ln2.bias", d));
+    }
     const std::pair<const char*, std::pair<kernels::WeightView*, std::vector<float>*>> attn[] = {
         {"attn_q", {&l.q, &l.q_b}},
         {"attn_k", {&l.k, &l.k_b}},
@@ -256,7 +282,7 @@ Status VisionModel::LoadWeights() {
     ASSIGN_OR_RETURN(l.down, VisionMatrix(f, b + "ffn_down.weight", d, c.ffn));
     ASSIGN_OR_RETURN(l.down_b, VisionVector(f, b + "ffn_down.bias", d));
   }
-  ASSIGN_OR_RETURN(projector_, info_->load(f, c));
+  ASSIGN_OR_RETURN(projector_, family_->LoadProjector(f, c));
   return OkStatus();
 }
 
@@ -266,33 +292,72 @@ double VisionModel::FlopsPerTile() const {
   const double d = static_cast<double>(c.hidden), ffn = static_cast<double>(c.ffn);
   const double patch = 2.0 * c.num_patches * d * 3 * c.patch_size * c.patch_size;
   const double layer = 2.0 * t * (4 * d * d + 2 * d * ffn) + 4.0 * t * t * d;
-  return patch + layer * c.num_layers + 2.0 * projector_->macs_per_tile();
+  return patch + layer * c.num_layers +
+         2.0 * projector_->MacsPerTile(c.patches_per_side, c.patches_per_side);
 }
 
 Status VisionModel::CheckCompatible(const TextConfig& text) const {
-  if (output_width() == text.hidden) return OkStatus();
-  return InvalidArgumentError(fmt::format(
-      "the mmproj's projector outputs {}-wide embeddings but the text model's hidden size is "
-      "{}; use the mmproj file made for this text model",
-      output_width(), text.hidden));
+  if (output_width() != text.hidden) {
+    return InvalidArgumentError(fmt::format(
+        "the mmproj's projector outputs {}-wide embeddings but the text model's hidden size "
+        "is {}; use the mmproj file made for this text model",
+        output_width(), text.hidden));
+  }
+  return OkStatus();
+}
+
+StatusOr<ImageLayout> VisionModel::Plan(int width, int height,
+                                        const ImageTokenLimits& limits) const {
+  ImageTokenLimits l = limits;
+  if (l.min_tokens <= 0) l.min_tokens = limits_.min_tokens;
+  if (l.max_tokens <= 0) l.max_tokens = limits_.max_tokens;
+  if (width < 1 || height < 1) {
+    return InvalidArgumentError(fmt::format("image of {}x{} pixels is empty", width, height));
+  }
+  ASSIGN_OR_RETURN(ImageLayout layout, family_->Plan(config_, width, height, l));
+  if (l.max_tokens > 0 && layout.tokens > l.max_tokens) {
+    return OutOfRangeError(fmt::format(
+        "the image needs {} tokens with {}'s preprocessing, above the limit of {} "
+        "(image_max_tokens)",
+        layout.tokens, family_->name(), l.max_tokens));
+  }
+  return layout;
+}
+
+media::PixelTiles VisionModel::Preprocess(const ImageLayout& layout, const media::Image& image,
+                                          media::BufferPool* pool,
+                                          media::PreprocessScratch* scratch,
+                                          media::PreprocessTimings* timings) const {
+  return family_->Preprocess(config_, layout, image, pool, scratch, timings);
+}
+
+void VisionModel::EncodeTiles(const float* tiles, int64_t num_tiles, int64_t height,
+                              int64_t width, float* out, VisionScratch& s,
+                              ThreadPool* pool) const {
+  if (num_tiles <= 0) return;
+  const int64_t p = config_.patch_size;
+  CHECK(height % p == 0 && width % p == 0 &&
+        (config_.dynamic_size || (height == config_.image_size && width == config_.image_size)))
+      << "tile of " << width << "x" << height << " for a tower of " << config_.image_size;
+  RunTower(tiles, num_tiles, height, width, s, pool);
+  projector_->Project(s.features.data(), num_tiles, height / p, width / p, out, s, pool);
 }
 
 void VisionModel::Encode(const float* tiles, int64_t num_tiles, float* out, VisionScratch& s,
                          ThreadPool* pool) const {
-  if (num_tiles <= 0) return;
-  RunTower(tiles, num_tiles, s, pool);
-  projector_->Project(s.features.data(), num_tiles, out, s, pool);
+  EncodeTiles(tiles, num_tiles, config_.image_size, config_.image_size, out, s, pool);
 }
 
-void VisionModel::EncodeInForwards(const float* tiles, int64_t num_tiles, float* out,
-                                   VisionScratch& scratch, ThreadPool* pool,
-                                   int64_t max_per_forward) const {
+void VisionModel::EncodeImage(const float* pixels, const ImageLayout& layout, float* out,
+                              VisionScratch& scratch, ThreadPool* pool,
+                              int64_t max_per_forward) const {
   const int64_t step = max_per_forward > 0 ? max_per_forward : tiles_per_forward_;
-  const int64_t tile_floats = 3 * config_.image_size * config_.image_size;
-  const int64_t out_floats = tokens_per_tile() * output_width();
-  for (int64_t t = 0; t < num_tiles; t += step) {
-    Encode(tiles + t * tile_floats, std::min(step, num_tiles - t), out + t * out_floats, scratch,
-           pool);
+  const int64_t p = config_.patch_size;
+  const int64_t out_floats =
+      projector_->TokensPerTile(layout.tile_height / p, layout.tile_width / p) * output_width();
+  for (int64_t t = 0; t < layout.num_tiles; t += step) {
+    EncodeTiles(pixels + t * layout.tile_floats(), std::min(step, layout.num_tiles - t),
+                layout.tile_height, layout.tile_width, out + t * out_floats, scratch, pool);
   }
 }
 

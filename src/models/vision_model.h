@@ -1,7 +1,9 @@
 // Vision towers (`mmproj` GGUFs, architecture `clip`) and their projectors.
 //
-// A VisionModel is a ViT (SigLIP for SmolVLM, CLIP ViT-L/14 for LLaVA-1.5) plus a projector
-// that maps its patch features into the text model's embedding space. Like TextModel it is
+// A VisionModel is a ViT (SigLIP for SmolVLM, CLIP ViT-L/14 for LLaVA-1.5, the Qwen2-VL
+// dynamic-resolution ViT) plus a projector that maps its patch features into the text
+// model's embedding space. One ViT implementation (vit.cc) is driven by the spec fields of
+// VisionConfig; what is family-specific comes from its VisionFamily (family.h). Like TextModel it is
 // immutable after Load: matrices stay memory-mapped in their GGUF type, 1-D tensors are
 // copied to float32, and activations live in a caller-owned VisionScratch.
 //
@@ -32,13 +34,22 @@
 #include "base/thread_pool.h"
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
+#include "models/family.h"
 
 namespace vlserve::models {
 
 struct TextConfig;
 
+// The spec of the tower, read by the one ViT (vit.cc).
+enum class VisionNorm { kLayerNorm, kRmsNorm };
+enum class VisionMlp { kGeluTanh, kQuickGelu, kGeluErf };
+enum class VisionPositions {
+  kLearned,  // v.position_embd at the native image_size grid (SigLIP, CLIP)
+  kRope2d,   // 2-D RoPE on (row, col) of each patch, any grid (Qwen2-VL); no table
+};
+
 struct VisionConfig {
-  std::string projector_type;  // clip.projector_type: "idefics3" | "mlp"
+  std::string projector_type;  // clip.projector_type (the family table's key)
   int64_t image_size = 0;      // tile edge in pixels
   int64_t patch_size = 0;
   int64_t patches_per_side = 0;  // image_size / patch_size
@@ -58,6 +69,18 @@ struct VisionConfig {
   int64_t preproc_image_size = 0;  // clip.vision.preproc_image_size (0 = absent)
   std::array<float, 3> image_mean{0.5f, 0.5f, 0.5f};
   std::array<float, 3> image_std{0.5f, 0.5f, 0.5f};
+  // --- spec (set by the family's Configure) ---
+  VisionNorm norm = VisionNorm::kLayerNorm;
+  VisionMlp mlp = VisionMlp::kQuickGelu;     // from clip.use_gelu unless the family says
+  VisionPositions positions = VisionPositions::kLearned;
+  float rope_theta = 10000.0f;                // kRope2d
+  bool patch_pair = false;      // v.patch_embd.weight.1: Conv3d over 2 equal frames, summed
+  int64_t merge = 1;            // patches merged per side after the tower (Qwen: 2)
+  // Tile sides any multiple of patch_size * merge (kRope2d); else exactly image_size.
+  bool dynamic_size = false;
+  // Image pixel bounds of the family's resize rule (clip.vision.image_{min,max}_pixels or
+  // the HF processor's defaults); 0 = none.
+  int64_t min_pixels = 0, max_pixels = 0;
 
   int64_t tokens_per_tile_in_tower() const { return num_patches + (class_token ? 1 : 0); }
 };
@@ -71,13 +94,14 @@ struct VisionConfig {
 enum class VisionComputeType { kF32, kBf16 };
 struct VisionLoadOptions {
   VisionComputeType compute = VisionComputeType::kF32;
+  ImageTokenLimits limits;  // server/CLI --image-min-tokens / --image-max-tokens
 };
 // "f32" | "bf16"; InvalidArgument otherwise.
 StatusOr<VisionComputeType> ParseVisionComputeType(std::string_view name);
 std::string_view VisionComputeTypeName(VisionComputeType type);
 
 struct VisionLayerWeights {
-  std::vector<float> ln1_w, ln1_b, ln2_w, ln2_b;  // [hidden]
+  std::vector<float> ln1_w, ln1_b, ln2_w, ln2_b;  // [hidden]; biases empty for RMSNorm
   kernels::WeightView q, k, v, o;                 // [hidden, hidden]
   std::vector<float> q_b, k_b, v_b, o_b;          // [hidden]
   kernels::WeightView up, down;                   // [ffn, hidden], [hidden, ffn]
@@ -93,36 +117,25 @@ struct VisionScratch {
   AlignedBuffer<float> ffn;       // [T, ffn]
   AlignedBuffer<float> features;  // [tiles * num_patches, hidden] projector input
   AlignedBuffer<float> proj_tmp;  // projector intermediates
+  AlignedBuffer<float> proj_tmp2;
+  std::vector<float> rope_cos, rope_sin;  // kRope2d: [patches, head_dim / 2]
 };
 
-// Maps tower features to text-embedding rows. One implementation per clip.projector_type
-// (projector_<name>.cc), registered in projector_registry.cc.
+// Maps tower features to text-embedding rows. One implementation per family
+// (families/<name>.cc), loaded by its VisionFamily.
 class Projector {
  public:
   virtual ~Projector() = default;
-  virtual int64_t output_width() const = 0;     // must equal the text model's hidden
-  virtual int64_t tokens_per_tile() const = 0;  // embedding rows per tile
-  virtual int64_t macs_per_tile() const = 0;    // multiply-adds of the projector per tile
-  // features: [num_tiles, num_patches, vision hidden] (CLS already removed);
-  // out: [num_tiles * tokens_per_tile(), output_width()].
-  virtual void Project(const float* features, int64_t num_tiles, float* out, VisionScratch& scratch,
-                       ThreadPool* pool) const = 0;
+  virtual int64_t output_width() const = 0;  // must equal the text model's hidden
+  // Embedding rows of one tile of rows x cols patches.
+  virtual int64_t TokensPerTile(int64_t rows, int64_t cols) const = 0;
+  // Multiply-adds of the projector for one such tile.
+  virtual int64_t MacsPerTile(int64_t rows, int64_t cols) const = 0;
+  // features: [num_tiles, rows * cols, vision hidden] row-major patches (CLS removed);
+  // out: [num_tiles * TokensPerTile(rows, cols), output_width()].
+  virtual void Project(const float* features, int64_t num_tiles, int64_t rows, int64_t cols,
+                       float* out, VisionScratch& scratch, ThreadPool* pool) const = 0;
 };
-
-// What a projector type needs from the tower, and how to load it.
-struct ProjectorInfo {
-  const char* name;   // clip.projector_type
-  bool uses_post_ln;  // run v.post_ln (last-layer features) or not
-  StatusOr<std::unique_ptr<Projector>> (*load)(const gguf::File& file, const VisionConfig& config);
-};
-
-const ProjectorInfo& Idefics3ProjectorInfo();
-const ProjectorInfo& MlpProjectorInfo();
-// All registered projectors; "idefics3, mlp".
-const std::vector<const ProjectorInfo*>& ProjectorTypes();
-std::string SupportedProjectorList();
-// Unimplemented "mmproj projector_type 'x' is not supported; supported: idefics3, mlp".
-StatusOr<const ProjectorInfo*> FindProjector(std::string_view name);
 
 class VisionModel {
  public:
@@ -132,10 +145,24 @@ class VisionModel {
                                                      const VisionLoadOptions& options = {});
 
   const VisionConfig& config() const { return config_; }
+  const VisionFamily& family() const { return *family_; }
   VisionComputeType compute_type() const { return compute_; }
   const gguf::File& file() const { return *file_; }
-  int64_t tokens_per_tile() const { return projector_->tokens_per_tile(); }
+  // Embedding rows of one tile at the native image_size (what the benches encode).
+  int64_t tokens_per_tile() const {
+    return projector_->TokensPerTile(config_.patches_per_side, config_.patches_per_side);
+  }
   int64_t output_width() const { return projector_->output_width(); }
+
+  // The family's layout for a width x height image; limits of 0 take the defaults this
+  // model was loaded with (VisionLoadOptions::limits).
+  StatusOr<ImageLayout> Plan(int width, int height, const ImageTokenLimits& limits = {}) const;
+  const ImageTokenLimits& default_limits() const { return limits_; }
+  // The family's preprocessing for `layout` (from Plan on this image).
+  media::PixelTiles Preprocess(const ImageLayout& layout, const media::Image& image,
+                               media::BufferPool* pool, media::PreprocessScratch* scratch,
+                               media::PreprocessTimings* timings = nullptr) const;
+  int DecodeHint() const { return family_->DecodeHint(config_); }
   // FLOPs of one tile: patch embed, per layer 2*T*(4*d*d + 2*d*ffn) + attention 4*T*T*d,
   // projector.
   double FlopsPerTile() const;
@@ -152,22 +179,27 @@ class VisionModel {
   // InvalidArgument when the projector's output width is not the text model's hidden.
   Status CheckCompatible(const TextConfig& text) const;
 
-  // tiles: [num_tiles, 3, image_size, image_size] normalized CHW floats;
+  // tiles: [num_tiles, 3, image_size, image_size] normalized CHW floats (native tiles);
   // out: [num_tiles * tokens_per_tile(), output_width()].
   void Encode(const float* tiles, int64_t num_tiles, float* out, VisionScratch& scratch,
               ThreadPool* pool = nullptr) const;
   std::vector<float> Encode(const float* tiles, int64_t num_tiles,
                             ThreadPool* pool = nullptr) const;
-  // The same in forwards of at most max_per_forward tiles (0 = tiles_per_forward()): what
-  // callers with many tiles (the engine, the generate CLI) use.
-  void EncodeInForwards(const float* tiles, int64_t num_tiles, float* out,
-                        VisionScratch& scratch, ThreadPool* pool = nullptr,
-                        int64_t max_per_forward = 0) const;
+  // Tiles of any size the tower takes: [num_tiles, 3, height, width];
+  // out: [num_tiles * TokensPerTile, output_width()].
+  void EncodeTiles(const float* tiles, int64_t num_tiles, int64_t height, int64_t width,
+                   float* out, VisionScratch& scratch, ThreadPool* pool = nullptr) const;
+  // One image's pixels (Preprocess output) in forwards of at most max_per_forward tiles
+  // (0 = tiles_per_forward()): what the engine and the generate CLI use.
+  // out: [layout.tokens, output_width()].
+  void EncodeImage(const float* pixels, const ImageLayout& layout, float* out,
+                   VisionScratch& scratch, ThreadPool* pool = nullptr,
+                   int64_t max_per_forward = 0) const;
 
-  // The tower alone: writes the projector input ([num_tiles, num_patches, hidden]) to
+  // The tower alone: writes the projector input ([num_tiles, patches, hidden]) to
   // scratch.features. Exposed for tests and benchmarks.
-  void RunTower(const float* tiles, int64_t num_tiles, VisionScratch& scratch,
-                ThreadPool* pool) const;
+  void RunTower(const float* tiles, int64_t num_tiles, int64_t height, int64_t width,
+                VisionScratch& scratch, ThreadPool* pool) const;
 
  private:
   VisionModel() = default;
@@ -176,15 +208,21 @@ class VisionModel {
   void ConvertMatricesToBf16();
   void PrepackMatrices();
   bool HasQuantizedMatrices() const;
-  void Embed(const float* tiles, int64_t num_tiles, VisionScratch& s, ThreadPool* pool) const;
-  void Layer(const VisionLayerWeights& l, int64_t num_tiles, VisionScratch& s,
+  // rows x cols patches per tile.
+  void Embed(const float* tiles, int64_t num_tiles, int64_t rows, int64_t cols, VisionScratch& s,
              ThreadPool* pool) const;
+  void Layer(const VisionLayerWeights& l, int64_t num_tiles, int64_t rows, int64_t cols,
+             VisionScratch& s, ThreadPool* pool) const;
+  void Norm(const float* x, const std::vector<float>& w, const std::vector<float>& b, int64_t n,
+            float* y, ThreadPool* pool) const;
 
   std::unique_ptr<gguf::File> file_;
-  const ProjectorInfo* info_ = nullptr;
+  const VisionFamily* family_ = nullptr;
+  ImageTokenLimits limits_;
   VisionConfig config_;
-  kernels::WeightView patch_w_{};  // [hidden, 3*p*p]
+  kernels::WeightView patch_w_{};  // [hidden, 3*p*p] (patch_pair: the two frames' sum)
   std::vector<float> patch_b_;     // [hidden]
+  AlignedBuffer<float> patch_sum_;  // patch_pair: the summed kernel patch_w_ points at
   std::vector<float> pos_embd_;    // [tower tokens, hidden]
   std::vector<float> class_embd_;  // [hidden] or empty
   std::vector<float> pre_ln_w_, pre_ln_b_, post_ln_w_, post_ln_b_;

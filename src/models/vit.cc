@@ -1,9 +1,14 @@
-// The ViT forward pass shared by SigLIP (SmolVLM) and CLIP (LLaVA) towers:
-//   x = [CLS]? ++ Wpatch · im2col(tile) + bpatch, + pos_embd;  x = pre_ln(x)?
-//   per layer:  x += Wo · Attn(Wq·ln1(x) + bq, Wk·ln1(x) + bk, Wv·ln1(x) + bv) + bo
-//               x += Wdown · act(Wup·ln2(x) + bup) + bdown
+// The one ViT forward pass, driven by VisionConfig's spec (SigLIP for SmolVLM, CLIP for
+// LLaVA, the Qwen2-VL dynamic-resolution tower):
+//   x = [CLS]? ++ Wpatch · im2col(tile) + bpatch, + pos_embd (learned);  x = pre_ln(x)?
+//   per layer:  x += Wo · Attn(r(Wq·n1(x) + bq), r(Wk·n1(x) + bk), Wv·n1(x) + bv) + bo
+//               x += Wdown · act(Wup·n2(x) + bup) + bdown
 //   features = post_ln(x)? without the CLS row
-// Attention is bidirectional and per tile; every matmul runs over the rows of all tiles.
+// n = LayerNorm or RMSNorm; r = 2-D RoPE on each patch's (row, col) for kRope2d towers
+// (Hugging Face VisionRotaryEmbedding: per head, pair (i, i + hd/2) turns by
+// row * theta^(-4i/hd) for i < hd/4 and col * theta^(-4(i - hd/4)/hd) above), else identity.
+// Tiles are rows x cols patches, row-major. Attention is bidirectional and per tile;
+// every matmul runs over the rows of all tiles.
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -28,7 +33,7 @@ void LayerNormRows(const float* x, const std::vector<float>& w, const std::vecto
 }
 
 // y[r] += bias for rows [0, n); then optionally the activation.
-enum class Act { kNone, kGeluTanh, kQuickGelu };
+enum class Act { kNone, kGeluTanh, kQuickGelu, kGeluErf };
 void BiasAct(float* y, const std::vector<float>& bias, int64_t n, int64_t d, Act act,
              ThreadPool* pool) {
   Pool(pool).ParallelFor(n, 16, [&](int64_t begin, int64_t end) {
@@ -37,6 +42,7 @@ void BiasAct(float* y, const std::vector<float>& bias, int64_t n, int64_t d, Act
       kernels::Add(row, bias.data(), row, d);
       if (act == Act::kGeluTanh) kernels::GeluTanh(row, d);
       if (act == Act::kQuickGelu) kernels::QuickGelu(row, d);
+      if (act == Act::kGeluErf) kernels::GeluErf(row, d);
     }
   });
 }
@@ -54,22 +60,35 @@ void ResidualAdd(float* x, const float* y, const std::vector<float>& bias, int64
 
 }  // namespace
 
-void VisionModel::Embed(const float* tiles, int64_t num_tiles, VisionScratch& s,
-                        ThreadPool* pool) const {
+void VisionModel::Norm(const float* x, const std::vector<float>& w, const std::vector<float>& b,
+                       int64_t n, float* y, ThreadPool* pool) const {
+  const int64_t d = config_.hidden;
+  const float eps = config_.eps;
+  if (config_.norm == VisionNorm::kLayerNorm) {
+    LayerNormRows(x, w, b, eps, n, d, y, pool);
+    return;
+  }
+  Pool(pool).ParallelFor(n, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) kernels::RmsNorm(x + r * d, w.data(), eps, d, y + r * d);
+  });
+}
+
+void VisionModel::Embed(const float* tiles, int64_t num_tiles, int64_t rows, int64_t cols,
+                        VisionScratch& s, ThreadPool* pool) const {
   const VisionConfig& c = config_;
-  const int64_t p = c.patch_size, side = c.patches_per_side, img = c.image_size;
-  const int64_t np = c.num_patches, d = c.hidden, k = 3 * p * p;
-  const int64_t t_tok = c.tokens_per_tile_in_tower();
+  const int64_t p = c.patch_size, img_w = cols * p, img_h = rows * p;
+  const int64_t np = rows * cols, d = c.hidden, k = 3 * p * p;
+  const int64_t t_tok = np + (c.class_token ? 1 : 0);
   // im2col: row (tile, py, px), column (channel, ky, kx) — the conv weight's row order.
   s.patches.Resize(num_tiles * np * k);
   Pool(pool).ParallelFor(num_tiles * np, 8, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const int64_t t = r / np, py = (r % np) / side, px = r % side;
+      const int64_t t = r / np, py = (r % np) / cols, px = r % cols;
       float* dst = s.patches.data() + r * k;
       for (int64_t ch = 0; ch < 3; ++ch) {
-        const float* plane = tiles + (t * 3 + ch) * img * img;
+        const float* plane = tiles + (t * 3 + ch) * img_h * img_w;
         for (int64_t ky = 0; ky < p; ++ky) {
-          std::memcpy(dst + (ch * p + ky) * p, plane + (py * p + ky) * img + px * p,
+          std::memcpy(dst + (ch * p + ky) * p, plane + (py * p + ky) * img_w + px * p,
                       p * sizeof(float));
         }
       }
@@ -79,26 +98,70 @@ void VisionModel::Embed(const float* tiles, int64_t num_tiles, VisionScratch& s,
   kernels::MatMul(patch_w_, s.patches.data(), num_tiles * np, s.xn.data(), pool);
   s.x.Resize(num_tiles * t_tok * d);
   const int64_t first = c.class_token ? 1 : 0;
+  const bool learned = c.positions == VisionPositions::kLearned;
   for (int64_t t = 0; t < num_tiles; ++t) {
     float* xt = s.x.data() + t * t_tok * d;
     if (c.class_token) kernels::Add(class_embd_.data(), pos_embd_.data(), xt, d);
     for (int64_t i = 0; i < np; ++i) {
       float* row = xt + (first + i) * d;
       kernels::Add(s.xn.data() + (t * np + i) * d, patch_b_.data(), row, d);
-      kernels::Add(row, pos_embd_.data() + (first + i) * d, row, d);
+      if (learned) kernels::Add(row, pos_embd_.data() + (first + i) * d, row, d);
     }
   }
-  if (c.pre_ln) {
-    LayerNormRows(s.x.data(), pre_ln_w_, pre_ln_b_, c.eps, num_tiles * t_tok, d, s.x.data(), pool);
+  if (c.pre_ln) Norm(s.x.data(), pre_ln_w_, pre_ln_b_, num_tiles * t_tok, s.x.data(), pool);
+  if (c.positions == VisionPositions::kRope2d) {
+    // cos/sin per patch of a tile ([np, hd/2]), shared by every tile, head and layer.
+    const int64_t hd = c.head_dim, quarter = hd / 4;
+    s.rope_cos.resize(np * hd / 2);
+    s.rope_sin.resize(np * hd / 2);
+    for (int64_t i = 0; i < np; ++i) {
+      const int64_t axis_pos[2] = {i / cols, i % cols};
+      for (int64_t j = 0; j < hd / 2; ++j) {
+        const int64_t f = j % quarter;
+        const float inv_freq = 1.0f / static_cast<float>(std::pow(
+                                          static_cast<double>(c.rope_theta),
+                                          static_cast<double>(2 * f) / static_cast<double>(hd / 2)));
+        const double theta = static_cast<float>(axis_pos[j / quarter]) * inv_freq;
+        s.rope_cos[i * hd / 2 + j] = static_cast<float>(std::cos(theta));
+        s.rope_sin[i * hd / 2 + j] = static_cast<float>(std::sin(theta));
+      }
+    }
   }
 }
 
-void VisionModel::Layer(const VisionLayerWeights& l, int64_t num_tiles, VisionScratch& s,
-                        ThreadPool* pool) const {
+namespace {
+
+// Rotates every head of rows [0, n) (tile-major, t_tok rows a tile, no CLS) by the tile's
+// per-patch angles: pairs (i, i + hd/2).
+void Rope2d(float* x, int64_t n, int64_t np, int64_t heads, int64_t hd, const float* cos,
+            const float* sin, ThreadPool* pool) {
+  const int64_t half = hd / 2;
+  Pool(pool).ParallelFor(n, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* c = cos + (r % np) * half;
+      const float* s = sin + (r % np) * half;
+      for (int64_t h = 0; h < heads; ++h) {
+        float* lo = x + (r * heads + h) * hd;
+        float* hi = lo + half;
+        for (int64_t i = 0; i < half; ++i) {
+          const float x0 = lo[i], x1 = hi[i];
+          lo[i] = x0 * c[i] - x1 * s[i];
+          hi[i] = x0 * s[i] + x1 * c[i];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void VisionModel::Layer(const VisionLayerWeights& l, int64_t num_tiles, int64_t rows,
+                        int64_t cols, VisionScratch& s, ThreadPool* pool) const {
   const VisionConfig& c = config_;
-  const int64_t d = c.hidden, t_tok = c.tokens_per_tile_in_tower(), n = num_tiles * t_tok;
+  const int64_t np = rows * cols;
+  const int64_t d = c.hidden, t_tok = np + (c.class_token ? 1 : 0), n = num_tiles * t_tok;
   s.xn.Resize(n * d);  // Embed sized it for patches only (no CLS row)
-  LayerNormRows(s.x.data(), l.ln1_w, l.ln1_b, c.eps, n, d, s.xn.data(), pool);
+  Norm(s.x.data(), l.ln1_w, l.ln1_b, n, s.xn.data(), pool);
   // Q, K and V read the same activations: one call converts them once (int8 blocks for
   // quantized weights) and shares one fork/join.
   s.q.Resize(n * d);
@@ -109,6 +172,12 @@ void VisionModel::Layer(const VisionLayerWeights& l, int64_t num_tiles, VisionSc
   kernels::MatMulFused(qkv, qkv_out, 3, s.xn.data(), n, pool);
   for (auto [b, out] : {std::pair{&l.q_b, &s.q}, {&l.k_b, &s.k}, {&l.v_b, &s.v}}) {
     BiasAct(out->data(), *b, n, d, Act::kNone, pool);
+  }
+  if (c.positions == VisionPositions::kRope2d) {  // no CLS in these towers
+    Rope2d(s.q.data(), n, np, c.num_heads, c.head_dim, s.rope_cos.data(), s.rope_sin.data(),
+           pool);
+    Rope2d(s.k.data(), n, np, c.num_heads, c.head_dim, s.rope_cos.data(), s.rope_sin.data(),
+           pool);
   }
   s.attn.Resize(n * d);
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
@@ -122,21 +191,25 @@ void VisionModel::Layer(const VisionLayerWeights& l, int64_t num_tiles, VisionSc
   kernels::MatMul(l.o, s.attn.data(), n, s.xn.data(), pool);
   ResidualAdd(s.x.data(), s.xn.data(), l.o_b, n, d, pool);
 
-  LayerNormRows(s.x.data(), l.ln2_w, l.ln2_b, c.eps, n, d, s.xn.data(), pool);
+  Norm(s.x.data(), l.ln2_w, l.ln2_b, n, s.xn.data(), pool);
   s.ffn.Resize(n * c.ffn);
   kernels::MatMul(l.up, s.xn.data(), n, s.ffn.data(), pool);
-  BiasAct(s.ffn.data(), l.up_b, n, c.ffn, c.use_gelu ? Act::kGeluTanh : Act::kQuickGelu, pool);
+  const Act act = c.mlp == VisionMlp::kGeluTanh  ? Act::kGeluTanh
+                  : c.mlp == VisionMlp::kGeluErf ? Act::kGeluErf
+                                                 : Act::kQuickGelu;
+  BiasAct(s.ffn.data(), l.up_b, n, c.ffn, act, pool);
   kernels::MatMul(l.down, s.ffn.data(), n, s.xn.data(), pool);
   ResidualAdd(s.x.data(), s.xn.data(), l.down_b, n, d, pool);
 }
 
-void VisionModel::RunTower(const float* tiles, int64_t num_tiles, VisionScratch& s,
-                           ThreadPool* pool) const {
+void VisionModel::RunTower(const float* tiles, int64_t num_tiles, int64_t height, int64_t width,
+                           VisionScratch& s, ThreadPool* pool) const {
   const VisionConfig& c = config_;
-  Embed(tiles, num_tiles, s, pool);
-  for (const VisionLayerWeights& l : layers_) Layer(l, num_tiles, s, pool);
+  const int64_t rows = height / c.patch_size, cols = width / c.patch_size;
+  Embed(tiles, num_tiles, rows, cols, s, pool);
+  for (const VisionLayerWeights& l : layers_) Layer(l, num_tiles, rows, cols, s, pool);
   // Projector input: drop CLS, post-LN when the projector reads the last layer.
-  const int64_t d = c.hidden, np = c.num_patches, t_tok = c.tokens_per_tile_in_tower();
+  const int64_t d = c.hidden, np = rows * cols, t_tok = np + (c.class_token ? 1 : 0);
   const int64_t first = c.class_token ? 1 : 0;
   s.features.Resize(num_tiles * np * d);
   for (int64_t t = 0; t < num_tiles; ++t) {
@@ -144,8 +217,7 @@ void VisionModel::RunTower(const float* tiles, int64_t num_tiles, VisionScratch&
                 np * d * sizeof(float));
   }
   if (c.post_ln) {
-    LayerNormRows(s.features.data(), post_ln_w_, post_ln_b_, c.eps, num_tiles * np, d,
-                  s.features.data(), pool);
+    Norm(s.features.data(), post_ln_w_, post_ln_b_, num_tiles * np, s.features.data(), pool);
   }
 }
 

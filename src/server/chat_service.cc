@@ -7,6 +7,7 @@
 #include <random>
 
 #include "base/clock.h"
+#include "models/image_prompt.h"
 
 namespace vlserve::server {
 namespace json = boost::json;
@@ -80,21 +81,20 @@ Status PrepareMedia(const ChatRequest& chat, const ModelContext& ctx, const Medi
     messages->push_back(std::move(out));
   }
   const std::string prompt = models::ApplyChatTemplate(*ctx.chat_template, *messages, true);
-  std::vector<models::ImageTiling> tilings;
-  for (const PreparedImage* image : images) tilings.push_back(image->tiling);
+  std::vector<models::ImageLayout> layouts;
+  for (const PreparedImage* image : images) layouts.push_back(image->layout);
   models::ImagePromptOptions options;
-  options.style = models::PromptStyleFor(*vision.model);
-  options.tokens_per_tile = vision.model->tokens_per_tile();
   options.marker = ctx.chat_template->image_marker;
-  options.add_special = false;
   ASSIGN_OR_RETURN(models::ExpandedPrompt expanded,
-                   models::ExpandImagePrompt(*ctx.tokenizer, prompt, tilings, options));
-  const int64_t shift = PrependBos(*ctx.tokenizer, &expanded.tokens);
+                   models::ExpandImagePrompt(*ctx.tokenizer, *vision.model, ctx.model->config(),
+                                             prompt, layouts, options));
   request->prompt_tokens = std::move(expanded.tokens);
+  request->rope_positions = std::move(expanded.rope_positions);
+  request->next_rope_position = expanded.next_rope_position;
   for (const models::PromptImageSpan& span : expanded.spans) {
     const PreparedImage& image = *images[span.image];
     engine::ImageSpan out;
-    out.position = span.position + shift;
+    out.position = span.position;
     out.num_tokens = span.num_tokens;
     out.first_row = span.first_row;
     out.content_hash = fmt::format("{}/{}", image.cache_key, span.first_row);

@@ -28,6 +28,10 @@ struct ServerConfig {
   int max_media_parts = 8;
   double encoder_cache_mb = 256;  // 0 = off
   int max_document_pages = 16;
+  // Per-image token bounds applied through the family's resize rule (Qwen2-VL's
+  // smart_resize min/max pixels); 0 = the model's own. Tiling families ignore them.
+  int64_t image_min_tokens = 0;
+  int64_t image_max_tokens = 0;
   int default_max_tokens = 256;
   bool warmup = true;
   double response_cache_mb = 0;  // 0 = response cache off (docs/caching.md)
@@ -59,6 +63,12 @@ void ForEachServeFlag(ServerConfig& c, F&& f) {
     "seconds one remote image fetch may take, redirects included");
   f("--max-images", c.max_media_parts, "images + documents per request");
   f("--max-document-pages", c.max_document_pages, "pages one document part may render to");
+  f("--image-min-tokens", c.image_min_tokens,
+    "fewest tokens one image becomes, for dynamic-resolution models (Qwen2-VL); 0 = the "
+    "model's default");
+  f("--image-max-tokens", c.image_max_tokens,
+    "most tokens one image becomes, for dynamic-resolution models (Qwen2-VL; images are "
+    "scaled down to fit); 0 = the model's default");
   f("--encoder-cache-mb", c.encoder_cache_mb,
     "MiB of projected image embeddings kept for repeated images (0 = off)");
   f("--chat-template", c.chat_template,

@@ -5,8 +5,6 @@
 #include <boost/json.hpp>
 
 #include "media/encode.h"
-#include "media/preprocess.h"
-#include "models/image_prompt.h"
 #include "render/vision_tokens.h"
 
 namespace vlserve::server {
@@ -14,24 +12,15 @@ namespace {
 
 namespace json = boost::json;
 
-// Embedding rows one page costs with the served tower (the prompt adds a few wrapper
-// tokens per tile on top). Without a tower: SmolVLM-256M's numbers (render/vision_tokens.h).
+// Embedding rows one page costs with the served tower's family rule (the prompt adds a
+// few wrapper tokens on top). Without a tower: SmolVLM-256M's numbers
+// (render/vision_tokens.h).
 int64_t PageRows(int width, int height, const VisionContext& vision) {
   if (vision.model == nullptr) {
     return render::EstimateVisionTokens(width, height, render::VisionConfig{}).tokens;
   }
-  const models::VisionConfig& c = vision.model->config();
-  const int64_t per_tile = vision.model->tokens_per_tile();
-  if (models::PromptStyleFor(*vision.model) == models::ImagePromptStyle::kLlava) return per_tile;
-  media::SmolVlmPreprocessConfig cfg;
-  cfg.tile_size = static_cast<int>(c.image_size);
-  cfg.longest_edge =
-      static_cast<int>(c.preproc_image_size > 0 ? c.preproc_image_size : 4 * c.image_size);
-  const media::SmolVlmSizes sizes = media::ComputeSmolVlmSizes(width, height, cfg);
-  const int64_t cols = (sizes.encoder_width + cfg.tile_size - 1) / cfg.tile_size;
-  const int64_t rows = (sizes.encoder_height + cfg.tile_size - 1) / cfg.tile_size;
-  const int64_t tiles = cols * rows > 1 ? cols * rows + 1 : 1;
-  return tiles * per_tile;
+  auto layout = vision.model->Plan(width, height);
+  return layout.ok() ? layout->tokens : 0;
 }
 
 }  // namespace

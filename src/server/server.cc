@@ -91,8 +91,15 @@ StatusOr<VisionContext> LoadVision(const ServerConfig& config, const models::Tex
                    models::ParseVisionComputeType(config.vision_compute));
   if (!config.mmproj_path.empty()) {
     LOG_INFO("loading {} ...", config.mmproj_path);
-    ASSIGN_OR_RETURN(model, models::VisionModel::Load(config.mmproj_path,
-                                                      models::VisionLoadOptions{compute}));
+    models::VisionLoadOptions options;
+    options.compute = compute;
+    options.limits = {config.image_min_tokens, config.image_max_tokens};
+    if (options.limits.min_tokens < 0 || options.limits.max_tokens < 0 ||
+        (options.limits.max_tokens > 0 && options.limits.min_tokens > options.limits.max_tokens)) {
+      return InvalidArgumentError(
+          "--image-min-tokens and --image-max-tokens must be >= 0 and min <= max");
+    }
+    ASSIGN_OR_RETURN(model, models::VisionModel::Load(config.mmproj_path, options));
   } else if (config.model_path.empty()) {
     ASSIGN_OR_RETURN(model, LoadDefaultVision(config.default_model_dir, text.config().hidden));
   } else {
@@ -103,9 +110,12 @@ StatusOr<VisionContext> LoadVision(const ServerConfig& config, const models::Tex
   v.preprocess_id = PreprocessId(*model);
   // The compute type changes the embeddings: part of the tower's identity in cache keys.
   v.mmproj_id = MmprojId(config.mmproj_path) + " compute=" + config.vision_compute;
-  LOG_INFO("vision: {} tower, {}x{} px tiles, {} tokens per tile, {} layers",
-           model->config().projector_type, model->config().image_size,
-           model->config().image_size, model->tokens_per_tile(), model->config().num_layers);
+  LOG_INFO("vision: {} ({}), {} layers, {}",
+           model->family().name(), model->config().projector_type, model->config().num_layers,
+           model->config().dynamic_size
+               ? fmt::format("dynamic resolution, {}-px patches", model->config().patch_size)
+               : fmt::format("{}x{} px tiles, {} tokens per tile", model->config().image_size,
+                             model->config().image_size, model->tokens_per_tile()));
   v.model = std::shared_ptr<const models::VisionModel>(std::move(model));
   if (config.encoder_cache_mb > 0) {
     v.cache = std::make_shared<EncoderCache>(

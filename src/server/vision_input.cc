@@ -38,30 +38,28 @@ bool TryCache(const VisionContext& vision, const std::string& key, PreparedImage
   if (vision.cache == nullptr) return false;
   std::optional<EncoderOutput> hit = vision.cache->Lookup(key);
   if (!hit) return false;
-  out->tiling = {hit->grid_rows, hit->grid_cols};
+  out->layout = hit->layout;
   out->embeddings = hit->embeddings;
   ++timings->cached;
   return true;
 }
 
-// Preprocesses a decoded image into an encode job.
-void MakeJob(const VisionContext& vision, const media::Image& image, PreparedImage* out,
-             VisionTimings* timings) {
+// Plans the family's layout for a decoded image and preprocesses it into an encode job.
+Status MakeJob(const VisionContext& vision, const media::Image& image, PreparedImage* out,
+               VisionTimings* timings) {
   Stopwatch watch;
+  ASSIGN_OR_RETURN(models::ImageLayout layout, vision.model->Plan(image.width, image.height));
   media::PixelTiles tiles =
-      models::PreprocessForModel(*vision.model, image, &ThreadBufferPool(), &ThreadScratch());
+      vision.model->Preprocess(layout, image, &ThreadBufferPool(), &ThreadScratch());
   auto job = std::make_shared<engine::EncodeJob>();
   job->cache_key = out->cache_key;
-  job->grid_rows = tiles.grid_rows;
-  job->grid_cols = tiles.grid_cols;
-  job->num_tiles = tiles.num_tiles;
-  const size_t floats = static_cast<size_t>(tiles.num_tiles) * 3 * tiles.tile_size *
-                        tiles.tile_size;
-  job->tiles.assign(tiles.Tile(0), tiles.Tile(0) + floats);
-  out->tiling = {tiles.grid_rows, tiles.grid_cols};
+  job->layout = layout;
+  job->tiles.assign(tiles.Tile(0), tiles.Tile(0) + layout.num_tiles * layout.tile_floats());
+  out->layout = layout;
   out->job = std::move(job);
   timings->preprocess_ms += watch.ElapsedMs();
   ++timings->preprocessed;
+  return OkStatus();
 }
 
 Status ReadNumber(const json::object& o, const char* key, double* out) {
@@ -88,10 +86,13 @@ Status ReadString(const json::object& o, const char* key, std::string* out) {
 
 std::string PreprocessId(const models::VisionModel& model) {
   const models::VisionConfig& c = model.config();
-  return fmt::format("{} tile={} longest_edge={} decode_hint={} mean={},{},{} std={},{},{}",
-                     c.projector_type, c.image_size, c.preproc_image_size,
-                     models::DecodeHintForModel(model), c.image_mean[0], c.image_mean[1],
-                     c.image_mean[2], c.image_std[0], c.image_std[1], c.image_std[2]);
+  const models::ImageTokenLimits& limits = model.default_limits();
+  return fmt::format(
+      "{} tile={} longest_edge={} decode_hint={} pixels={}..{} tokens={}..{} mean={},{},{} "
+      "std={},{},{}",
+      c.projector_type, c.image_size, c.preproc_image_size, model.DecodeHint(), c.min_pixels,
+      c.max_pixels, limits.min_tokens, limits.max_tokens, c.image_mean[0], c.image_mean[1],
+      c.image_mean[2], c.image_std[0], c.image_std[1], c.image_std[2]);
 }
 
 std::string MmprojId(const std::string& path) {
@@ -120,12 +121,12 @@ StatusOr<PreparedImage> PrepareImageUrl(std::string_view url, const VisionContex
   media::DecodeOptions options;
   options.max_pixels = media.max_image_pixels;
   options.max_bytes = media.max_image_bytes;
-  options.target_long_edge = models::DecodeHintForModel(*vision.model);
+  options.target_long_edge = vision.model->DecodeHint();
   auto image = media::Decode(Bytes(bytes), options);
   timings->decode_ms += decode.ElapsedMs();
   ++timings->decoded;
   if (!image.ok()) return image.status().WithContext("image");
-  MakeJob(vision, *image, &out, timings);
+  RETURN_IF_ERROR(MakeJob(vision, *image, &out, timings));
   return out;
 }
 
@@ -257,7 +258,7 @@ StatusOr<std::vector<PreparedImage>> PrepareDocument(std::string_view text,
           pages.push_back(std::move(page));
           return OkStatus();
         }
-        MakeJob(vision, PageImage(view), &page, timings);
+        RETURN_IF_ERROR(MakeJob(vision, PageImage(view), &page, timings));
         pages.push_back(std::move(page));
         return OkStatus();
       });

@@ -1,6 +1,6 @@
 // Images and Glyph documents of a chat request -> what the engine needs to put them into
-// the prompt: per image (or rendered page) its tiling and either cached embeddings or an
-// encode job (preprocessed tiles) that the engine runs in its step loop.
+// the prompt: per image (or rendered page) its family layout and either cached embeddings
+// or an encode job (preprocessed tiles) that the engine runs in its step loop.
 //
 // Order of work for one image: fetch bytes -> encoder-cache key (SHA-256 of the bytes +
 // preprocessing + tower) -> hit: done, nothing decoded; miss: decode (DCT-scaled JPEG),
@@ -18,7 +18,7 @@
 #include "cache/encoder_cache.h"
 #include "engine/request.h"
 #include "media/image.h"
-#include "models/image_prompt.h"
+#include "models/family.h"
 #include "models/vision_model.h"
 #include "render/renderer.h"
 #include "server/media_input.h"
@@ -41,7 +41,7 @@ std::string MmprojId(const std::string& path);
 
 // One image or rendered page, ready for the prompt.
 struct PreparedImage {
-  models::ImageTiling tiling;
+  models::ImageLayout layout;
   std::string cache_key;
   std::shared_ptr<const std::vector<float>> embeddings;  // encoder-cache hit
   std::shared_ptr<engine::EncodeJob> job;                // miss: the engine encodes it

@@ -55,12 +55,20 @@ float RopeTheta(int64_t pos, int64_t i, int64_t rope_dims, float freq_base) {
 
 void Rope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dims, int64_t pos,
           float freq_base, RopeStyle style) {
+  const auto p = static_cast<int32_t>(pos);
+  const int32_t same[4] = {p, p, p, p};
+  ref::RopeMulti(x, num_heads, head_dim, rope_dims, same, freq_base, style, RopeSections{});
+}
+
+void RopeMulti(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dims,
+               const int32_t pos[4], float freq_base, RopeStyle style,
+               const RopeSections& sections) {
   CHECK(rope_dims % 2 == 0 && rope_dims <= head_dim) << "rope_dims " << rope_dims;
   const int64_t half = rope_dims / 2;
   for (int64_t h = 0; h < num_heads; ++h) {
     float* v = x + h * head_dim;
     for (int64_t i = 0; i < half; ++i) {
-      const double theta = RopeTheta(pos, i, rope_dims, freq_base);
+      const double theta = RopeTheta(pos[sections.AxisOfPair(i)], i, rope_dims, freq_base);
       const double c = std::cos(theta), s = std::sin(theta);
       const int64_t a = style == RopeStyle::kNormal ? 2 * i : i;
       const int64_t b = style == RopeStyle::kNormal ? 2 * i + 1 : i + half;

@@ -15,6 +15,9 @@ void LayerNorm(const float* x, const float* weight, const float* bias, float eps
                float* y);
 void Rope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dims, int64_t pos,
           float freq_base, RopeStyle style);
+void RopeMulti(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dims,
+               const int32_t pos[4], float freq_base, RopeStyle style,
+               const RopeSections& sections);
 void Softmax(float* x, int64_t n);
 void Silu(float* x, int64_t n);
 void GeluTanh(float* x, int64_t n);

@@ -298,7 +298,7 @@ TEST_F(EngineTest, SubmitRejectsBadRequests) {
   Request job = Greedy("job", {5, 6, 7}, 4);
   ImageSpan span{1, 1, 0, "h", nullptr};
   span.encode = std::make_shared<EncodeJob>();
-  span.encode->num_tiles = 1;
+  span.encode->layout.num_tiles = 1;
   job.images.push_back(span);
   EXPECT_EQ(engine->Submit(job).status().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(engine->Stats().requests_rejected, 6);

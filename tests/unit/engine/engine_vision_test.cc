@@ -54,7 +54,10 @@ class EngineVisionTest : public ::testing::Test {
   static std::shared_ptr<EncodeJob> Job(int64_t tiles, uint64_t seed, std::string key) {
     auto job = std::make_shared<EncodeJob>();
     job->cache_key = std::move(key);
-    job->num_tiles = tiles;
+    const int side = static_cast<int>(vision_->config().image_size);
+    job->layout.num_tiles = static_cast<int>(tiles);
+    job->layout.tile_height = job->layout.tile_width = side;
+    job->layout.tokens = tiles * vision_->tokens_per_tile();
     job->tiles = Pixels(tiles, seed);
     return job;
   }

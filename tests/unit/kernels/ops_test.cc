@@ -1,5 +1,6 @@
 // Element-wise / row ops: the scalar references against hand-computed values, then every
 // ISA's kernels against the references over sizes, tails, misalignment and extreme inputs.
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -153,6 +154,45 @@ TEST(OpsRefTest, RopeKnownRotations) {
   EXPECT_NEAR(w[3], std::sin(0.3), 1e-6);
 }
 
+TEST(OpsRefTest, MultiAxisRopeTakesEachPairFromItsAxis) {
+  // Contiguous sections {1, 2, 1, 0} over 4 pairs (rope_dims 8): pair 0 -> t, 1-2 -> h,
+  // 3 -> w. Pair i must equal plain RoPE at that axis' position.
+  RopeSections mrope;
+  mrope.pairs = {1, 2, 1, 0};
+  EXPECT_EQ(mrope.AxisOfPair(0), 0);
+  EXPECT_EQ(mrope.AxisOfPair(1), 1);
+  EXPECT_EQ(mrope.AxisOfPair(2), 1);
+  EXPECT_EQ(mrope.AxisOfPair(3), 2);
+  EXPECT_EQ(mrope.AxisOfPair(4), 0);  // sections repeat past their sum
+  const int32_t pos[4] = {5, 11, 23, 0};
+  for (RopeStyle style : {RopeStyle::kNormal, RopeStyle::kNeox}) {
+    const std::vector<float> x = Normal(2 * 10, 9);
+    std::vector<float> got = x;
+    ref::RopeMulti(got.data(), 2, 10, 8, pos, 1000.0f, style, mrope);
+    for (int64_t i = 0; i < 4; ++i) {
+      std::vector<float> want = x;
+      ref::Rope(want.data(), 2, 10, 8, pos[mrope.AxisOfPair(i)], 1000.0f, style);
+      for (int64_t h = 0; h < 2; ++h) {
+        const int64_t a = style == RopeStyle::kNormal ? 2 * i : i;
+        const int64_t b = style == RopeStyle::kNormal ? 2 * i + 1 : i + 4;
+        EXPECT_EQ(got[h * 10 + a], want[h * 10 + a]) << "pair " << i;
+        EXPECT_EQ(got[h * 10 + b], want[h * 10 + b]) << "pair " << i;
+      }
+    }
+    EXPECT_EQ(got[8], x[8]);  // past rope_dims: not rotated
+    EXPECT_EQ(got[19], x[19]);
+  }
+  // Interleaved (Qwen3-VL): h at i % 3 == 1 below 3 * pairs[1], w at i % 3 == 2 below
+  // 3 * pairs[2], t elsewhere.
+  RopeSections imrope;
+  imrope.pairs = {2, 1, 1, 0};
+  imrope.interleaved = true;
+  const int32_t want_axes[6] = {0, 1, 2, 0, 0, 0};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(imrope.AxisOfPair(i), want_axes[i]) << i;
+  // No sections: plain RoPE on axis 0.
+  EXPECT_EQ(RopeSections{}.AxisOfPair(3), 0);
+}
+
 // ---- every ISA against the references ----
 
 // Calls op on a copy of `in` placed `offset` floats past a 64-byte boundary.
@@ -293,6 +333,36 @@ TEST_F(OpsIsaSweep, RopeMatchesReference) {
             Rope(got.data(), 3, head_dim, rope_dims, pos, 1e6f, style);
             ExpectClose(got.data(), want.data(), 3 * head_dim, 0, 5e-6, "Rope");
           }
+        }
+      }
+    }
+  }
+}
+
+TEST_F(OpsIsaSweep, MultiAxisRopeMatchesReference) {
+  RopeSections sections[3];
+  sections[0].pairs = {16, 24, 24, 0};  // Qwen2-VL, head_dim 128
+  sections[1].pairs = {24, 20, 20, 0};  // Qwen3-VL, interleaved
+  sections[1].interleaved = true;
+  sections[2].pairs = {8, 12, 12, 0};   // GLM-4.1V: partial rotary over 64 of 128
+  const int64_t rope_dims[3] = {128, 128, 64};
+  for (Isa isa : Isas()) {
+    ForceIsa(isa);
+    for (int k = 0; k < 3; ++k) {
+      for (RopeStyle style : {RopeStyle::kNormal, RopeStyle::kNeox}) {
+        for (const auto& p : {std::array<int32_t, 4>{0, 0, 0, 0}, {7, 9, 30, 0},
+                              {4000, 4003, 4001, 0}, {7, 9, 30, 0}}) {
+          const std::vector<float> x = Normal(3 * 128, 77 + p[1], 3.0f);
+          std::vector<float> want = x, got = x;
+          ref::RopeMulti(want.data(), 3, 128, rope_dims[k], p.data(), 1e6f, style, sections[k]);
+          RopeMulti(got.data(), 3, 128, rope_dims[k], p.data(), 1e6f, style, sections[k]);
+          ExpectClose(got.data(), want.data(), 3 * 128, 0, 5e-6, "RopeMulti");
+          // Every axis at the same position: the same as plain RoPE.
+          const int32_t same[4] = {p[0], p[0], p[0], p[0]};
+          std::vector<float> multi = x, plain = x;
+          RopeMulti(multi.data(), 3, 128, rope_dims[k], same, 1e6f, style, sections[k]);
+          Rope(plain.data(), 3, 128, rope_dims[k], p[0], 1e6f, style);
+          ExpectClose(multi.data(), plain.data(), 3 * 128, 0, 0, "RopeMulti == Rope");
         }
       }
     }

@@ -42,7 +42,7 @@ double MaxDiff(const PixelTiles& tiles, const std::string& ref_name) {
   Npy ref;
   EXPECT_TRUE(LoadNpy(GoldenPath(ref_name), &ref)) << ref_name;
   const int64_t count =
-      static_cast<int64_t>(tiles.num_tiles) * 3 * tiles.tile_size * tiles.tile_size;
+      static_cast<int64_t>(tiles.num_tiles) * static_cast<int64_t>(tiles.tile_floats());
   EXPECT_EQ(ref.count(), count) << ref_name;
   if (ref.count() != count) return 1e9;
   double max_diff = 0;

@@ -51,7 +51,8 @@ void CheckFixture(const Fixture& fx, bool check_greedy) {
   ASSERT_EQ(std::string(meta.at("text_fnv1a64").as_string().c_str()), vlm.text_digest);
 
   const VisionModel& vision = *vlm.vision;
-  const int num_tiles = ImageTiling{fx.grid_rows, fx.grid_cols}.num_tiles();
+  const ImageLayout layout = vision_testing::GridLayout(vision, fx.grid_rows, fx.grid_cols);
+  const int num_tiles = layout.num_tiles;
   ASSERT_EQ(meta.at("num_tiles").as_int64(), num_tiles);
   ASSERT_EQ(meta.at("tokens_per_tile").as_int64(), vision.tokens_per_tile());
   const std::vector<float> tiles = TileValues(num_tiles, vision.config().image_size);
@@ -71,10 +72,8 @@ void CheckFixture(const Fixture& fx, bool check_greedy) {
 
   // Prompt assembly: same token ids and spans as the HF-processor strings + BPE.
   const std::string prompt = meta.at("prompt").as_string().c_str();
-  ImagePromptOptions po;
-  po.style = PromptStyleFor(vision);
-  po.tokens_per_tile = vision.tokens_per_tile();
-  auto expanded = ExpandImagePrompt(*vlm.tok, prompt, {{fx.grid_rows, fx.grid_cols}}, po);
+  auto expanded =
+      ExpandImagePrompt(*vlm.tok, vision, vlm.text->config(), prompt, {layout}, {});
   ASSERT_TRUE(expanded.ok()) << expanded.status().ToString();
   std::vector<int32_t> want_tokens;
   for (const auto& v : meta.at("prompt_tokens").as_array()) want_tokens.push_back(v.as_int64());

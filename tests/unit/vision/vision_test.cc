@@ -10,6 +10,7 @@ namespace vlserve::models {
 namespace {
 
 using vision_testing::MakeVlm;
+using vision_testing::GridLayout;
 using vision_testing::TileValues;
 
 TEST(VisionModelTest, BatchedTilesEqualOneAtATime) {
@@ -82,9 +83,9 @@ TEST(VisionModelTest, ConfigFromMetadata) {
 TEST(VisionModelTest, SmolVlmPromptLayout) {
   auto vlm = MakeVlm("idefics3");
   ASSERT_TRUE(vlm.ok());
-  ImagePromptOptions o;
-  o.tokens_per_tile = 2;
-  auto split = ExpandImagePrompt(*vlm.tok, "A<image>B", {{2, 1}}, o);
+  const VisionModel& v = *vlm.vision;
+  auto split = ExpandImagePrompt(*vlm.tok, v, vlm.text->config(), "A<image>B",
+                                 {GridLayout(v, 2, 1, 2)}, {});
   ASSERT_TRUE(split.ok()) << split.status().ToString();
   const std::string img2 = "<image><image>";
   EXPECT_EQ(vlm.tok->Decode(split->tokens, {.render_special = true}),
@@ -93,7 +94,9 @@ TEST(VisionModelTest, SmolVlmPromptLayout) {
                 "\n<fake_token_around_image><global-img>" + img2 + "<fake_token_around_image>B");
   ASSERT_EQ(split->spans.size(), 3u);
   EXPECT_EQ(split->spans[2].first_row, 4);
-  auto single = ExpandImagePrompt(*vlm.tok, "<image>x", {{0, 0}}, o);
+  EXPECT_TRUE(split->rope_positions.empty());  // a 1-D family: positions are indices
+  auto single = ExpandImagePrompt(*vlm.tok, v, vlm.text->config(), "<image>x",
+                                  {GridLayout(v, 0, 0, 2)}, {});
   ASSERT_TRUE(single.ok());
   EXPECT_EQ(vlm.tok->Decode(single->tokens, {.render_special = true}),
             "<fake_token_around_image><global-img>" + img2 + "<fake_token_around_image>x");
@@ -101,56 +104,71 @@ TEST(VisionModelTest, SmolVlmPromptLayout) {
   EXPECT_EQ(single->spans[0].position, 2);
 }
 
-// Decoded image -> model preprocessing -> Encode -> prompt spans: the spans cover exactly the
-// rows Encode produced, one span per tile (SmolVLM) or per image (LLaVA).
+// Decoded image -> the family's plan and preprocessing -> Encode -> prompt spans: the spans
+// cover exactly the rows Encode produced, one span per tile (SmolVLM) or per image.
 TEST(VisionModelTest, PreprocessEncodeAndSpansAgree) {
   media::Image image = media::MakeImage(100, 70);
   for (size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = (i * 37) % 251;
-  for (const char* projector : {"idefics3", "mlp"}) {
+  for (const char* projector : {"idefics3", "mlp", "qwen2vl_merger"}) {
     SCOPED_TRACE(projector);
     auto vlm = MakeVlm(projector);
     ASSERT_TRUE(vlm.ok());
     const VisionModel& v = *vlm.vision;
     media::BufferPool pool;
     media::PreprocessScratch scratch;
-    media::PixelTiles tiles = PreprocessForModel(v, image, &pool, &scratch);
-    ASSERT_EQ(tiles.tile_size, v.config().image_size);
-    const ImageTiling tiling{tiles.grid_rows, tiles.grid_cols};
-    ASSERT_EQ(tiling.num_tiles(), tiles.num_tiles);
-    if (std::string(projector) == "idefics3") {
+    auto layout = v.Plan(image.width, image.height);
+    ASSERT_TRUE(layout.ok()) << layout.status().ToString();
+    media::PixelTiles tiles = v.Preprocess(*layout, image, &pool, &scratch);
+    ASSERT_EQ(tiles.tile_width, layout->tile_width);
+    ASSERT_EQ(tiles.tile_height, layout->tile_height);
+    ASSERT_EQ(tiles.num_tiles, layout->num_tiles);
+    const std::string p(projector);
+    if (p == "idefics3") {
       // 100x70 -> longest edge 4 x 32 = 128 -> 128x90 -> rounded up to tiles: 4 x 3 + global.
-      EXPECT_EQ(tiles.grid_cols, 4);
-      EXPECT_EQ(tiles.grid_rows, 3);
+      EXPECT_EQ(layout->grid_cols, 4);
+      EXPECT_EQ(layout->grid_rows, 3);
+    } else if (p == "mlp") {
+      EXPECT_EQ(layout->num_tiles, 1);
     } else {
-      EXPECT_EQ(tiles.num_tiles, 1);
+      // smart_resize(70, 100, 28): round(2.5) = 2 (half to even) -> 56, round(3.57) = 4 ->
+      // 112; 56*112 = 6272 in [3136, 12845056]; 2x4 merged tokens.
+      EXPECT_EQ(layout->tile_height, 56);
+      EXPECT_EQ(layout->tile_width, 112);
+      EXPECT_EQ(layout->merged_rows, 2);
+      EXPECT_EQ(layout->merged_cols, 4);
+      EXPECT_EQ(layout->tokens, 8);
     }
-    const std::vector<float> embd = v.Encode(tiles.Tile(0), tiles.num_tiles);
-    ImagePromptOptions o{PromptStyleFor(v), v.tokens_per_tile()};
-    auto p = ExpandImagePrompt(*vlm.tok, "<image>describe", {tiling}, o);
-    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    std::vector<float> embd(layout->tokens * v.output_width());
+    VisionScratch vs;
+    v.EncodeImage(tiles.Tile(0), *layout, embd.data(), vs);
+    const std::string prompt = p == "qwen2vl_merger" ? "<image>describe" : "<image>describe";
+    auto e = ExpandImagePrompt(*vlm.tok, v, vlm.text->config(), prompt, {*layout}, {});
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
     int64_t rows = 0;
-    for (const PromptImageSpan& s : p->spans) {
+    for (const PromptImageSpan& s : e->spans) {
       EXPECT_EQ(s.first_row, rows);
       rows += s.num_tokens;
     }
     EXPECT_EQ(rows * v.output_width(), static_cast<int64_t>(embd.size()));
-    EXPECT_EQ(p->spans.size(), std::string(projector) == "idefics3" ? 13u : 1u);
+    EXPECT_EQ(e->spans.size(), p == "idefics3" ? 13u : 1u);
+    EXPECT_EQ(e->rope_positions.empty(), p != "qwen2vl_merger");
   }
 }
 
 TEST(VisionErrorsTest, MoreImagesThanPlaceholders) {
   auto vlm = MakeVlm("idefics3");
   ASSERT_TRUE(vlm.ok());
-  ImagePromptOptions o;
-  o.tokens_per_tile = 4;
-  auto r = ExpandImagePrompt(*vlm.tok, "one <image> only", {{0, 0}, {0, 0}}, o);
+  const VisionModel& v = *vlm.vision;
+  auto r = ExpandImagePrompt(*vlm.tok, v, vlm.text->config(), "one <image> only",
+                             {GridLayout(v, 0, 0), GridLayout(v, 0, 0)}, {});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("1 image placeholder"), std::string::npos)
       << r.status().message();
   EXPECT_NE(r.status().message().find("2 image(s)"), std::string::npos);
   // A grid larger than the vocabulary's <row_r_col_c> tokens (6 x 6 in test models).
-  auto big = ExpandImagePrompt(*vlm.tok, "<image>", {{7, 1}}, o);
+  auto big = ExpandImagePrompt(*vlm.tok, v, vlm.text->config(), "<image>",
+                               {GridLayout(v, 7, 1)}, {});
   ASSERT_FALSE(big.ok());
   EXPECT_NE(big.status().message().find("<row_7_col_1>"), std::string::npos);
 }
@@ -179,15 +197,15 @@ TEST(VisionErrorsTest, EmbeddingWidthMismatch) {
 TEST(VisionErrorsTest, UnsupportedProjectorListsSupported) {
   auto w = BuildTestMmproj({});
   ASSERT_TRUE(w.ok());
-  w->Set("clip.projector_type", gguf::Value::String("qwen2vl_merger"));
+  w->Set("clip.projector_type", gguf::Value::String("resampler"));
   auto f = gguf::File::FromBytes(w->WriteToString(), "mmproj");
   ASSERT_TRUE(f.ok());
   auto v = VisionModel::Load(std::move(*f));
   ASSERT_FALSE(v.ok());
   EXPECT_EQ(v.status().code(), StatusCode::kUnimplemented);
-  EXPECT_NE(
-      v.status().message().find("'qwen2vl_merger' is not supported; supported: idefics3, mlp"),
-      std::string::npos)
+  EXPECT_NE(v.status().message().find("'resampler' is not supported; supported: idefics3 "
+                                      "(SmolVLM), mlp (LLaVA-1.5), qwen2vl_merger (Qwen2-VL)"),
+            std::string::npos)
       << v.status().message();
 }
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -52,7 +53,20 @@ inline std::vector<float> TileValues(int64_t num_tiles, int64_t size) {
   return v;
 }
 
-// A text model + mmproj + tokenizer as `make-test-model --arch llama --vision P` writes.
+// The layout a tiling family (SmolVLM, LLaVA) gives an image of rows x cols tiles (0 x 0 =
+// one tile), with `per_tile` embedding rows a tile.
+inline ImageLayout GridLayout(const VisionModel& v, int rows, int cols, int64_t per_tile = 0) {
+  ImageLayout l;
+  l.tile_height = l.tile_width = static_cast<int>(v.config().image_size);
+  l.grid_rows = rows;
+  l.grid_cols = cols;
+  l.num_tiles = rows * cols > 0 ? rows * cols + 1 : 1;
+  l.tokens = l.num_tiles * (per_tile > 0 ? per_tile : v.tokens_per_tile());
+  return l;
+}
+
+// A text model + mmproj + tokenizer as `make-test-model --arch A --vision P` writes (A:
+// llama, or qwen2vl for the qwen2vl_merger projector).
 struct Vlm {
   std::unique_ptr<TextModel> text;
   std::unique_ptr<VisionModel> vision;
@@ -61,9 +75,18 @@ struct Vlm {
   bool ok() const { return text && vision && tok; }
 };
 
-inline Vlm MakeVlm(const std::string& projector, VisionTestOptions vo = {}) {
+inline Vlm MakeVlm(const std::string& projector, VisionTestOptions vo = {},
+                   TestModelOptions to = {}) {
   Vlm out;
-  TestModelOptions to;
+  if (projector == "qwen2vl_merger") {
+    // Sections as make-test-model writes them, unless the caller set the arch itself (a
+    // qwen2vl file without sections).
+    if (to.arch != "qwen2vl") {
+      to.arch = "qwen2vl";
+      to.rope_sections = DefaultRopeSections(to.hidden / to.heads);
+    }
+    vo.image_size = 56, vo.patch_size = 14;
+  }
   auto tw = BuildTestModel(to);
   EXPECT_TRUE(tw.ok()) << tw.status().ToString();
   if (!tw.ok()) return out;
@@ -97,17 +120,28 @@ inline Vlm MakeVlm(const std::string& projector, VisionTestOptions vo = {}) {
 }
 
 // Greedy continuation of `prompt` with the image rows fed through BatchItem::embeddings
-// (negative ids), prefill in one Forward, then one token per step.
+// (negative ids), prefill in one Forward, then one token per step. `image_embd` holds the
+// images' rows one image after the other, in image order.
 inline std::vector<int32_t> Greedy(const TextModel& model, const ExpandedPrompt& prompt,
                                    const std::vector<float>& image_embd, int steps) {
   const int64_t hidden = model.config().hidden, vocab = model.config().vocab;
   const int64_t n = static_cast<int64_t>(prompt.tokens.size());
+  // Where each image's rows start: the rows of image k are its spans' largest row end.
+  std::vector<int64_t> image_rows;
+  for (const PromptImageSpan& s : prompt.spans) {
+    if (static_cast<int>(image_rows.size()) <= s.image) image_rows.resize(s.image + 1, 0);
+    image_rows[s.image] = std::max(image_rows[s.image], s.first_row + s.num_tokens);
+  }
+  std::vector<int64_t> image_start(image_rows.size(), 0);
+  for (size_t k = 1; k < image_rows.size(); ++k) {
+    image_start[k] = image_start[k - 1] + image_rows[k - 1];
+  }
   std::vector<int32_t> feed = prompt.tokens;
   std::vector<float> embd(n * hidden, 0.0f);
   for (const PromptImageSpan& s : prompt.spans) {
     for (int64_t i = 0; i < s.num_tokens; ++i) {
       feed[s.position + i] = -1;
-      std::copy_n(image_embd.data() + (s.first_row + i) * hidden, hidden,
+      std::copy_n(image_embd.data() + (image_start[s.image] + s.first_row + i) * hidden, hidden,
                   embd.data() + (s.position + i) * hidden);
     }
   }
@@ -117,7 +151,9 @@ inline std::vector<int32_t> Greedy(const TextModel& model, const ExpandedPrompt&
   for (int64_t i = 0; i < blocks_needed; ++i) blocks[i] = static_cast<int32_t>(i);
   ForwardScratch scratch;
   std::vector<float> logits(vocab);
-  BatchItem item{blocks.data(), blocks_needed, 0, feed, embd.data(), false};
+  const bool mrope = !prompt.rope_positions.empty();
+  BatchItem item{blocks.data(), blocks_needed, 0, feed, embd.data(), false,
+                 mrope ? prompt.rope_positions.data() : nullptr};
   Status s = model.Forward({item}, kv, scratch, logits.data());
   EXPECT_TRUE(s.ok()) << s.ToString();
   std::vector<int32_t> out;
@@ -126,7 +162,10 @@ inline std::vector<int32_t> Greedy(const TextModel& model, const ExpandedPrompt&
         static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     out.push_back(next);
     const int32_t one[1] = {next};
-    BatchItem it{blocks.data(), blocks_needed, n + step, one, nullptr, false};
+    const auto p = static_cast<int32_t>(prompt.next_rope_position + step);
+    const int32_t rope[4] = {p, p, p, 0};
+    BatchItem it{blocks.data(), blocks_needed, n + step, one, nullptr, false,
+                 mrope ? rope : nullptr};
     s = model.Forward({it}, kv, scratch, logits.data());
     EXPECT_TRUE(s.ok()) << s.ToString();
   }

@@ -1,0 +1,178 @@
+// Qwen2-VL (clip.projector_type `qwen2vl_merger`): a dynamic-resolution ViT whose one
+// forward covers the whole image, and M-RoPE positions for its tokens.
+//  - Preprocessing (transformers Qwen2VLImageProcessor): smart_resize to multiples of
+//    factor = patch * merge (28) with min_pixels <= H*W <= max_pixels, PIL bicubic, CLIP
+//    mean/std from the mmproj. llama.cpp resizes bilinearly; we follow Hugging Face.
+//  - Tower: Conv3d patch embedding over two equal frames = the sum of the two kernels
+//    llama.cpp's converter splits it into (v.patch_embd.weight, .weight.1), no bias, no
+//    position table: 2-D RoPE on every patch's (row, col) (vit.cc); LayerNorm blocks with
+//    q/k/v/out biases, quick-GELU MLP; whole-image attention.
+//  - Merger (PatchMerger): v.post_ln (HF merger.ln_q), the 2x2 patches of each merged
+//    token concatenated (dy outer, dx inner) -> mm.0 -> erf-GELU -> mm.2. Merged tokens in
+//    row-major order of the (H/28, W/28) grid. We run the tower in row-major patch order;
+//    HF's processor orders patches by 2x2 windows, which only matters to the merger's
+//    grouping (done here) and the RoPE positions (each patch keeps its own).
+//  - Prompt: "<|vision_start|>" + H/28 * W/28 rows ("<|image_pad|>") + "<|vision_end|>";
+//    the rows take (t, row, col) M-RoPE positions (image_prompt.cc).
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "models/gelu_mlp.h"
+#include "models/vision_model.h"
+
+namespace vlserve::models {
+namespace {
+
+// Qwen2-VL-2B/7B-Instruct preprocessor_config.json: min_pixels 56*56, max_pixels 28*28*16384.
+constexpr int64_t kDefaultMinPixels = 3136;
+constexpr int64_t kDefaultMaxPixels = 12845056;
+
+class MergerProjector : public Projector {
+ public:
+  MergerProjector(int64_t hidden, int64_t merge, GeluMlp mlp)
+      : d_(hidden), m_(merge), mlp_(std::move(mlp)) {}
+
+  int64_t output_width() const override { return mlp_.out_width(); }
+  int64_t TokensPerTile(int64_t rows, int64_t cols) const override {
+    return (rows / m_) * (cols / m_);
+  }
+  int64_t MacsPerTile(int64_t rows, int64_t cols) const override {
+    return TokensPerTile(rows, cols) * mlp_.macs_per_row();
+  }
+
+  void Project(const float* features, int64_t num_tiles, int64_t rows, int64_t cols, float* out,
+               VisionScratch& scratch, ThreadPool* pool) const override {
+    const int64_t mr = rows / m_, mc = cols / m_, tokens = mr * mc, np = rows * cols;
+    const int64_t width = d_ * m_ * m_;
+    scratch.proj_tmp2.Resize(num_tiles * tokens * width);
+    float* merged = scratch.proj_tmp2.data();  // [num_tiles * tokens, merge² * hidden]
+    for (int64_t t = 0; t < num_tiles; ++t) {
+      for (int64_t y = 0; y < mr; ++y) {
+        for (int64_t x = 0; x < mc; ++x) {
+          float* dst = merged + (t * tokens + y * mc + x) * width;
+          for (int64_t dy = 0; dy < m_; ++dy) {
+            for (int64_t dx = 0; dx < m_; ++dx) {
+              const int64_t patch = (m_ * y + dy) * cols + m_ * x + dx;
+              std::memcpy(dst + (dy * m_ + dx) * d_, features + (t * np + patch) * d_,
+                          d_ * sizeof(float));
+            }
+          }
+        }
+      }
+    }
+    mlp_.Run(merged, num_tiles * tokens, out, scratch.proj_tmp, pool);
+  }
+
+ private:
+  int64_t d_, m_;
+  GeluMlp mlp_;
+};
+
+class Qwen2Vl : public VisionFamily {
+ public:
+  std::string_view name() const override { return "Qwen2-VL"; }
+  std::string_view projector_type() const override { return "qwen2vl_merger"; }
+  bool uses_post_ln() const override { return true; }
+  std::string_view placeholder() const override { return "<|image_pad|>"; }
+
+  Status Configure(const gguf::File& f, VisionConfig* c) const override {
+    c->positions = VisionPositions::kRope2d;
+    c->dynamic_size = true;
+    c->patch_pair = f.FindTensor("v.patch_embd.weight.1") != nullptr;
+    ASSIGN_OR_RETURN(c->merge, f.GetIntOr("clip.vision.spatial_merge_size", 2));
+    ASSIGN_OR_RETURN(c->min_pixels, f.GetIntOr("clip.vision.image_min_pixels", kDefaultMinPixels));
+    ASSIGN_OR_RETURN(c->max_pixels, f.GetIntOr("clip.vision.image_max_pixels", kDefaultMaxPixels));
+    if (c->merge < 1 || c->min_pixels < 1 || c->max_pixels < c->min_pixels ||
+        c->head_dim % 4 != 0) {
+      return InvalidArgumentError(fmt::format(
+          "qwen2vl_merger mmproj: spatial_merge_size {} and image pixel bounds [{}, {}] must be "
+          "positive and ordered, and the head size {} a multiple of 4 (2-D RoPE)",
+          c->merge, c->min_pixels, c->max_pixels, c->head_dim));
+    }
+    return OkStatus();
+  }
+
+  StatusOr<std::unique_ptr<Projector>> LoadProjector(const gguf::File& f,
+                                                     const VisionConfig& c) const override {
+    ASSIGN_OR_RETURN(GeluMlp mlp, GeluMlp::Load(f, c.hidden * c.merge * c.merge,
+                                                "qwen2vl_merger"));
+    return std::unique_ptr<Projector>(new MergerProjector(c.hidden, c.merge, std::move(mlp)));
+  }
+
+  StatusOr<ImageLayout> Plan(const VisionConfig& c, int width, int height,
+                             const ImageTokenLimits& limits) const override {
+    const int64_t factor = c.patch_size * c.merge;
+    const int64_t min_pixels = limits.min_tokens > 0 ? limits.min_tokens * factor * factor
+                                                     : c.min_pixels;
+    const int64_t max_pixels = limits.max_tokens > 0 ? limits.max_tokens * factor * factor
+                                                     : c.max_pixels;
+    ASSIGN_OR_RETURN(auto size, SmartResize(height, width, factor, min_pixels, max_pixels));
+    ImageLayout l;
+    l.tile_height = static_cast<int>(size.first);
+    l.tile_width = static_cast<int>(size.second);
+    l.merged_rows = static_cast<int>(size.first / factor);
+    l.merged_cols = static_cast<int>(size.second / factor);
+    l.tokens = int64_t{l.merged_rows} * l.merged_cols;
+    return l;
+  }
+
+  // The resize target depends on the full source size, so decode at full size.
+  int DecodeHint(const VisionConfig&) const override { return 0; }
+
+  media::PixelTiles Preprocess(const VisionConfig& c, const ImageLayout& l,
+                               const media::Image& image, media::BufferPool* pool,
+                               media::PreprocessScratch* scratch,
+                               media::PreprocessTimings* timings) const override {
+    return media::PreprocessResized(image, l.tile_width, l.tile_height,
+                                    media::ResampleFilter::kBicubic,
+                                    {c.image_mean, c.image_std}, pool, scratch, timings);
+  }
+
+  void AppendPrompt(const ImageLayout& l, int image, PromptPieces* out) const override {
+    out->Text("<|vision_start|>");
+    out->Run(l.tokens, image, 0, l.merged_rows, l.merged_cols);
+    out->Text("<|vision_end|>");
+  }
+  std::vector<std::string> RequiredTokens(const ImageLayout&) const override {
+    return {"<|vision_start|>", "<|vision_end|>"};
+  }
+
+  // transformers' smart_resize: (height, width) multiples of factor, aspect kept, area in
+  // [min_pixels, max_pixels]. Python's round() is round-half-to-even, as nearbyint.
+  static StatusOr<std::pair<int64_t, int64_t>> SmartResize(int64_t h, int64_t w, int64_t factor,
+                                                           int64_t min_pixels,
+                                                           int64_t max_pixels) {
+    if (h < 1 || w < 1 || std::max(h, w) > 200 * std::min(h, w)) {
+      return InvalidArgumentError(fmt::format(
+          "image of {}x{} pixels: Qwen2-VL takes images whose sides differ by at most 200x",
+          w, h));
+    }
+    const double f = static_cast<double>(factor);
+    auto round_to = [&](double v) {
+      return static_cast<int64_t>(std::nearbyint(v / f)) * factor;
+    };
+    int64_t hb = std::max(factor, round_to(static_cast<double>(h)));
+    int64_t wb = std::max(factor, round_to(static_cast<double>(w)));
+    if (hb * wb > max_pixels) {
+      const double beta = std::sqrt(static_cast<double>(h) * w / max_pixels);
+      hb = std::max(factor, static_cast<int64_t>(std::floor(h / beta / f)) * factor);
+      wb = std::max(factor, static_cast<int64_t>(std::floor(w / beta / f)) * factor);
+    } else if (hb * wb < min_pixels) {
+      const double beta = std::sqrt(static_cast<double>(min_pixels) / (static_cast<double>(h) * w));
+      hb = static_cast<int64_t>(std::ceil(h * beta / f)) * factor;
+      wb = static_cast<int64_t>(std::ceil(w * beta / f)) * factor;
+    }
+    return std::pair{hb, wb};
+  }
+};
+
+}  // namespace
+
+const VisionFamily& Qwen2VlFamily() {
+  static const Qwen2Vl family;
+  return family;
+}
+
+}  // namespace vlserve::models

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 #include <atomic>
 #include <optional>
 #include <thread>
@@ -47,6 +48,9 @@ Status ResolveConfig(const models::TextConfig& model, EngineConfig& c) {
         "engine max_waiting_requests and max_waiting_tokens must be >= 1");
   }
   if (c.threads < 0) return InvalidArgumentError("engine threads must be >= 0 (0 = default)");
+  if (c.encoder_budget < 0) {
+    return InvalidArgumentError("engine encoder_budget must be >= 0 (0 = no limit)");
+  }
   return OkStatus();
 }
 
@@ -127,9 +131,9 @@ class Engine::Impl {
                 models::kKvBlockSize),
         prefix_(config.enable_prefix_cache ? std::make_unique<PrefixIndex>(&blocks_) : nullptr),
         admission_(config.max_waiting_requests, config.max_waiting_tokens),
-        scheduler_(SchedulerConfig{config.max_batch_tokens, config.max_running,
-                                   config.max_waiting_requests, config.max_waiting_tokens,
-                                   config.max_context},
+        scheduler_(SchedulerConfig{config.max_batch_tokens, config.encoder_budget,
+                                   config.max_running, config.max_waiting_requests,
+                                   config.max_waiting_tokens, config.max_context},
                    &blocks_, tokenizer_.get(), &admission_, prefix_.get()),
         runner_(model_, blocks_.num_blocks(),
                 own_pool_ ? own_pool_.get() : &DefaultThreadPool()) {
@@ -247,6 +251,7 @@ class Engine::Impl {
         trace.decode_tokens = plan.num_decode;
         trace.prefill_tokens = plan.num_tokens - plan.num_decode;
         trace.images_encoded = images_encoded_ - images_before;
+        trace.encode_token_layers = step_token_layers_;
         trace.preempted = plan.num_preempted;
         trace.kv_usage = blocks_.Usage();
         config_.on_step(trace);
@@ -264,58 +269,32 @@ class Engine::Impl {
     PublishStats(0);
   }
 
-  // Runs the encode jobs of every image span that a prefill chunk of `plan` reaches and
-  // that has no embeddings yet: tiles of all such images (of all requests) go through the
-  // tower in forwards of up to max_tiles_per_forward tiles. Jobs with the same cache key
-  // are encoded once.
+  // Scheduled encoding (docs/architecture.md "Scheduled encoding"): advances the plan's
+  // images in order — each from the encoder cache if another request stored it since, else
+  // by EncodeSome — until the step's encoder budget (tower token-layers) is spent. A
+  // prefill chunk never reaches an image before its encode is complete (the scheduler
+  // stops chunks there), so a long document delays other requests' decodes by at most
+  // about one budget of tower work per step.
   void EncodeImages(const StepPlan& plan) {
-    std::vector<EncodeJob*> jobs;
-    std::vector<Sequence*> owners;  // sequences that wait for any of `jobs`
-    std::unordered_map<std::string, EncodeJob*> by_key;
-    std::vector<std::pair<EncodeJob*, EncodeJob*>> duplicates;  // (copy to, from)
-    for (const ScheduledItem& item : plan.items) {
-      if (item.decode) continue;
-      bool waits = false;
-      for (const ImageSpan& span : item.seq->request.images) {
-        EncodeJob* job = span.encode.get();
-        if (job == nullptr || job->embeddings != nullptr) continue;
-        if (span.position >= item.start_pos + item.num_tokens ||
-            span.position + span.num_tokens <= item.start_pos) {
-          continue;
-        }
-        waits = true;
-        if (std::find(jobs.begin(), jobs.end(), job) != jobs.end()) continue;
-        if (!job->cache_key.empty()) {
-          auto [it, inserted] = by_key.emplace(job->cache_key, job);
-          if (!inserted) {
-            if (it->second != job) duplicates.emplace_back(job, it->second);
-            continue;
-          }
-        }
-        jobs.push_back(job);
+    step_token_layers_ = 0;
+    if (plan.encode.empty()) return;
+    int64_t budget = plan.encoder_budget > 0 ? plan.encoder_budget
+                                             : std::numeric_limits<int64_t>::max();
+    for (const EncodeWork& work : plan.encode) {
+      EncodeJob& job = *work.job;
+      if (job.embeddings != nullptr) continue;  // finished by a duplicate earlier
+      if (job.progress == nullptr && TakeFromCache(job)) continue;
+      if (budget <= 0) break;
+      Stopwatch watch;
+      const int64_t spent = RunEncodeJob(job, budget);
+      budget -= spent;
+      step_token_layers_ += spent;
+      const double ms = watch.ElapsedMs();
+      for (const EncodeWork& w : plan.encode) {  // every request waiting for this image
+        if (w.job == work.job) w.owner->timings.encode_ms = std::max(0.0, w.owner->timings.encode_ms) + ms;
       }
-      if (waits) owners.push_back(item.seq);
+      encode_seconds_ += ms / 1000.0;
     }
-    if (jobs.empty() && duplicates.empty()) return;
-    Stopwatch watch;
-    int64_t tiles = 0, encoded = 0;
-    for (EncodeJob* job : jobs) {
-      if (TakeFromCache(*job)) continue;
-      RunEncodeJob(*job);
-      tiles += job->layout.num_tiles;
-      ++encoded;
-    }
-    for (auto [to, from] : duplicates) {
-      to->embeddings = from->embeddings;
-      to->tiles = {};
-    }
-    const double ms = watch.ElapsedMs();
-    for (Sequence* seq : owners) {
-      seq->timings.encode_ms = std::max(0.0, seq->timings.encode_ms) + ms;
-    }
-    images_encoded_ += encoded;
-    tiles_encoded_ += tiles;
-    encode_seconds_ += ms / 1000.0;
   }
 
   // The server's cache lookup for this image missed when the request arrived, but an
@@ -333,15 +312,27 @@ class Engine::Impl {
     return true;
   }
 
-  void RunEncodeJob(EncodeJob& job) {
+  // Runs up to `budget` token-layers of the job's encode; on completion publishes the
+  // embeddings (and stores them in the encoder cache). Returns the token-layers spent.
+  int64_t RunEncodeJob(EncodeJob& job, int64_t budget) {
     const models::VisionModel& vision = *vision_.model;
     const int64_t width = vision.output_width();
-    auto out = std::make_shared<std::vector<float>>(job.layout.tokens * width);
+    if (job.progress == nullptr) {
+      job.progress = std::make_shared<models::EncodeProgress>();
+      job.partial = std::make_shared<std::vector<float>>(job.layout.tokens * width);
+    }
     ThreadPool* pool = own_pool_ ? own_pool_.get() : &DefaultThreadPool();
-    vision.EncodeImage(job.tiles.data(), job.layout, out->data(), vision_scratch_, pool,
-                       vision_.max_tiles_per_forward);
+    const int64_t spent =
+        vision.EncodeSome(job.tiles.data(), job.layout, job.partial->data(), *job.progress,
+                          budget, vision_scratch_, pool, vision_.max_tiles_per_forward);
+    if (!job.progress->done(job.layout)) return spent;
+    std::shared_ptr<const std::vector<float>> out = std::move(job.partial);
+    job.partial = nullptr;
+    job.progress = nullptr;
     job.tiles = {};  // the pixels are not needed again (preemption keeps the embeddings)
     job.embeddings = out;
+    ++images_encoded_;
+    tiles_encoded_ += job.layout.num_tiles;
     if (vision_.cache != nullptr && !job.cache_key.empty()) {
       EncoderOutput value;
       value.embeddings = out;
@@ -351,6 +342,7 @@ class Engine::Impl {
       Status s = vision_.cache->Insert(job.cache_key, std::move(value));
       if (!s.ok()) LOG_WARN("encoder cache insert failed: {}", s.ToString());
     }
+    return spent;
   }
 
   void PublishStats(double step_seconds) {
@@ -392,6 +384,7 @@ class Engine::Impl {
   const EngineVision vision_;
   models::VisionScratch vision_scratch_;  // engine thread only
   int64_t images_encoded_ = 0, tiles_encoded_ = 0;
+  int64_t step_token_layers_ = 0;  // tower work of the current step
   double encode_seconds_ = 0;
   std::unique_ptr<ThreadPool> own_pool_;
   BlockPool blocks_;

@@ -1,5 +1,5 @@
 // The engine: one thread that owns the text model's forward pass and the paged KV cache,
-// and runs vLLM v1's step loop (ARCHITECTURE §3):
+// and runs vLLM v1's step loop (docs/architecture.md "The engine step"):
 //
 //   while running:
 //     plan = scheduler.Schedule()   // which requests, how many tokens each (scheduler.h)
@@ -41,7 +41,8 @@ struct StepTrace {
   int64_t requests = 0;       // items of the plan
   int64_t decode_tokens = 0;  // running requests decoding one token
   int64_t prefill_tokens = 0; // prompt tokens computed in this step
-  int64_t images_encoded = 0;
+  int64_t images_encoded = 0;        // images whose encode completed in this step
+  int64_t encode_token_layers = 0;   // vision-tower work of the step (encoder budget units)
   int64_t preempted = 0;
   double kv_usage = 0;        // after the step
 };
@@ -54,6 +55,13 @@ struct EngineConfig {
   // Token budget of one step (decode tokens + prefill chunk tokens). Larger = better
   // prefill throughput, longer steps (higher inter-token latency for running requests).
   int64_t max_batch_tokens = 512;
+  // Vision-tower work one step may do, in tower token-layers (an image's tower tokens x
+  // layers run; docs/engine.md "Scheduled encoding"). Images are encoded over several
+  // steps, a layer at a time if need be, so other requests keep decoding while a document
+  // is encoded. 16384 is about one 512-px SigLIP tile (1024 tokens x 12 layers) or a fifth
+  // of a Qwen2-VL-2B page; 0 = no limit (each image encoded in one step). Server flag:
+  // --encoder-budget.
+  int64_t encoder_budget = 16384;
   // Most requests in one step (running = holding KV).
   int max_running = 64;
   // Admission control: Submit() returns ResourceExhausted (server: 503 + Retry-After)

@@ -14,6 +14,7 @@
 #include "base/status.h"
 #include "engine/sampling.h"
 #include "models/family.h"
+#include "models/vision_model.h"
 
 namespace vlserve::engine {
 
@@ -29,8 +30,11 @@ struct EncodeJob {
   models::ImageLayout layout;   // the family's layout, stored with the cached embeddings
   // [num_tiles, 3, tile_height, tile_width] normalized pixels; freed after encode.
   std::vector<float> tiles;
-  // Set by the engine: [layout.tokens, hidden].
+  // Set by the engine when the encode is complete: [layout.tokens, hidden].
   std::shared_ptr<const std::vector<float>> embeddings;
+  // Engine-owned while the encode is spread over steps (scheduled encoding).
+  std::shared_ptr<models::EncodeProgress> progress;
+  std::shared_ptr<std::vector<float>> partial;  // rows of finished tile groups
 };
 
 // A run of image (or rendered page) embeddings inside the prompt. prompt_tokens holds

@@ -133,7 +133,39 @@ StepPlan Scheduler::Schedule() {
   StepPlan plan;
   ScheduleRunning(plan);
   ScheduleWaiting(plan);
+  PlanEncodes(plan);
   return plan;
+}
+
+namespace {
+
+bool Ready(const ImageSpan& span) {
+  return span.embeddings != nullptr || span.encode == nullptr ||
+         span.encode->embeddings != nullptr;
+}
+
+}  // namespace
+
+int64_t Sequence::ComputableEnd() const {
+  for (const ImageSpan& span : request.images) {
+    if (span.position + span.num_tokens <= num_computed || Ready(span)) continue;
+    return std::max(span.position, num_computed);
+  }
+  return static_cast<int64_t>(tokens.size());
+}
+
+void Scheduler::PlanEncodes(StepPlan& plan) const {
+  plan.encoder_budget = config_.encoder_budget;
+  for (const std::vector<SeqPtr>* list : {&running_, &waiting_}) {
+    for (const SeqPtr& seq : *list) {
+      for (const ImageSpan& span : seq->request.images) {
+        if (span.position + span.num_tokens <= seq->num_computed || Ready(span)) continue;
+        const bool listed = std::any_of(plan.encode.begin(), plan.encode.end(),
+                                        [&](const EncodeWork& w) { return w.job == span.encode.get(); });
+        if (!listed) plan.encode.push_back(EncodeWork{span.encode.get(), seq.get()});
+      }
+    }
+  }
 }
 
 void Scheduler::ScheduleRunning(StepPlan& plan) {
@@ -145,7 +177,10 @@ void Scheduler::ScheduleRunning(StepPlan& plan) {
       if (is_decode != (pass == 0)) continue;
       const int64_t budget = config_.max_batch_tokens - plan.num_tokens;
       if (budget <= 0) return;
-      const int64_t n = std::min(seq->num_uncomputed(), budget);
+      // A prefill stops before an image whose encode is not finished (scheduled encoding).
+      const int64_t n = std::min(
+          {seq->num_uncomputed(), budget, seq->ComputableEnd() - seq->num_computed});
+      if (n == 0) continue;
       const int64_t start = seq->num_computed;
       if (!AllocateOrPreempt(seq, n, plan)) break;  // seq and all below it were preempted
       plan.items.push_back(ScheduledItem{seq, start, n, n == seq->num_uncomputed(), is_decode});
@@ -165,7 +200,12 @@ void Scheduler::ScheduleWaiting(StepPlan& plan) {
     CHECK(seq->table.blocks.empty());
     const std::vector<int32_t> shared = MatchPrefix(seq);
     const int64_t cached = static_cast<int64_t>(shared.size()) * bs;
-    const int64_t n = std::min(seq->num_uncomputed() - cached, budget);
+    seq->num_computed = cached;  // for ComputableEnd; undone below if the start waits
+    // May be 0 (the first uncached token is in an image still being encoded): the request
+    // starts with its KV blocks and runs once the encode is done.
+    const int64_t n = std::min(
+        {seq->num_uncomputed(), budget, seq->ComputableEnd() - cached});
+    seq->num_computed = 0;
     // Reviving a refcount-0 cached block takes it out of the allocatable count.
     const int64_t revived = std::count_if(shared.begin(), shared.end(),
                                           [&](int32_t b) { return pool_->RefCount(b) == 0; });
@@ -197,6 +237,7 @@ void Scheduler::ScheduleWaiting(StepPlan& plan) {
                                   return RanksBefore(*a, *b);
                                 });
     running_.insert(pos, std::move(owned));
+    if (n == 0) continue;
     plan.items.push_back(ScheduledItem{seq, seq->num_computed, n, n == seq->num_uncomputed()});
     plan.num_tokens += n;
   }

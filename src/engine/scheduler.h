@@ -48,6 +48,8 @@ namespace vlserve::engine {
 
 struct SchedulerConfig {
   int64_t max_batch_tokens = 512;
+  // Vision-tower work one step may do, in tower token-layers (EngineConfig).
+  int64_t encoder_budget = 16384;
   int max_running = 64;
   int64_t max_waiting_requests = 64;
   int64_t max_waiting_tokens = 32768;
@@ -86,6 +88,9 @@ struct Sequence {
   // from the request, generated tokens continuing from request.next_rope_position. A
   // recompute after preemption or a prefix-cache hit therefore sees the same positions.
   bool has_rope_positions() const { return !request.rope_positions.empty(); }
+  // The end of the tokens that can run now: the first token at or after num_computed that
+  // belongs to an image span whose embeddings are not ready (or tokens.size()).
+  int64_t ComputableEnd() const;
   void RopePositions(int64_t start, int64_t n, std::vector<int32_t>* out) const;
   // Tokens still to run through the model before the next sample.
   int64_t num_uncomputed() const { return static_cast<int64_t>(tokens.size()) - num_computed; }
@@ -100,12 +105,22 @@ struct ScheduledItem {
   bool decode = false;     // one token of a request already generating (not prefill)
 };
 
+// Vision work of a step: an image whose encode is (or may be) advanced this step, for the
+// request that waits for it. The engine runs them in order until the step's encoder
+// budget is spent (an image whose encode completes early takes less).
+struct EncodeWork {
+  EncodeJob* job = nullptr;
+  Sequence* owner = nullptr;
+};
+
 struct StepPlan {
   std::vector<ScheduledItem> items;  // decodes first, then prefill chunks
+  std::vector<EncodeWork> encode;    // in rank order of the waiting requests
+  int64_t encoder_budget = 0;        // tower token-layers (0 = no limit)
   int64_t num_tokens = 0;            // sum of items' num_tokens (<= max_batch_tokens)
   int64_t num_decode = 0;
   int64_t num_preempted = 0;         // preemptions while building this plan
-  bool empty() const { return items.empty(); }
+  bool empty() const { return items.empty() && encode.empty(); }
 };
 
 // The runner's result: one logits row per plan item, [items.size(), vocab]. Rows of
@@ -165,6 +180,8 @@ class Scheduler {
   void ReapCancelledAndExpired();
   void ScheduleRunning(StepPlan& plan);
   void ScheduleWaiting(StepPlan& plan);
+  // Lists the images that running and waiting requests still need, in rank order.
+  void PlanEncodes(StepPlan& plan) const;
   // Grows `seq`'s table by `tokens`, preempting lower-ranked running requests (or `seq`
   // itself) while the pool is short. False if `seq` itself was preempted.
   bool AllocateOrPreempt(Sequence* seq, int64_t tokens, StepPlan& plan);

@@ -26,7 +26,11 @@ StatusOr<const gguf::TensorInfo*> CheckedTensor(const gguf::File& file, const st
   if (t == nullptr) {
     return NotFoundError(fmt::format("mmproj tensor '{}' is missing", name));
   }
-  if (t->shape != shape) {
+  // Trailing size-1 dimensions hold no data: InternVL's converter keeps HF's [1, 1, d] class
+  // embedding and [1, N + 1, d] position table as ne = [d, 1, 1] and [d, N + 1, 1].
+  std::vector<int64_t> got = t->shape;
+  while (got.size() > shape.size() && got.back() == 1) got.pop_back();
+  if (got != shape) {
     return InvalidArgumentError(fmt::format(
         "mmproj tensor '{}' has shape {}, expected {} from the clip.vision.* hyperparameters", name,
         ShapeString(t->shape), ShapeString(shape)));
@@ -281,6 +285,10 @@ Status VisionModel::LoadWeights() {
     ASSIGN_OR_RETURN(l.up_b, VisionVector(f, b + "ffn_up.bias", c.ffn));
     ASSIGN_OR_RETURN(l.down, VisionMatrix(f, b + "ffn_down.weight", d, c.ffn));
     ASSIGN_OR_RETURN(l.down_b, VisionVector(f, b + "ffn_down.bias", d));
+    if (c.layer_scale) {
+      ASSIGN_OR_RETURN(l.ls1, VisionVector(f, b + "ls1.weight", d));
+      ASSIGN_OR_RETURN(l.ls2, VisionVector(f, b + "ls2.weight", d));
+    }
   }
   ASSIGN_OR_RETURN(projector_, family_->LoadProjector(f, c));
   return OkStatus();
@@ -351,14 +359,8 @@ void VisionModel::Encode(const float* tiles, int64_t num_tiles, float* out, Visi
 void VisionModel::EncodeImage(const float* pixels, const ImageLayout& layout, float* out,
                               VisionScratch& scratch, ThreadPool* pool,
                               int64_t max_per_forward) const {
-  const int64_t step = max_per_forward > 0 ? max_per_forward : tiles_per_forward_;
-  const int64_t p = config_.patch_size;
-  const int64_t out_floats =
-      projector_->TokensPerTile(layout.tile_height / p, layout.tile_width / p) * output_width();
-  for (int64_t t = 0; t < layout.num_tiles; t += step) {
-    EncodeTiles(pixels + t * layout.tile_floats(), std::min(step, layout.num_tiles - t),
-                layout.tile_height, layout.tile_width, out + t * out_floats, scratch, pool);
-  }
+  EncodeProgress progress;
+  EncodeSome(pixels, layout, out, progress, /*budget=*/0, scratch, pool, max_per_forward);
 }
 
 std::vector<float> VisionModel::Encode(const float* tiles, int64_t num_tiles,

@@ -81,6 +81,12 @@ struct VisionConfig {
   // Image pixel bounds of the family's resize rule (clip.vision.image_{min,max}_pixels or
   // the HF processor's defaults); 0 = none.
   int64_t min_pixels = 0, max_pixels = 0;
+  // v.blk.N.ls1 / ls2: per-channel scales on each layer's attention and MLP outputs before
+  // the residual add (InternViT's layer scale).
+  bool layer_scale = false;
+  // Tile-count range of the family's tiling rule (clip.vision.preproc_{min,max}_tiles or
+  // the HF processor's defaults; InternVL 1..12); 0 = none.
+  int64_t min_tiles = 0, max_tiles = 0;
 
   int64_t tokens_per_tile_in_tower() const { return num_patches + (class_token ? 1 : 0); }
 };
@@ -106,6 +112,19 @@ struct VisionLayerWeights {
   std::vector<float> q_b, k_b, v_b, o_b;          // [hidden]
   kernels::WeightView up, down;                   // [ffn, hidden], [hidden, ffn]
   std::vector<float> up_b, down_b;                // [ffn], [hidden]
+  std::vector<float> ls1, ls2;                    // [hidden] layer scale; empty without
+};
+
+// Where a resumable encode of one image stands (VisionModel::EncodeSome). It keeps only
+// what must survive between engine steps — the residual stream of the tile group in
+// flight and its RoPE tables; every other activation lives in the shared VisionScratch.
+struct EncodeProgress {
+  int64_t next_tile = 0;   // first tile of the group in flight (or of the next group)
+  int64_t group = 0;       // tiles in flight; 0 = the next group is not embedded yet
+  int64_t next_layer = 0;  // layers already run on the group
+  AlignedBuffer<float> x;  // [group * tower tokens, hidden]
+  std::vector<float> rope_cos, rope_sin;
+  bool done(const ImageLayout& layout) const { return next_tile >= layout.num_tiles; }
 };
 
 // Activations reused across Encode calls (grown on demand). T = tiles * tower tokens.
@@ -196,6 +215,19 @@ class VisionModel {
                    VisionScratch& scratch, ThreadPool* pool = nullptr,
                    int64_t max_per_forward = 0) const;
 
+  // Resumable encode of one image (the engine's scheduled encoding, docs/architecture.md
+  // "Scheduled encoding"): runs tower layers of `progress`'s tile group — at least one,
+  // then more while the work stays within `budget` tower token-layers (tokens of the group
+  // x layers run; 0 = no limit) — and the projector when a group's last layer is done,
+  // writing that group's rows of out ([layout.tokens, output_width()]). Returns the
+  // token-layers spent. Groups hold max_per_forward tiles (0 = tiles_per_forward()); a
+  // dynamic-resolution image is one tile, so its one forward is split by layers.
+  int64_t EncodeSome(const float* pixels, const ImageLayout& layout, float* out,
+                     EncodeProgress& progress, int64_t budget, VisionScratch& scratch,
+                     ThreadPool* pool = nullptr, int64_t max_per_forward = 0) const;
+  // Tower token-layers of a whole image (what EncodeSome's budget counts).
+  int64_t TokenLayers(const ImageLayout& layout) const;
+
   // The tower alone: writes the projector input ([num_tiles, patches, hidden]) to
   // scratch.features. Exposed for tests and benchmarks.
   void RunTower(const float* tiles, int64_t num_tiles, int64_t height, int64_t width,
@@ -215,6 +247,11 @@ class VisionModel {
              VisionScratch& s, ThreadPool* pool) const;
   void Norm(const float* x, const std::vector<float>& w, const std::vector<float>& b, int64_t n,
             float* y, ThreadPool* pool) const;
+  // kRope2d: cos/sin per patch of a rows x cols tile into s.rope_cos/sin ([np, hd/2]).
+  void RopeTables(int64_t rows, int64_t cols, VisionScratch& s) const;
+  // s.x after the last layer -> s.features (CLS dropped, post-LN).
+  void Features(int64_t num_tiles, int64_t rows, int64_t cols, VisionScratch& s,
+                ThreadPool* pool) const;
 
   std::unique_ptr<gguf::File> file_;
   const VisionFamily* family_ = nullptr;

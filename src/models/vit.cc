@@ -1,14 +1,15 @@
 // The one ViT forward pass, driven by VisionConfig's spec (SigLIP for SmolVLM, CLIP for
-// LLaVA, the Qwen2-VL dynamic-resolution tower):
+// LLaVA, the Qwen2-VL dynamic-resolution tower, InternViT for InternVL):
 //   x = [CLS]? ++ Wpatch · im2col(tile) + bpatch, + pos_embd (learned);  x = pre_ln(x)?
-//   per layer:  x += Wo · Attn(r(Wq·n1(x) + bq), r(Wk·n1(x) + bk), Wv·n1(x) + bv) + bo
-//               x += Wdown · act(Wup·n2(x) + bup) + bdown
+//   per layer:  x += ls1? ⊙ (Wo · Attn(r(Wq·n1(x) + bq), r(Wk·n1(x) + bk), Wv·n1(x) + bv) + bo)
+//               x += ls2? ⊙ (Wdown · act(Wup·n2(x) + bup) + bdown)
 //   features = post_ln(x)? without the CLS row
 // n = LayerNorm or RMSNorm; r = 2-D RoPE on each patch's (row, col) for kRope2d towers
 // (Hugging Face VisionRotaryEmbedding: per head, pair (i, i + hd/2) turns by
 // row * theta^(-4i/hd) for i < hd/4 and col * theta^(-4(i - hd/4)/hd) above), else identity.
 // Tiles are rows x cols patches, row-major. Attention is bidirectional and per tile;
 // every matmul runs over the rows of all tiles.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -47,11 +48,16 @@ void BiasAct(float* y, const std::vector<float>& bias, int64_t n, int64_t d, Act
   });
 }
 
-// x[r] += y[r] + bias (the residual add after a projection).
+// x[r] += y[r] + bias (the residual add after a projection); with a layer scale
+// (non-empty `scale`), x[r] += scale ⊙ (y[r] + bias).
 void ResidualAdd(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t d,
-                 ThreadPool* pool) {
+                 ThreadPool* pool, const std::vector<float>& scale = {}) {
   Pool(pool).ParallelFor(n, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
+      if (!scale.empty()) {
+        for (int64_t i = 0; i < d; ++i) x[r * d + i] += scale[i] * (y[r * d + i] + bias[i]);
+        continue;
+      }
       kernels::Add(x + r * d, y + r * d, x + r * d, d);
       kernels::Add(x + r * d, bias.data(), x + r * d, d);
     }
@@ -109,22 +115,25 @@ void VisionModel::Embed(const float* tiles, int64_t num_tiles, int64_t rows, int
     }
   }
   if (c.pre_ln) Norm(s.x.data(), pre_ln_w_, pre_ln_b_, num_tiles * t_tok, s.x.data(), pool);
-  if (c.positions == VisionPositions::kRope2d) {
-    // cos/sin per patch of a tile ([np, hd/2]), shared by every tile, head and layer.
-    const int64_t hd = c.head_dim, quarter = hd / 4;
-    s.rope_cos.resize(np * hd / 2);
-    s.rope_sin.resize(np * hd / 2);
-    for (int64_t i = 0; i < np; ++i) {
-      const int64_t axis_pos[2] = {i / cols, i % cols};
-      for (int64_t j = 0; j < hd / 2; ++j) {
-        const int64_t f = j % quarter;
-        const float inv_freq = 1.0f / static_cast<float>(std::pow(
-                                          static_cast<double>(c.rope_theta),
-                                          static_cast<double>(2 * f) / static_cast<double>(hd / 2)));
-        const double theta = static_cast<float>(axis_pos[j / quarter]) * inv_freq;
-        s.rope_cos[i * hd / 2 + j] = static_cast<float>(std::cos(theta));
-        s.rope_sin[i * hd / 2 + j] = static_cast<float>(std::sin(theta));
-      }
+  if (c.positions == VisionPositions::kRope2d) RopeTables(rows, cols, s);
+}
+
+void VisionModel::RopeTables(int64_t rows, int64_t cols, VisionScratch& s) const {
+  // Shared by every tile, head and layer of a forward.
+  const VisionConfig& c = config_;
+  const int64_t np = rows * cols, hd = c.head_dim, quarter = hd / 4;
+  s.rope_cos.resize(np * hd / 2);
+  s.rope_sin.resize(np * hd / 2);
+  for (int64_t i = 0; i < np; ++i) {
+    const int64_t axis_pos[2] = {i / cols, i % cols};
+    for (int64_t j = 0; j < hd / 2; ++j) {
+      const int64_t f = j % quarter;
+      const float inv_freq = 1.0f / static_cast<float>(std::pow(
+                                        static_cast<double>(c.rope_theta),
+                                        static_cast<double>(2 * f) / static_cast<double>(hd / 2)));
+      const double theta = static_cast<float>(axis_pos[j / quarter]) * inv_freq;
+      s.rope_cos[i * hd / 2 + j] = static_cast<float>(std::cos(theta));
+      s.rope_sin[i * hd / 2 + j] = static_cast<float>(std::sin(theta));
     }
   }
 }
@@ -189,7 +198,7 @@ void VisionModel::Layer(const VisionLayerWeights& l, int64_t num_tiles, int64_t 
                                     s.attn.data() + off, pool);
   }
   kernels::MatMul(l.o, s.attn.data(), n, s.xn.data(), pool);
-  ResidualAdd(s.x.data(), s.xn.data(), l.o_b, n, d, pool);
+  ResidualAdd(s.x.data(), s.xn.data(), l.o_b, n, d, pool, l.ls1);
 
   Norm(s.x.data(), l.ln2_w, l.ln2_b, n, s.xn.data(), pool);
   s.ffn.Resize(n * c.ffn);
@@ -199,16 +208,12 @@ void VisionModel::Layer(const VisionLayerWeights& l, int64_t num_tiles, int64_t 
                                                  : Act::kQuickGelu;
   BiasAct(s.ffn.data(), l.up_b, n, c.ffn, act, pool);
   kernels::MatMul(l.down, s.ffn.data(), n, s.xn.data(), pool);
-  ResidualAdd(s.x.data(), s.xn.data(), l.down_b, n, d, pool);
+  ResidualAdd(s.x.data(), s.xn.data(), l.down_b, n, d, pool, l.ls2);
 }
 
-void VisionModel::RunTower(const float* tiles, int64_t num_tiles, int64_t height, int64_t width,
-                           VisionScratch& s, ThreadPool* pool) const {
+void VisionModel::Features(int64_t num_tiles, int64_t rows, int64_t cols, VisionScratch& s,
+                           ThreadPool* pool) const {
   const VisionConfig& c = config_;
-  const int64_t rows = height / c.patch_size, cols = width / c.patch_size;
-  Embed(tiles, num_tiles, rows, cols, s, pool);
-  for (const VisionLayerWeights& l : layers_) Layer(l, num_tiles, rows, cols, s, pool);
-  // Projector input: drop CLS, post-LN when the projector reads the last layer.
   const int64_t d = c.hidden, np = rows * cols, t_tok = np + (c.class_token ? 1 : 0);
   const int64_t first = c.class_token ? 1 : 0;
   s.features.Resize(num_tiles * np * d);
@@ -219,6 +224,63 @@ void VisionModel::RunTower(const float* tiles, int64_t num_tiles, int64_t height
   if (c.post_ln) {
     Norm(s.features.data(), post_ln_w_, post_ln_b_, num_tiles * np, s.features.data(), pool);
   }
+}
+
+void VisionModel::RunTower(const float* tiles, int64_t num_tiles, int64_t height, int64_t width,
+                           VisionScratch& s, ThreadPool* pool) const {
+  const VisionConfig& c = config_;
+  const int64_t rows = height / c.patch_size, cols = width / c.patch_size;
+  Embed(tiles, num_tiles, rows, cols, s, pool);
+  for (const VisionLayerWeights& l : layers_) Layer(l, num_tiles, rows, cols, s, pool);
+  Features(num_tiles, rows, cols, s, pool);  // projector input: no CLS, post-LN
+}
+
+int64_t VisionModel::TokenLayers(const ImageLayout& l) const {
+  const int64_t p = config_.patch_size;
+  const int64_t t_tok = (l.tile_height / p) * (l.tile_width / p) + (config_.class_token ? 1 : 0);
+  return l.num_tiles * t_tok * config_.num_layers;
+}
+
+int64_t VisionModel::EncodeSome(const float* pixels, const ImageLayout& l, float* out,
+                                EncodeProgress& p, int64_t budget, VisionScratch& s,
+                                ThreadPool* pool, int64_t max_per_forward) const {
+  const VisionConfig& c = config_;
+  const int64_t rows = l.tile_height / c.patch_size, cols = l.tile_width / c.patch_size;
+  const int64_t t_tok = rows * cols + (c.class_token ? 1 : 0);
+  const int64_t step = max_per_forward > 0 ? max_per_forward : tiles_per_forward_;
+  const int64_t out_rows = projector_->TokensPerTile(rows, cols);
+  // The group in flight lives in `p` between calls; here it runs in the shared scratch.
+  std::swap(p.x, s.x);
+  std::swap(p.rope_cos, s.rope_cos);
+  std::swap(p.rope_sin, s.rope_sin);
+  int64_t spent = 0;
+  while (!p.done(l)) {
+    if (p.group == 0) {
+      p.group = std::min(step, l.num_tiles - p.next_tile);
+      p.next_layer = 0;
+      Embed(pixels + p.next_tile * l.tile_floats(), p.group, rows, cols, s, pool);
+    }
+    const int64_t tokens = p.group * t_tok;
+    bool paused = false;
+    while (p.next_layer < c.num_layers) {
+      if (budget > 0 && spent > 0 && spent + tokens > budget) {
+        paused = true;
+        break;
+      }
+      Layer(layers_[p.next_layer++], p.group, rows, cols, s, pool);
+      spent += tokens;
+    }
+    if (paused) break;
+    Features(p.group, rows, cols, s, pool);
+    projector_->Project(s.features.data(), p.group, rows, cols,
+                        out + p.next_tile * out_rows * output_width(), s, pool);
+    p.next_tile += p.group;
+    p.group = 0;
+  }
+  std::swap(p.x, s.x);
+  std::swap(p.rope_cos, s.rope_cos);
+  std::swap(p.rope_sin, s.rope_sin);
+  return spent;
 }
 
 }  // namespace vlserve::models

@@ -80,6 +80,9 @@ void ForEachServeFlag(ServerConfig& c, F&& f) {
     "queued prompt tokens before 503 + Retry-After");
   f("--max-running", c.engine.max_running, "requests batched together (holding KV)");
   f("-b,--batch-tokens", c.engine.max_batch_tokens, "token budget of one engine step");
+  f("--encoder-budget", c.engine.encoder_budget,
+    "vision-tower work of one engine step in tower token-layers (0 = a whole image per "
+    "step); lower = smoother decoding for others while a document is encoded");
   f("-t,--threads", c.engine.threads, "threads of the forward pass (0 = all cores)");
   f("-c,--ctx-size", c.engine.kv_tokens, "total KV cache tokens (0 = 2 x model context)");
   f("--max-context", c.engine.max_context, "longest sequence (0 = the model's context)");

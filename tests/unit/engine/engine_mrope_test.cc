@@ -175,7 +175,9 @@ TEST_F(EngineMropeTest, AloneBatchedChunkedAndPreemptedEqualReference) {
       while (st->WaitNext(&e, std::chrono::milliseconds(5000)) && e.kind == Event::Kind::kDelta) {
       }
     }
-    if (config.kv_tokens != 0) EXPECT_GT(engine->Stats().preemptions, 0);
+    if (config.kv_tokens != 0) {
+      EXPECT_GT(engine->Stats().preemptions, 0);
+    }
   }
 }
 

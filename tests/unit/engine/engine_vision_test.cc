@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <mutex>
 #include <unistd.h>
 
 #include "engine/engine.h"
@@ -92,8 +93,8 @@ class EngineVisionTest : public ::testing::Test {
     return testing::RunToEnd(engine, std::move(r));
   }
 
-  std::unique_ptr<Engine> MakeEngine(std::shared_ptr<EncoderCache> cache, bool prefix) {
-    EngineConfig config;
+  std::unique_ptr<Engine> MakeEngine(std::shared_ptr<EncoderCache> cache, bool prefix,
+                                     EngineConfig config = {}) {
     config.enable_prefix_cache = prefix;
     config.max_batch_tokens = 5;  // chunks start and end inside the image spans
     EngineVision v;
@@ -145,6 +146,59 @@ TEST_F(EngineVisionTest, EncodeJobGivesTheSameTokensAsPrecomputedEmbeddings) {
   // encode really depends on the pixels).
   auto other = vision_->Encode(Pixels(kTiles, 8).data(), kTiles);
   EXPECT_NE(other, *reference);
+}
+
+// Scheduled encoding: with a budget of one tower layer of a 2-tile group (2 tiles x 16
+// patches = 32 token-layers), a 5-tile image is encoded over 6 steps (groups of 2, 2, 1
+// tiles x 2 layers; the last group's two layers fit one budget), never more than the
+// budget a step, while a text request that is already decoding gets a token in every one
+// of those steps. The answer equals the one from an unlimited budget.
+TEST_F(EngineVisionTest, EncodingIsSpreadOverStepsWithinTheBudget) {
+  constexpr int64_t kTiles = 5;
+  const int64_t per_layer = 2 * vision_->config().num_patches;  // a 2-tile group, one layer
+  ASSERT_EQ(per_layer, 32);
+  ASSERT_EQ(vision_->config().num_layers, 2);
+  Request text;
+  text.id = "text";
+  text.sampling.temperature = 0;
+  text.sampling.max_tokens = 1500;  // still decoding while the image is encoded
+  text.sampling.logit_bias[tok_->eos_id()] = -100;
+  text.prompt_tokens = tok_->Encode("Tell me a story");
+
+  const Collected unlimited = [&] {
+    EngineConfig config;
+    config.encoder_budget = 0;
+    auto engine = MakeEngine(nullptr, false, config);
+    return Run(*engine, ImageRequest(kTiles, Job(kTiles, 21, ""), nullptr));
+  }();
+
+  std::mutex mu;
+  std::vector<StepTrace> steps;
+  EngineConfig config;
+  config.encoder_budget = per_layer;
+  config.on_step = [&](const StepTrace& t) {
+    std::lock_guard<std::mutex> lock(mu);
+    steps.push_back(t);
+  };
+  auto engine = MakeEngine(nullptr, false, config);
+  ASSERT_NE(engine, nullptr);
+  auto text_stream = engine->Submit(text);
+  ASSERT_TRUE(text_stream.ok());
+  Event first;  // the text request is decoding before the image arrives
+  ASSERT_TRUE((*text_stream)->WaitNext(&first, std::chrono::seconds(20)));
+  const Collected got = Run(*engine, ImageRequest(kTiles, Job(kTiles, 21, ""), nullptr));
+  EXPECT_EQ(got.tokens, unlimited.tokens);
+  std::lock_guard<std::mutex> lock(mu);
+  int64_t total = 0, encode_steps = 0;
+  for (const StepTrace& t : steps) {
+    EXPECT_LE(t.encode_token_layers, per_layer);
+    total += t.encode_token_layers;
+    if (t.encode_token_layers == 0) continue;
+    ++encode_steps;
+    if (total < kTiles * 16 * 2) EXPECT_GE(t.decode_tokens, 1) << "a decode stalled";
+  }
+  EXPECT_EQ(total, kTiles * 16 * 2);  // every tile through both layers, once
+  EXPECT_EQ(encode_steps, 5);
 }
 
 TEST_F(EngineVisionTest, SameKeyInOneStepIsEncodedOnce) {

@@ -125,6 +125,36 @@ TEST(Qwen2VlTest, EqualAxesMatchPlainRope) {
   EXPECT_NE(a, c);
 }
 
+// Scheduled encoding splits a whole-image forward by layers: two images of different grids
+// encoded a layer at a time, interleaved through one shared scratch, give exactly the
+// one-shot embeddings (each keeps its own residual stream and RoPE tables).
+TEST(Qwen2VlTest, LayerByLayerInterleavedEncodesEqualOneShot) {
+  auto vlm = MakeVlm("qwen2vl_merger");
+  ASSERT_TRUE(vlm.ok());
+  const VisionModel& v = *vlm.vision;
+  const ImageLayout la = PlanOrDie(v, 84, 56), lb = PlanOrDie(v, 56, 112);
+  const std::vector<float> pa = TestRandomValues(3, "a", la.tile_floats(), 0, 1);
+  const std::vector<float> pb = TestRandomValues(4, "b", lb.tile_floats(), 0, 1);
+  const int64_t w = v.output_width();
+  std::vector<float> want_a(la.tokens * w), want_b(lb.tokens * w);
+  VisionScratch scratch;
+  v.EncodeImage(pa.data(), la, want_a.data(), scratch);
+  v.EncodeImage(pb.data(), lb, want_b.data(), scratch);
+  std::vector<float> got_a(want_a.size()), got_b(want_b.size());
+  EncodeProgress a, b;
+  int calls = 0;
+  int64_t spent = 0;
+  while (!a.done(la) || !b.done(lb)) {
+    if (!a.done(la)) spent += v.EncodeSome(pa.data(), la, got_a.data(), a, 1, scratch);
+    if (!b.done(lb)) spent += v.EncodeSome(pb.data(), lb, got_b.data(), b, 1, scratch);
+    ++calls;
+  }
+  EXPECT_EQ(calls, v.config().num_layers);  // one layer per call
+  EXPECT_EQ(spent, v.TokenLayers(la) + v.TokenLayers(lb));
+  EXPECT_EQ(got_a, want_a);
+  EXPECT_EQ(got_b, want_b);
+}
+
 TEST(Qwen2VlErrorsTest, TextModelWithoutSectionsRefusesImages) {
   TestModelOptions to;
   to.arch = "qwen2vl";  // rope_sections left unset: a file converted without them

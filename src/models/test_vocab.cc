@@ -1,9 +1,11 @@
 // The byte-level BPE vocabulary of test models (see test_model.h). Merges are learned by
 // plain frequent-pair BPE over a built-in English text, ties broken by the pair's text, so
-// the vocabulary is the same everywhere.
+// the vocabulary is the same everywhere. A few fixed merges follow the learned ones (see
+// kFixedMerges), and the family's special tokens fill the vocabulary to 512.
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <utility>
 
@@ -128,6 +130,15 @@ std::vector<std::pair<std::string, std::string>> LearnMerges(int64_t num_merges,
   return merges;
 }
 
+// Merges appended after the learned ones, in GPT-2 byte-level form ("\u010a" is "\n"):
+// the built-in text has no newlines, but SmolLM2's and Qwen2's vocabularies have "\n\n" as
+// one token, and llama.cpp's mtmd looks it up as one token (a vocabulary without it makes
+// the Idefics3 image prompt "\n\n<fake_token_around_image><global-img>" start with token
+// -1). No learned merge involves "\n", so their rank does not change any other split.
+constexpr std::pair<std::string_view, std::string_view> kFixedMerges[] = {
+    {"\xC4\x8A", "\xC4\x8A"},
+};
+
 constexpr std::string_view kSmolVlmTemplate =
     "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
     "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
@@ -146,10 +157,30 @@ constexpr std::string_view kQwen2Template =
     "<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}"
     "<|im_start|>assistant\n{% endif %}";
 
+// Qwen2-VL-*-Instruct's chat_template, verbatim: a default system turn when the chat does
+// not start with one, images as <|vision_start|><|image_pad|><|vision_end|>.
+constexpr std::string_view kQwen2VlTemplate =
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}"
+    "Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}"
+    "Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
 std::vector<std::string> SpecialTokens(std::string_view arch) {
-  if (arch == "qwen2") {
-    return {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-            "<|image_pad|>"};
+  if (arch == "qwen2" || arch == "qwen2vl") {
+    // Qwen2-VL's added tokens in their id order, then InternVL's image markers (InternVL3
+    // runs on a qwen2 text model; llama.cpp's mtmd wraps its images in <img>...</img>).
+    return {"<|endoftext|>",  "<|im_start|>",   "<|im_end|>",    "<|vision_start|>",
+            "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+            "<img>",          "</img>",         "<IMG_CONTEXT>"};
   }
   std::vector<std::string> s = {"<|endoftext|>", "<|im_start|>", "<|im_end|>",
                                 "<fake_token_around_image>", "<image>", "<global-img>",
@@ -163,15 +194,16 @@ std::vector<std::string> SpecialTokens(std::string_view arch) {
 }  // namespace
 
 StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size) {
-  if (arch != "llama" && arch != "qwen2") {
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen2vl") {
     return InvalidArgumentError(
-        fmt::format("test models exist for architectures llama, qwen2, not '{}'", arch));
+        fmt::format("test models exist for architectures llama, qwen2, qwen2vl, not '{}'", arch));
   }
   // The built-in text supports about this many merges; the default vocabulary is ~512.
   constexpr int64_t kDefaultVocab = 512;
   const std::vector<std::string> specials = SpecialTokens(arch);
+  const auto num_fixed = static_cast<int64_t>(std::size(kFixedMerges));
   const int64_t num_merges =
-      kDefaultVocab - 256 - static_cast<int64_t>(specials.size());
+      kDefaultVocab - 256 - static_cast<int64_t>(specials.size()) - num_fixed;
   std::vector<int> order, cp;
   ByteToUnicode(&order, &cp);
   TestVocab v;
@@ -187,6 +219,10 @@ StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size) {
     v.merges.push_back(l + " " + r);
     add(l + r, 1);
   }
+  for (const auto& [l, r] : kFixedMerges) {
+    v.merges.push_back(fmt::format("{} {}", l, r));
+    add(fmt::format("{}{}", l, r), 1);
+  }
   if (!specials_first) for (const std::string& s : specials) add(s, 3);
   if (vocab_size != 0 && vocab_size < static_cast<int64_t>(v.tokens.size())) {
     return InvalidArgumentError(fmt::format(
@@ -200,12 +236,12 @@ StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size) {
     return static_cast<int32_t>(std::find(v.tokens.begin(), v.tokens.end(), token) -
                                 v.tokens.begin());
   };
-  if (arch == "qwen2") {
+  if (arch == "qwen2" || arch == "qwen2vl") {
     v.pre = "qwen2";
     v.bos = id("<|endoftext|>");
     v.eos = id("<|im_end|>");
     v.pad = id("<|endoftext|>");
-    v.chat_template = kQwen2Template;
+    v.chat_template = arch == "qwen2vl" ? kQwen2VlTemplate : kQwen2Template;
   } else {
     v.pre = "smollm";
     v.bos = id("<|im_start|>");

@@ -8,7 +8,9 @@ output.weight is absent. Runs in float64.
 
 llama GGUFs hold Q/K rows permuted by llama.cpp's converter (adjacent-pair rope); we undo
 that permutation and apply HF rotate_half, so the fixture independently checks vlserve's
-"normal" rope on the stored weights. qwen2 is not permuted.
+"normal" rope on the stored weights. qwen2 is not permuted. qwen2vl (Qwen2-VL's language
+model, a qwen2 decoder with M-RoPE) loads like qwen2; qwen2vl_reference.py supplies its
+rotary tables through forward(cos_sin=...).
 
 usage: text_reference.py MODEL.gguf OUT_PREFIX [--steps 32] [--command "how MODEL was made"]
 writes OUT_PREFIX.json (prompt, greedy tokens, metadata) and OUT_PREFIX.logits.bin
@@ -41,7 +43,7 @@ class Model:
         r = Reader(path)
         self.reader = r
         a = r.meta["general.architecture"]
-        if a not in ("llama", "qwen2"):
+        if a not in ("llama", "qwen2", "qwen2vl"):
             raise ValueError(f"architecture {a} not supported by the reference")
         self.arch = a
         m = r.meta
@@ -52,6 +54,9 @@ class Model:
         self.hd = self.hidden // self.n_heads
         self.eps = m[f"{a}.attention.layer_norm_rms_epsilon"]
         self.base = m.get(f"{a}.rope.freq_base", 10000.0)
+        # qwen2vl (Qwen2-VL's LM): a qwen2 decoder whose rotary angles come from 3-axis
+        # positions; qwen2vl_reference.py computes those cos/sin and passes them to forward.
+        self.mrope_sections = m.get(f"{a}.rope.dimension_sections")
         rope_dims = m.get(f"{a}.rope.dimension_count", self.hd)
         assert rope_dims == self.hd, "the reference implements full rotary only"
 
@@ -84,22 +89,32 @@ class Model:
     def rms_norm(self, x, w):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * w
 
+    def inv_freq(self):
+        return 1.0 / (self.base ** (torch.arange(0, self.hd, 2, dtype=torch.float64) / self.hd))
+
+    def rope_cos_sin(self, T):
+        freqs = torch.arange(T, dtype=torch.float64)[:, None] * self.inv_freq()[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos(), emb.sin()  # [T, hd]
+
     @staticmethod
     def rotate_half(x):
         h = x.shape[-1] // 2
         return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
-    def forward(self, tokens, image_rows=None):
+    def forward(self, tokens, image_rows=None, cos_sin=None):
         """image_rows: optional {position: embedding row} replacing token embeddings
-        (the vision path, tools/reference/vision_reference.py)."""
+        (the vision path, tools/reference/vision_reference.py). cos_sin: optional
+        ([T, hd], [T, hd]) rotary tables replacing the 1-D ones for positions 0..T-1
+        (M-RoPE, tools/reference/qwen2vl_reference.py)."""
         T = len(tokens)
         x = self.embd[torch.tensor(tokens)].clone()
         for pos, row in (image_rows or {}).items():
             x[pos] = row
-        inv_freq = 1.0 / (self.base ** (torch.arange(0, self.hd, 2, dtype=torch.float64) / self.hd))
-        freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        cos, sin = emb.cos(), emb.sin()  # [T, hd]
+        if cos_sin is None:
+            cos, sin = self.rope_cos_sin(T)
+        else:
+            cos, sin = cos_sin
         mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
         rep = self.n_heads // self.n_kv
         for L in self.layers:

@@ -20,7 +20,9 @@ int RunMakeTestModel(int argc, char** argv) {
   bool tied = false, untied = false;
   cli.add_option("--arch", arch, "architecture: llama | qwen2 | qwen2vl")->capture_default_str();
   cli.add_option("--preset", preset,
-                 "real model shapes: smolvlm-256m | smolvlm-500m | qwen2vl-2b (random weights)");
+                 "real model shapes: smolvlm-256m | smolvlm-500m | qwen2vl-2b | qwen25vl-3b | "
+                 "internvl3-1b "
+                 "(random weights)");
   bool no_rope_sections = false;
   cli.add_flag("--no-rope-sections", no_rope_sections,
                "qwen2vl: omit rope.dimension_sections (a file that must be reconverted)");
@@ -38,8 +40,10 @@ int RunMakeTestModel(int argc, char** argv) {
   std::string vision, vision_type = "f32";
   cli.add_option("--vision", vision,
                  "also write DIR/mmproj.gguf with this projector: idefics3 (SigLIP-style, "
-                 "SmolVLM) | mlp (CLIP-style, LLaVA-1.5) | qwen2vl_merger (Qwen2-VL); tiny "
-                 "dims, or the preset's tower");
+                 "SmolVLM) | mlp (CLIP-style, LLaVA-1.5) | qwen2vl_merger (Qwen2-VL) | "
+                 "qwen2.5vl_merger (Qwen2.5-VL) | "
+                 "internvl (InternViT, InternVL; use --arch qwen2); tiny dims, or the preset's "
+                 "tower");
   cli.add_option("--vision-type", vision_type, "mmproj matrix type: f32 | f16 | bf16 | q8_0 (matrices whose rows do not split into 32-blocks stay f16, as llama.cpp does)")
       ->capture_default_str();
   cli.add_option("-o,--output", out_dir, "output directory")->required();
@@ -100,7 +104,9 @@ int RunMakeTestModel(int argc, char** argv) {
       return 2;
     }
   }
-  if (preset.empty() && vision == "qwen2vl_merger") v.image_size = 56, v.patch_size = 14;
+  if (preset.empty() && (vision == "qwen2vl_merger" || vision == "qwen2.5vl_merger")) {
+    v.image_size = 56, v.patch_size = 14;
+  }
   v.projector = vision;
   v.text_hidden = options.hidden;
   v.seed = seed;

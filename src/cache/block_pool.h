@@ -13,7 +13,7 @@
 //          callback tells the prefix index to forget the block first.
 // Cached blocks count as available: num_free() includes them.
 //
-// Not thread-safe: the engine thread owns the pool (ARCHITECTURE §3).
+// Not thread-safe: the engine thread owns the pool (docs/architecture.md "The engine step").
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,5 @@
-// Prefix index: content address -> KV block, for automatic prefix reuse (ARCHITECTURE §4).
+// Prefix index: content address -> KV block, for automatic prefix reuse
+// (docs/architecture.md "KV cache").
 //
 // Every FULL block of a sequence (block_size tokens) gets a chain hash
 //

@@ -7,7 +7,7 @@
 //           (kIgnoredRequestFields), object keys sorted and no whitespace, so key order,
 //           spacing and the stream flag do not matter. Images sent as data: URLs are part
 //           of the body and so of the key. The body is user-controlled: the hash is
-//           cryptographic (ARCHITECTURE §4).
+//           cryptographic (docs/architecture.md "Caches").
 //   value = answer text, finish reason ("stop" / "length") and token usage.
 //   bound = bytes (text + key + a fixed per-entry overhead), least recently used first.
 //

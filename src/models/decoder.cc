@@ -262,7 +262,7 @@ Status TextModel::Forward(const std::vector<BatchItem>& items, KvBuffer& kv,
         s.rope_pos.insert(s.rope_pos.end(), item.rope_positions + 4 * i,
                           item.rope_positions + 4 * i + 4);
       } else {
-        s.rope_pos.insert(s.rope_pos.end(), {slot, slot, slot, slot});
+        s.rope_pos.insert(s.rope_pos.end(), {slot, slot, slot, 0});
       }
     }
   }

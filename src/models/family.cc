@@ -11,6 +11,8 @@ const std::vector<const VisionFamily*>& VisionFamilies() {
       &SmolVlmFamily(),
       &LlavaFamily(),
       &Qwen2VlFamily(),
+      &Qwen25VlFamily(),
+      &InternVlFamily(),
   };
   return table;
 }

@@ -96,7 +96,7 @@ class VisionFamily {
   virtual std::vector<std::string> RequiredTokens(const ImageLayout& layout) const = 0;
 };
 
-// The table (family.cc), in order; "idefics3, mlp, qwen2vl_merger".
+// The table (family.cc), in order; "idefics3, mlp, qwen2vl_merger, internvl".
 const std::vector<const VisionFamily*>& VisionFamilies();
 std::string SupportedProjectorList();
 // Unimplemented "mmproj projector_type 'x' is not supported; supported: ...".
@@ -106,5 +106,7 @@ StatusOr<const VisionFamily*> FindVisionFamily(std::string_view projector_type);
 const VisionFamily& SmolVlmFamily();
 const VisionFamily& LlavaFamily();
 const VisionFamily& Qwen2VlFamily();
+const VisionFamily& Qwen25VlFamily();
+const VisionFamily& InternVlFamily();
 
 }  // namespace vlserve::models

@@ -6,19 +6,21 @@
 
 namespace vlserve::models {
 
-StatusOr<GeluMlp> GeluMlp::Load(const gguf::File& f, int64_t in, const char* family) {
-  const gguf::TensorInfo* t0 = f.FindTensor("mm.0.weight");
-  const gguf::TensorInfo* t2 = f.FindTensor("mm.2.weight");
+StatusOr<GeluMlp> GeluMlp::Load(const gguf::File& f, int64_t in, const char* family,
+                                const std::string& first, const std::string& second) {
+  const gguf::TensorInfo* t0 = f.FindTensor(first + ".weight");
+  const gguf::TensorInfo* t2 = f.FindTensor(second + ".weight");
   if (t0 == nullptr || t2 == nullptr || t0->shape.size() != 2 || t2->shape.size() != 2) {
-    return NotFoundError(fmt::format(
-        "{} mmproj: tensors 'mm.0.weight' and 'mm.2.weight' must be present and 2-D", family));
+    return NotFoundError(
+        fmt::format("{} mmproj: tensors '{}.weight' and '{}.weight' must be present and 2-D",
+                    family, first, second));
   }
   GeluMlp m;
   const int64_t mid = t0->shape[1], out = t2->shape[1];
-  ASSIGN_OR_RETURN(m.w0, VisionMatrix(f, "mm.0.weight", mid, in));
-  ASSIGN_OR_RETURN(m.b0, VisionVector(f, "mm.0.bias", mid));
-  ASSIGN_OR_RETURN(m.w2, VisionMatrix(f, "mm.2.weight", out, mid));
-  ASSIGN_OR_RETURN(m.b2, VisionVector(f, "mm.2.bias", out));
+  ASSIGN_OR_RETURN(m.w0, VisionMatrix(f, first + ".weight", mid, in));
+  ASSIGN_OR_RETURN(m.b0, VisionVector(f, first + ".bias", mid));
+  ASSIGN_OR_RETURN(m.w2, VisionMatrix(f, second + ".weight", out, mid));
+  ASSIGN_OR_RETURN(m.b2, VisionVector(f, second + ".bias", out));
   return m;
 }
 

@@ -67,17 +67,71 @@ Status AddEncoderLayers(const MmprojAdder& add) {
 // Qwen2-VL (llama.cpp's Qwen2VLVisionModel conversion): the Conv3d split into two conv2d
 // kernels, no patch bias or position table, LayerNorm blocks with q/k/v split from HF's
 // fused qkv, merger.ln_q as v.post_ln, merger.mlp.{0,2} as mm.{0,2}.
+// Qwen2.5-VL: RMSNorm (weights only: ln1, ln2, v.post_ln = merger.ln_q) and a SwiGLU MLP
+// with biases (gate_proj/up_proj/down_proj as ffn_gate/ffn_up/ffn_down).
+Status AddQwen25VlLayers(const MmprojAdder& add) {
+  const VisionTestOptions& o = add.o;
+  const int64_t d = o.hidden;
+  for (int64_t i = 0; i < o.layers; ++i) {
+    const std::string b = fmt::format("v.blk.{}.", i);
+    RETURN_IF_ERROR(add.Vector(b + "ln1.weight", {d}, 1.0, 0.1));
+    for (const char* m : {"attn_q", "attn_k", "attn_v", "attn_out"}) {
+      RETURN_IF_ERROR(add.Matrix(b + m + ".weight", {d, d}, d));
+      RETURN_IF_ERROR(add.Vector(b + m + ".bias", {d}, 0.0, 0.1));
+    }
+    RETURN_IF_ERROR(add.Vector(b + "ln2.weight", {d}, 1.0, 0.1));
+    for (const char* m : {"ffn_gate", "ffn_up"}) {
+      RETURN_IF_ERROR(add.Matrix(b + m + ".weight", {d, o.ffn}, d));
+      RETURN_IF_ERROR(add.Vector(b + m + ".bias", {o.ffn}, 0.0, 0.1));
+    }
+    RETURN_IF_ERROR(add.Matrix(b + "ffn_down.weight", {o.ffn, d}, o.ffn));
+    RETURN_IF_ERROR(add.Vector(b + "ffn_down.bias", {d}, 0.0, 0.1));
+  }
+  return add.Vector("v.post_ln.weight", {d}, 1.0, 0.1);
+}
+
 Status AddQwen2VlTensors(const VisionTestOptions& o, gguf::Writer& w) {
   const MmprojAdder add{o, w};
   const int64_t d = o.hidden, p = o.patch_size, merged = d * 4;
   RETURN_IF_ERROR(add.Matrix("v.patch_embd.weight", {p, p, 3, d}, 3 * p * p * 2));
   RETURN_IF_ERROR(add.Matrix("v.patch_embd.weight.1", {p, p, 3, d}, 3 * p * p * 2));
-  RETURN_IF_ERROR(AddEncoderLayers(add));
-  RETURN_IF_ERROR(add.Norm("v.post_ln", d));
+  if (o.projector == "qwen2.5vl_merger") {
+    RETURN_IF_ERROR(AddQwen25VlLayers(add));
+  } else {
+    RETURN_IF_ERROR(AddEncoderLayers(add));
+    RETURN_IF_ERROR(add.Norm("v.post_ln", d));
+  }
   RETURN_IF_ERROR(add.Matrix("mm.0.weight", {merged, merged}, merged));
   RETURN_IF_ERROR(add.Vector("mm.0.bias", {merged}, 0.0, 0.1));
   RETURN_IF_ERROR(add.Matrix("mm.2.weight", {merged, o.text_hidden}, merged));
   return add.Vector("mm.2.bias", {o.text_hidden}, 0.0, 0.1);
+}
+
+// InternVL (llama.cpp's InternVisionModel conversion): conv patch embedding with bias, the
+// CLS embedding and position table with HF's leading 1-dims kept (ne = [d, 1, 1] and
+// [d, N + 1, 1]), LayerNorm blocks with q/k/v split from HF's fused qkv, layer scales
+// ls1/ls2, mlp1.{0,1,3} as mm.model.mlp.{0,1,3}.
+Status AddInternVlTensors(const VisionTestOptions& o, gguf::Writer& w) {
+  const MmprojAdder add{o, w};
+  const int64_t d = o.hidden, p = o.patch_size, side = o.image_size / o.patch_size;
+  const int64_t merged = d * o.scale_factor * o.scale_factor;
+  RETURN_IF_ERROR(add.Matrix("v.patch_embd.weight", {p, p, 3, d}, 3 * p * p));
+  RETURN_IF_ERROR(add.Vector("v.patch_embd.bias", {d}, 0.0, 0.1));
+  RETURN_IF_ERROR(add.Vector("v.class_embd", {d, 1, 1}, 0.0, 1.0));
+  RETURN_IF_ERROR(add.Vector("v.position_embd.weight", {d, side * side + 1, 1}, 0.0, 0.5));
+  RETURN_IF_ERROR(AddEncoderLayers(add));
+  for (int64_t i = 0; i < o.layers; ++i) {
+    // Away from 1, so a tower that ignored them would fail the golden test.
+    for (const char* ls : {"ls1", "ls2"}) {
+      RETURN_IF_ERROR(add.Vector(fmt::format("v.blk.{}.{}.weight", i, ls), {d}, 0.4, 0.2));
+    }
+  }
+  RETURN_IF_ERROR(add.Norm("mm.model.mlp.0", merged));
+  RETURN_IF_ERROR(add.Matrix("mm.model.mlp.1.weight", {merged, o.text_hidden}, merged));
+  RETURN_IF_ERROR(add.Vector("mm.model.mlp.1.bias", {o.text_hidden}, 0.0, 0.1));
+  RETURN_IF_ERROR(
+      add.Matrix("mm.model.mlp.3.weight", {o.text_hidden, o.text_hidden}, o.text_hidden));
+  return add.Vector("mm.model.mlp.3.bias", {o.text_hidden}, 0.0, 0.1);
 }
 
 Status AddMmprojTensors(const VisionTestOptions& o, bool clip_style, gguf::Writer& w) {
@@ -112,9 +166,16 @@ void AddMmprojMetadata(const VisionTestOptions& o, bool clip_style, gguf::Writer
   w.Set("clip.has_vision_encoder", Value::Bool(true));
   w.Set("clip.has_text_encoder", Value::Bool(false));
   w.Set("clip.projector_type", Value::String(o.projector));
-  const bool qwen = o.projector == "qwen2vl_merger";
-  // SigLIP tanh-GELU; CLIP quick-GELU; Qwen2-VL's converter writes no key (quick-GELU).
+  const bool qwen = o.projector == "qwen2vl_merger" || o.projector == "qwen2.5vl_merger";
+  const bool internvl = o.projector == "internvl";
+  // SigLIP tanh-GELU; CLIP quick-GELU; Qwen2-VL's converter writes no key (quick-GELU);
+  // InternVL's writes use_gelu for HF's "gelu" (which is erf GELU); Qwen2.5-VL's use_silu
+  // and n_wa_pattern (full attention every n-th layer).
   if (!qwen) w.Set("clip.use_gelu", Value::Bool(!clip_style));
+  if (o.projector == "qwen2.5vl_merger") {
+    w.Set("clip.use_silu", Value::Bool(true));
+    w.Set("clip.vision.n_wa_pattern", u32(o.n_wa_pattern));
+  }
   const std::string v = "clip.vision.";
   w.Set(v + "image_size", u32(o.image_size));
   w.Set(v + "patch_size", u32(o.patch_size));
@@ -126,7 +187,13 @@ void AddMmprojMetadata(const VisionTestOptions& o, bool clip_style, gguf::Writer
   w.Set(v + "attention.head_count", u32(o.heads));
   w.Set(v + "attention.layer_norm_epsilon", Value::F32(clip_style ? 1e-5f : 1e-6f));
   w.Set(v + "projection_dim", u32(o.text_hidden));
-  if (clip_style || qwen) {
+  if (internvl) {  // ImageNet, as InternVL's preprocessor_config; 1..12 tiles (HF defaults)
+    w.Set(v + "image_mean", Value::F32Array({0.485f, 0.456f, 0.406f}));
+    w.Set(v + "image_std", Value::F32Array({0.229f, 0.224f, 0.225f}));
+    w.Set(v + "projector.scale_factor", u32(o.scale_factor));
+    w.Set(v + "preproc_min_tiles", u32(1));
+    w.Set(v + "preproc_max_tiles", u32(12));
+  } else if (clip_style || qwen) {
     w.Set(v + "image_mean", Value::F32Array({0.48145466f, 0.4578275f, 0.40821073f}));
     w.Set(v + "image_std", Value::F32Array({0.26862954f, 0.26130258f, 0.27577711f}));
   } else {
@@ -141,6 +208,18 @@ void AddMmprojMetadata(const VisionTestOptions& o, bool clip_style, gguf::Writer
 
 StatusOr<VisionTestOptions> VisionTestPreset(std::string_view preset) {
   VisionTestOptions o;
+  if (preset == "internvl3-1b") {  // InternViT-300M-448px-V2_5 -> Qwen2.5-0.5B's 896
+    o.projector = "internvl";
+    o.image_size = 448, o.patch_size = 14, o.hidden = 1024, o.layers = 24, o.heads = 16;
+    o.ffn = 4096, o.scale_factor = 2, o.text_hidden = 896;
+    return o;
+  }
+  if (preset == "qwen25vl-3b") {  // Qwen2.5-VL-3B's ViT: 1280 wide, 32 layers, SwiGLU 3420
+    o.projector = "qwen2.5vl_merger";
+    o.image_size = 560, o.patch_size = 14, o.hidden = 1280, o.layers = 32, o.heads = 16;
+    o.ffn = 3420, o.scale_factor = 2, o.text_hidden = 2048, o.n_wa_pattern = 8;
+    return o;
+  }
   if (preset == "qwen2vl-2b") {  // Qwen2-VL-2B's ViT: 1280 wide, 32 layers, 16 heads
     o.projector = "qwen2vl_merger";
     o.image_size = 560, o.patch_size = 14, o.hidden = 1280, o.layers = 32, o.heads = 16;
@@ -156,18 +235,20 @@ StatusOr<VisionTestOptions> VisionTestPreset(std::string_view preset) {
     o.text_hidden = 960;
   } else {
     return InvalidArgumentError(
-        fmt::format("unknown preset '{}'; presets: smolvlm-256m, smolvlm-500m, qwen2vl-2b",
+        fmt::format("unknown preset '{}'; presets: smolvlm-256m, smolvlm-500m, qwen2vl-2b, "
+                    "qwen25vl-3b, internvl3-1b",
                     preset));
   }
   return o;
 }
 
 StatusOr<gguf::Writer> BuildTestMmproj(const VisionTestOptions& o) {
-  const bool qwen = o.projector == "qwen2vl_merger";
-  if (o.projector != "idefics3" && o.projector != "mlp" && !qwen) {
+  const bool qwen = o.projector == "qwen2vl_merger" || o.projector == "qwen2.5vl_merger";
+  const bool internvl = o.projector == "internvl";
+  if (o.projector != "idefics3" && o.projector != "mlp" && !qwen && !internvl) {
     return InvalidArgumentError(fmt::format(
-        "--vision '{}' is not a projector we can generate; use idefics3, mlp or "
-        "qwen2vl_merger",
+        "--vision '{}' is not a projector we can generate; use idefics3, mlp, "
+        "qwen2vl_merger, qwen2.5vl_merger or internvl",
         o.projector));
   }
   if (qwen && (o.hidden <= 0 || o.heads <= 0 || o.hidden % o.heads != 0 ||
@@ -195,7 +276,8 @@ StatusOr<gguf::Writer> BuildTestMmproj(const VisionTestOptions& o) {
   }
   gguf::Writer writer;
   AddMmprojMetadata(o, clip_style, writer);
-  RETURN_IF_ERROR(AddMmprojTensors(o, clip_style, writer));
+  RETURN_IF_ERROR(internvl ? AddInternVlTensors(o, writer)
+                           : AddMmprojTensors(o, clip_style, writer));
   return writer;
 }
 

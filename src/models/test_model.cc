@@ -180,13 +180,23 @@ StatusOr<TestModelOptions> TestModelPreset(std::string_view preset) {
     o.hidden = 576, o.layers = 30, o.heads = 9, o.kv_heads = 3, o.ffn = 1536;
   } else if (preset == "smolvlm-500m") {
     o.hidden = 960, o.layers = 32, o.heads = 15, o.kv_heads = 5, o.ffn = 2560;
+  } else if (preset == "qwen25vl-3b") {  // Qwen2.5-VL-3B-Instruct's language model
+    o.arch = "qwen2vl", o.vocab = 151936, o.context = 32768, o.rope_base = 1000000.0;
+    o.hidden = 2048, o.layers = 36, o.heads = 16, o.kv_heads = 2, o.ffn = 11008;
+    o.rope_sections = std::array<int32_t, 4>{16, 24, 24, 0};
   } else if (preset == "qwen2vl-2b") {  // Qwen2-VL-2B-Instruct's language model
     o.arch = "qwen2vl", o.vocab = 151936, o.context = 32768, o.rope_base = 1000000.0;
     o.hidden = 1536, o.layers = 28, o.heads = 12, o.kv_heads = 2, o.ffn = 8960;
     o.rope_sections = std::array<int32_t, 4>{16, 24, 24, 0};
+  } else if (preset == "internvl3-1b") {  // InternVL3-1B's language model (Qwen2.5-0.5B)
+    o.arch = "qwen2", o.vocab = 151674, o.context = 32768, o.rope_base = 1000000.0;
+    o.hidden = 896, o.layers = 24, o.heads = 14, o.kv_heads = 2, o.ffn = 4864;
+    o.tied = false;  // tie_word_embeddings: false
   } else {
     return InvalidArgumentError(fmt::format(
-        "unknown preset '{}'; presets: smolvlm-256m, smolvlm-500m, qwen2vl-2b", preset));
+        "unknown preset '{}'; presets: smolvlm-256m, smolvlm-500m, qwen2vl-2b, qwen25vl-3b, "
+        "internvl3-1b",
+        preset));
   }
   o.name = "vlserve-test-" + std::string(preset);
   return o;

@@ -38,7 +38,8 @@ struct TestModelOptions {
 // Qwen2-VL's split of head_dim / 2 rotation pairs over t, h, w ([16, 24, 24, 0] at 128).
 std::array<int32_t, 4> DefaultRopeSections(int64_t head_dim);
 
-// "smolvlm-256m" / "smolvlm-500m": the text-tower shapes of those models (random weights).
+// "smolvlm-256m" / "smolvlm-500m" / "qwen2vl-2b" / "internvl3-1b": the text-tower shapes of
+// those models (random weights).
 StatusOr<TestModelOptions> TestModelPreset(std::string_view preset);
 // Applies "hidden=64,layers=2,heads=4,kv_heads=2,ffn=128,vocab=0,context=2048" style pairs.
 Status ParseTestModelDims(std::string_view dims, TestModelOptions* options);
@@ -73,20 +74,24 @@ std::vector<float> TestRandomValues(uint64_t seed, std::string_view name, int64_
 // A vision tower + projector (`mmproj`, arch clip) for `make-test-model --vision`
 // (test_mmproj.cc). Defaults are tiny; VisionTestPreset gives real shapes.
 struct VisionTestOptions {
-  std::string projector = "idefics3";  // idefics3 (SigLIP-style) | mlp (CLIP-style)
+  // idefics3 (SigLIP-style) | mlp (CLIP-style) | qwen2vl_merger | internvl (InternViT)
+  std::string projector = "idefics3";
   int64_t image_size = 32;
   int64_t patch_size = 8;
   int64_t hidden = 32;
   int64_t layers = 2;
   int64_t heads = 2;
   int64_t ffn = 64;
-  int64_t scale_factor = 2;   // idefics3 only
+  int64_t scale_factor = 2;   // idefics3, internvl (pixel shuffle)
   int64_t text_hidden = 64;   // projector output width (must match the text model)
+  int64_t n_wa_pattern = 2;   // qwen2.5vl_merger: full attention every n-th layer
   DType type = DType::kF32;   // matrices (incl. the patch conv); norms/biases stay f32
   uint64_t seed = 1;
 };
 // "smolvlm-256m": SigLIP-B/16 at 512 px (768 wide, 12 layers, 12 heads, FFN 3072,
-// scale factor 4, projection to 576); "smolvlm-500m": same tower, projection to 960.
+// scale factor 4, projection to 576); "smolvlm-500m": same tower, projection to 960;
+// "internvl3-1b": InternViT-300M at 448 px (1024 wide, 24 layers, 16 heads, FFN 4096,
+// patch 14, scale factor 2, projection to 896).
 StatusOr<VisionTestOptions> VisionTestPreset(std::string_view preset);
 StatusOr<gguf::Writer> BuildTestMmproj(const VisionTestOptions& options);
 // Writes dir/mmproj.gguf (creating dir).

@@ -45,6 +45,13 @@ StatusOr<const gguf::TensorInfo*> CheckedTensor(const gguf::File& file, const st
   return t;
 }
 
+// A layer's matrices (the SwiGLU gate only where the tower has one).
+std::vector<kernels::WeightView*> LayerMatrices(VisionLayerWeights& l) {
+  std::vector<kernels::WeightView*> out = {&l.q, &l.k, &l.v, &l.o, &l.up, &l.down};
+  if (l.gate.data != nullptr) out.push_back(&l.gate);
+  return out;
+}
+
 Status Positive(const char* key, int64_t v) {
   if (v > 0) return OkStatus();
   return InvalidArgumentError(fmt::format("mmproj metadata '{}' = {} must be positive", key, v));
@@ -99,7 +106,7 @@ StatusOr<std::unique_ptr<VisionModel>> VisionModel::Load(std::unique_ptr<gguf::F
 
 bool VisionModel::HasQuantizedMatrices() const {
   for (const VisionLayerWeights& l : layers_) {
-    for (const kernels::WeightView* v : {&l.q, &l.k, &l.v, &l.o, &l.up, &l.down}) {
+    for (const kernels::WeightView* v : LayerMatrices(const_cast<VisionLayerWeights&>(l))) {
       if (Info(v->type).block_size > 1) return true;
     }
   }
@@ -111,7 +118,7 @@ bool VisionModel::HasQuantizedMatrices() const {
 void VisionModel::ConvertMatricesToBf16() {
   std::vector<kernels::WeightView*> views{&patch_w_};
   for (VisionLayerWeights& l : layers_) {
-    for (kernels::WeightView* v : {&l.q, &l.k, &l.v, &l.o, &l.up, &l.down}) views.push_back(v);
+    for (kernels::WeightView* v : LayerMatrices(l)) views.push_back(v);
   }
   std::vector<float> row;
   for (kernels::WeightView* v : views) {
@@ -133,7 +140,7 @@ void VisionModel::ConvertMatricesToBf16() {
 // kernel's panel layout once, instead of a repack in every forward (kernels::PrepackWeights).
 void VisionModel::PrepackMatrices() {
   for (VisionLayerWeights& l : layers_) {
-    for (kernels::WeightView* v : {&l.q, &l.k, &l.v, &l.o, &l.up, &l.down}) {
+    for (kernels::WeightView* v : LayerMatrices(l)) {
       AlignedBuffer<uint8_t> packed = kernels::PrepackWeights(*v);
       if (packed.size() == 0) continue;
       v->prepacked = packed.data();
@@ -260,7 +267,9 @@ Status VisionModel::LoadWeights() {
   }
   if (c.post_ln) {
     ASSIGN_OR_RETURN(post_ln_w_, VisionVector(f, "v.post_ln.weight", d));
-    ASSIGN_OR_RETURN(post_ln_b_, VisionVector(f, "v.post_ln.bias", d));
+    if (c.norm == VisionNorm::kLayerNorm) {
+      ASSIGN_OR_RETURN(post_ln_b_, VisionVector(f, "v.post_ln.bias", d));
+    }
   }
   layers_.resize(c.num_layers);
   for (int64_t i = 0; i < c.num_layers; ++i) {
@@ -285,6 +294,11 @@ Status VisionModel::LoadWeights() {
     ASSIGN_OR_RETURN(l.up_b, VisionVector(f, b + "ffn_up.bias", c.ffn));
     ASSIGN_OR_RETURN(l.down, VisionMatrix(f, b + "ffn_down.weight", d, c.ffn));
     ASSIGN_OR_RETURN(l.down_b, VisionVector(f, b + "ffn_down.bias", d));
+    if (c.mlp == VisionMlp::kSwiGlu) {
+      ASSIGN_OR_RETURN(l.gate, VisionMatrix(f, b + "ffn_gate.weight", c.ffn, d));
+      ASSIGN_OR_RETURN(l.gate_b, VisionVector(f, b + "ffn_gate.bias", c.ffn));
+    }
+    l.windowed = c.window_pattern > 0 && (i + 1) % c.window_pattern != 0;
     if (c.layer_scale) {
       ASSIGN_OR_RETURN(l.ls1, VisionVector(f, b + "ls1.weight", d));
       ASSIGN_OR_RETURN(l.ls2, VisionVector(f, b + "ls2.weight", d));

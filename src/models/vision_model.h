@@ -42,7 +42,10 @@ struct TextConfig;
 
 // The spec of the tower, read by the one ViT (vit.cc).
 enum class VisionNorm { kLayerNorm, kRmsNorm };
-enum class VisionMlp { kGeluTanh, kQuickGelu, kGeluErf };
+enum class VisionMlp {
+  kGeluTanh, kQuickGelu, kGeluErf,
+  kSwiGlu,  // down(silu(gate(x)) * up(x)) with biases (Qwen2.5-VL: ffn_gate + ffn_up)
+};
 enum class VisionPositions {
   kLearned,  // v.position_embd at the native image_size grid (SigLIP, CLIP)
   kRope2d,   // 2-D RoPE on (row, col) of each patch, any grid (Qwen2-VL); no table
@@ -84,6 +87,11 @@ struct VisionConfig {
   // v.blk.N.ls1 / ls2: per-channel scales on each layer's attention and MLP outputs before
   // the residual add (InternViT's layer scale).
   bool layer_scale = false;
+  // Window attention (Qwen2.5-VL): layer il attends only within square windows of
+  // window_patches patches (aligned at the tile's top-left; edge windows smaller) unless
+  // (il + 1) % window_pattern == 0 (clip.vision.n_wa_pattern); 0 = every layer full.
+  int64_t window_pattern = 0;
+  int64_t window_patches = 0;
   // Tile-count range of the family's tiling rule (clip.vision.preproc_{min,max}_tiles or
   // the HF processor's defaults; InternVL 1..12); 0 = none.
   int64_t min_tiles = 0, max_tiles = 0;
@@ -112,6 +120,9 @@ struct VisionLayerWeights {
   std::vector<float> q_b, k_b, v_b, o_b;          // [hidden]
   kernels::WeightView up, down;                   // [ffn, hidden], [hidden, ffn]
   std::vector<float> up_b, down_b;                // [ffn], [hidden]
+  kernels::WeightView gate{};                     // kSwiGlu: [ffn, hidden]
+  std::vector<float> gate_b;                      // kSwiGlu: [ffn]
+  bool windowed = false;                          // window attention in this layer
   std::vector<float> ls1, ls2;                    // [hidden] layer scale; empty without
 };
 
@@ -134,6 +145,10 @@ struct VisionScratch {
   AlignedBuffer<float> q, k, v;   // [T, hidden]
   AlignedBuffer<float> attn;      // [T, hidden]
   AlignedBuffer<float> ffn;       // [T, ffn]
+  AlignedBuffer<float> gate;      // [T, ffn] (kSwiGlu)
+  AlignedBuffer<float> wq, wk, wv, wo;  // [T, hidden] window-ordered rows (window attention)
+  std::vector<int32_t> window_order;    // patch index of each window-ordered row
+  std::vector<int64_t> window_sizes;    // rows of each window, in order
   AlignedBuffer<float> features;  // [tiles * num_patches, hidden] projector input
   AlignedBuffer<float> proj_tmp;  // projector intermediates
   AlignedBuffer<float> proj_tmp2;
@@ -247,6 +262,9 @@ class VisionModel {
              VisionScratch& s, ThreadPool* pool) const;
   void Norm(const float* x, const std::vector<float>& w, const std::vector<float>& b, int64_t n,
             float* y, ThreadPool* pool) const;
+  // Attention of s.q/k/v into s.attn within windows (VisionConfig::window_patches).
+  void WindowAttention(int64_t num_tiles, int64_t rows, int64_t cols, float scale,
+                       VisionScratch& s, ThreadPool* pool) const;
   // kRope2d: cos/sin per patch of a rows x cols tile into s.rope_cos/sin ([np, hd/2]).
   void RopeTables(int64_t rows, int64_t cols, VisionScratch& s) const;
   // s.x after the last layer -> s.features (CLS dropped, post-LN).

@@ -164,6 +164,51 @@ void Rope2d(float* x, int64_t n, int64_t np, int64_t heads, int64_t hd, const fl
 
 }  // namespace
 
+// Window attention (Qwen2.5-VL's windowed layers): per tile, the patches are gathered window
+// by window (windows of window_patches x window_patches, row-major, edge windows smaller),
+// each window attends within itself, and the rows go back to patch order. HF reorders the
+// whole sequence by windows instead (window_index) and undoes it after the merger; the
+// results are the same because attention within a window does not depend on row order and
+// every patch keeps its own RoPE position.
+void VisionModel::WindowAttention(int64_t num_tiles, int64_t rows, int64_t cols, float scale,
+                                  VisionScratch& s, ThreadPool* pool) const {
+  const VisionConfig& c = config_;
+  const int64_t d = c.hidden, np = rows * cols, w = c.window_patches;
+  s.window_order.clear();
+  s.window_sizes.clear();
+  for (int64_t wy = 0; wy < rows; wy += w) {
+    for (int64_t wx = 0; wx < cols; wx += w) {
+      const int64_t h = std::min(w, rows - wy), ww = std::min(w, cols - wx);
+      for (int64_t y = wy; y < wy + h; ++y) {
+        for (int64_t x = wx; x < wx + ww; ++x) s.window_order.push_back(static_cast<int32_t>(y * cols + x));
+      }
+      s.window_sizes.push_back(h * ww);
+    }
+  }
+  for (AlignedBuffer<float>* b : {&s.wq, &s.wk, &s.wv, &s.wo}) b->Resize(np * d);
+  const bool bf16 = compute_ == VisionComputeType::kBf16;
+  for (int64_t t = 0; t < num_tiles; ++t) {
+    const int64_t off = t * np * d;
+    for (int64_t i = 0; i < np; ++i) {
+      const int64_t src = off + s.window_order[i] * d;
+      std::memcpy(s.wq.data() + i * d, s.q.data() + src, d * sizeof(float));
+      std::memcpy(s.wk.data() + i * d, s.k.data() + src, d * sizeof(float));
+      std::memcpy(s.wv.data() + i * d, s.v.data() + src, d * sizeof(float));
+    }
+    int64_t row = 0;
+    for (int64_t size : s.window_sizes) {
+      kernels::AttentionBidirectional(s.wq.data() + row * d, s.wk.data() + row * d,
+                                      s.wv.data() + row * d, size, c.num_heads, c.head_dim, d,
+                                      scale, bf16, s.wo.data() + row * d, pool);
+      row += size;
+    }
+    for (int64_t i = 0; i < np; ++i) {
+      std::memcpy(s.attn.data() + off + s.window_order[i] * d, s.wo.data() + i * d,
+                  d * sizeof(float));
+    }
+  }
+}
+
 void VisionModel::Layer(const VisionLayerWeights& l, int64_t num_tiles, int64_t rows,
                         int64_t cols, VisionScratch& s, ThreadPool* pool) const {
   const VisionConfig& c = config_;
@@ -191,22 +236,39 @@ void VisionModel::Layer(const VisionLayerWeights& l, int64_t num_tiles, int64_t 
   s.attn.Resize(n * d);
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   const bool bf16 = compute_ == VisionComputeType::kBf16;
-  for (int64_t t = 0; t < num_tiles; ++t) {
-    const int64_t off = t * t_tok * d;
-    kernels::AttentionBidirectional(s.q.data() + off, s.k.data() + off, s.v.data() + off, t_tok,
-                                    c.num_heads, c.head_dim, d, scale, bf16,
-                                    s.attn.data() + off, pool);
+  if (l.windowed) {
+    WindowAttention(num_tiles, rows, cols, scale, s, pool);
+  } else {
+    for (int64_t t = 0; t < num_tiles; ++t) {
+      const int64_t off = t * t_tok * d;
+      kernels::AttentionBidirectional(s.q.data() + off, s.k.data() + off, s.v.data() + off,
+                                      t_tok, c.num_heads, c.head_dim, d, scale, bf16,
+                                      s.attn.data() + off, pool);
+    }
   }
   kernels::MatMul(l.o, s.attn.data(), n, s.xn.data(), pool);
   ResidualAdd(s.x.data(), s.xn.data(), l.o_b, n, d, pool, l.ls1);
 
   Norm(s.x.data(), l.ln2_w, l.ln2_b, n, s.xn.data(), pool);
   s.ffn.Resize(n * c.ffn);
-  kernels::MatMul(l.up, s.xn.data(), n, s.ffn.data(), pool);
-  const Act act = c.mlp == VisionMlp::kGeluTanh  ? Act::kGeluTanh
-                  : c.mlp == VisionMlp::kGeluErf ? Act::kGeluErf
-                                                 : Act::kQuickGelu;
-  BiasAct(s.ffn.data(), l.up_b, n, c.ffn, act, pool);
+  if (c.mlp == VisionMlp::kSwiGlu) {
+    s.gate.Resize(n * c.ffn);
+    const kernels::WeightView gu[] = {l.gate, l.up};
+    float* const gu_out[] = {s.gate.data(), s.ffn.data()};
+    kernels::MatMulFused(gu, gu_out, 2, s.xn.data(), n, pool);
+    BiasAct(s.gate.data(), l.gate_b, n, c.ffn, Act::kNone, pool);
+    BiasAct(s.ffn.data(), l.up_b, n, c.ffn, Act::kNone, pool);
+    Pool(pool).ParallelFor(n, 16, [&](int64_t begin, int64_t end) {
+      kernels::SwiGlu(s.gate.data() + begin * c.ffn, s.ffn.data() + begin * c.ffn,
+                      s.ffn.data() + begin * c.ffn, (end - begin) * c.ffn);
+    });
+  } else {
+    kernels::MatMul(l.up, s.xn.data(), n, s.ffn.data(), pool);
+    const Act act = c.mlp == VisionMlp::kGeluTanh  ? Act::kGeluTanh
+                    : c.mlp == VisionMlp::kGeluErf ? Act::kGeluErf
+                                                   : Act::kQuickGelu;
+    BiasAct(s.ffn.data(), l.up_b, n, c.ffn, act, pool);
+  }
   kernels::MatMul(l.down, s.ffn.data(), n, s.xn.data(), pool);
   ResidualAdd(s.x.data(), s.xn.data(), l.down_b, n, d, pool, l.ls2);
 }

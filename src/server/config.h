@@ -28,8 +28,9 @@ struct ServerConfig {
   int max_media_parts = 8;
   double encoder_cache_mb = 256;  // 0 = off
   int max_document_pages = 16;
-  // Per-image token bounds applied through the family's resize rule (Qwen2-VL's
-  // smart_resize min/max pixels); 0 = the model's own. Tiling families ignore them.
+  // Per-image token bounds applied through the family's layout rule (Qwen-VL's smart_resize
+  // pixel bounds, InternVL's tile count); fixed layouts above max_tokens are refused.
+  // 0 = the model's own.
   int64_t image_min_tokens = 0;
   int64_t image_max_tokens = 0;
   int default_max_tokens = 256;
@@ -64,11 +65,12 @@ void ForEachServeFlag(ServerConfig& c, F&& f) {
   f("--max-images", c.max_media_parts, "images + documents per request");
   f("--max-document-pages", c.max_document_pages, "pages one document part may render to");
   f("--image-min-tokens", c.image_min_tokens,
-    "fewest tokens one image becomes, for dynamic-resolution models (Qwen2-VL); 0 = the "
-    "model's default");
+    "fewest tokens one image becomes (Qwen-VL: scaled up; InternVL: fewer tiles allowed); "
+    "0 = the model's default");
   f("--image-max-tokens", c.image_max_tokens,
-    "most tokens one image becomes, for dynamic-resolution models (Qwen2-VL; images are "
-    "scaled down to fit); 0 = the model's default");
+    "most tokens one image may cost: Qwen-VL scales images down and InternVL uses fewer "
+    "tiles to fit; fixed-layout families (SmolVLM, LLaVA) refuse larger images with a 400; "
+    "0 = the model's default");
   f("--encoder-cache-mb", c.encoder_cache_mb,
     "MiB of projected image embeddings kept for repeated images (0 = off)");
   f("--chat-template", c.chat_template,
@@ -81,8 +83,9 @@ void ForEachServeFlag(ServerConfig& c, F&& f) {
   f("--max-running", c.engine.max_running, "requests batched together (holding KV)");
   f("-b,--batch-tokens", c.engine.max_batch_tokens, "token budget of one engine step");
   f("--encoder-budget", c.engine.encoder_budget,
-    "vision-tower work of one engine step in tower token-layers (0 = a whole image per "
-    "step); lower = smoother decoding for others while a document is encoded");
+    "vision-tower work of one engine step in tower token-layers (0 = no limit: every "
+    "pending image is encoded in one step); lower = smoother decoding for others while a "
+    "document is encoded");
   f("-t,--threads", c.engine.threads, "threads of the forward pass (0 = all cores)");
   f("-c,--ctx-size", c.engine.kv_tokens, "total KV cache tokens (0 = 2 x model context)");
   f("--max-context", c.engine.max_context, "longest sequence (0 = the model's context)");

@@ -1,5 +1,6 @@
-// Errors as HTTP: the ONE place that maps a Status to an HTTP status code (ARCHITECTURE §2),
-// and the OpenAI-shaped JSON body every error response carries:
+// Errors as HTTP: the ONE place that maps a Status to an HTTP status code
+// (docs/architecture.md "Layers"), and the OpenAI-shaped JSON body every error response
+// carries:
 //   {"error": {"message": "...", "type": "invalid_request_error", "code": 400}}
 #pragma once
 

@@ -1,5 +1,6 @@
-// Qwen2-VL (clip.projector_type `qwen2vl_merger`): a dynamic-resolution ViT whose one
-// forward covers the whole image, and M-RoPE positions for its tokens.
+// Qwen2-VL (clip.projector_type `qwen2vl_merger`) and Qwen2.5-VL (`qwen2.5vl_merger`): a
+// dynamic-resolution ViT whose one forward covers the whole image, and M-RoPE positions for
+// its tokens. Qwen2.5-VL differs only in the tower (see the end of this comment).
 //  - Preprocessing (transformers Qwen2VLImageProcessor): smart_resize to multiples of
 //    factor = patch * merge (28) with min_pixels <= H*W <= max_pixels, PIL bicubic, CLIP
 //    mean/std from the mmproj. llama.cpp resizes bilinearly; we follow Hugging Face.
@@ -14,6 +15,12 @@
 //    grouping (done here) and the RoPE positions (each patch keeps its own).
 //  - Prompt: "<|vision_start|>" + H/28 * W/28 rows ("<|image_pad|>") + "<|vision_end|>";
 //    the rows take (t, row, col) M-RoPE positions (image_prompt.cc).
+//  - Qwen2.5-VL (modeling_qwen2_5_vl.py): RMSNorm (ln1, ln2 and the merger's ln_q =
+//    v.post_ln, no biases), SwiGLU MLP with biases (ffn_gate, ffn_up, ffn_down;
+//    clip.use_silu), and window attention: layers il with (il + 1) % n_wa_pattern != 0
+//    attend within 112-px windows (8 x 8 patches = 4 x 4 merged tokens, edge windows
+//    smaller); the others over the whole image. HF reorders patches by window and undoes
+//    it after the merger; we attend per window in place (vit.cc WindowAttention).
 #include <fmt/format.h>
 
 #include <cmath>
@@ -70,10 +77,13 @@ class MergerProjector : public Projector {
   GeluMlp mlp_;
 };
 
-class Qwen2Vl : public VisionFamily {
+class QwenVl : public VisionFamily {
  public:
-  std::string_view name() const override { return "Qwen2-VL"; }
-  std::string_view projector_type() const override { return "qwen2vl_merger"; }
+  explicit QwenVl(bool v25) : v25_(v25) {}
+  std::string_view name() const override { return v25_ ? "Qwen2.5-VL" : "Qwen2-VL"; }
+  std::string_view projector_type() const override {
+    return v25_ ? "qwen2.5vl_merger" : "qwen2vl_merger";
+  }
   bool uses_post_ln() const override { return true; }
   std::string_view placeholder() const override { return "<|image_pad|>"; }
 
@@ -84,6 +94,20 @@ class Qwen2Vl : public VisionFamily {
     ASSIGN_OR_RETURN(c->merge, f.GetIntOr("clip.vision.spatial_merge_size", 2));
     ASSIGN_OR_RETURN(c->min_pixels, f.GetIntOr("clip.vision.image_min_pixels", kDefaultMinPixels));
     ASSIGN_OR_RETURN(c->max_pixels, f.GetIntOr("clip.vision.image_max_pixels", kDefaultMaxPixels));
+    if (v25_) {
+      c->norm = VisionNorm::kRmsNorm;
+      c->mlp = VisionMlp::kSwiGlu;
+      ASSIGN_OR_RETURN(c->window_pattern, f.GetInt("clip.vision.n_wa_pattern"));
+      ASSIGN_OR_RETURN(const int64_t window_px, f.GetIntOr("clip.vision.window_size", 112));
+      c->window_patches = window_px / c->patch_size;
+      if (c->window_pattern < 1 || c->window_patches < c->merge ||
+          c->window_patches % c->merge != 0) {
+        return InvalidArgumentError(fmt::format(
+            "qwen2.5vl_merger mmproj: n_wa_pattern {} must be >= 1 and the {}-px window a "
+            "multiple of {} patches",
+            c->window_pattern, window_px, c->merge));
+      }
+    }
     if (c->merge < 1 || c->min_pixels < 1 || c->max_pixels < c->min_pixels ||
         c->head_dim % 4 != 0) {
       return InvalidArgumentError(fmt::format(
@@ -97,7 +121,7 @@ class Qwen2Vl : public VisionFamily {
   StatusOr<std::unique_ptr<Projector>> LoadProjector(const gguf::File& f,
                                                      const VisionConfig& c) const override {
     ASSIGN_OR_RETURN(GeluMlp mlp, GeluMlp::Load(f, c.hidden * c.merge * c.merge,
-                                                "qwen2vl_merger"));
+                                                v25_ ? "qwen2.5vl_merger" : "qwen2vl_merger"));
     return std::unique_ptr<Projector>(new MergerProjector(c.hidden, c.merge, std::move(mlp)));
   }
 
@@ -166,12 +190,20 @@ class Qwen2Vl : public VisionFamily {
     }
     return std::pair{hb, wb};
   }
+
+ private:
+  bool v25_;
 };
 
 }  // namespace
 
 const VisionFamily& Qwen2VlFamily() {
-  static const Qwen2Vl family;
+  static const QwenVl family(/*v25=*/false);
+  return family;
+}
+
+const VisionFamily& Qwen25VlFamily() {
+  static const QwenVl family(/*v25=*/true);
   return family;
 }
 

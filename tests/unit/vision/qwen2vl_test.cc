@@ -155,6 +155,42 @@ TEST(Qwen2VlTest, LayerByLayerInterleavedEncodesEqualOneShot) {
   EXPECT_EQ(got_b, want_b);
 }
 
+// Qwen2.5-VL's window attention: an image that fits one 8x8-patch window encodes the same
+// with windowed layers as with full attention everywhere (n_wa_pattern 1); a larger one
+// does not (its windows cut the attention).
+TEST(Qwen25VlTest, WindowsMatterOnlyBeyondOneWindow) {
+  VisionTestOptions vo;
+  vo.projector = "qwen2.5vl_merger";
+  vo.image_size = 56, vo.patch_size = 14;
+  auto load = [&](int64_t pattern) {
+    auto w = BuildTestMmproj(vo);
+    EXPECT_TRUE(w.ok());
+    w->Set("clip.vision.n_wa_pattern", gguf::Value::U32(static_cast<uint32_t>(pattern)));
+    auto f = gguf::File::FromBytes(w->WriteToString(), "mmproj");
+    EXPECT_TRUE(f.ok());
+    auto v = VisionModel::Load(std::move(*f));
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    return std::move(*v);
+  };
+  const auto windowed = load(2), full = load(1);
+  EXPECT_EQ(windowed->family().name(), "Qwen2.5-VL");
+  EXPECT_EQ(windowed->config().window_patches, 8);
+  for (auto [w, h, same] : {std::tuple{112, 112, true}, {224, 168, false}}) {
+    SCOPED_TRACE(w);
+    const ImageLayout l = PlanOrDie(*windowed, w, h);
+    const std::vector<float> px = TestRandomValues(5, "px", l.tile_floats(), 0, 1);
+    std::vector<float> a(l.tokens * windowed->output_width()), b(a.size());
+    VisionScratch s;
+    windowed->EncodeImage(px.data(), l, a.data(), s);
+    full->EncodeImage(px.data(), l, b.data(), s);
+    if (same) {
+      EXPECT_EQ(a, b);
+    } else {
+      EXPECT_NE(a, b);
+    }
+  }
+}
+
 TEST(Qwen2VlErrorsTest, TextModelWithoutSectionsRefusesImages) {
   TestModelOptions to;
   to.arch = "qwen2vl";  // rope_sections left unset: a file converted without them

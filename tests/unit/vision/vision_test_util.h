@@ -66,7 +66,7 @@ inline ImageLayout GridLayout(const VisionModel& v, int rows, int cols, int64_t 
 }
 
 // A text model + mmproj + tokenizer as `make-test-model --arch A --vision P` writes (A:
-// llama, or qwen2vl for the qwen2vl_merger projector).
+// llama, qwen2vl for the qwen2vl_merger projector, qwen2 for internvl).
 struct Vlm {
   std::unique_ptr<TextModel> text;
   std::unique_ptr<VisionModel> vision;
@@ -78,7 +78,7 @@ struct Vlm {
 inline Vlm MakeVlm(const std::string& projector, VisionTestOptions vo = {},
                    TestModelOptions to = {}) {
   Vlm out;
-  if (projector == "qwen2vl_merger") {
+  if (projector == "qwen2vl_merger" || projector == "qwen2.5vl_merger") {
     // Sections as make-test-model writes them, unless the caller set the arch itself (a
     // qwen2vl file without sections).
     if (to.arch != "qwen2vl") {
@@ -87,6 +87,7 @@ inline Vlm MakeVlm(const std::string& projector, VisionTestOptions vo = {},
     }
     vo.image_size = 56, vo.patch_size = 14;
   }
+  if (projector == "internvl" && to.arch == "llama") to.arch = "qwen2";  // InternVL3's LM
   auto tw = BuildTestModel(to);
   EXPECT_TRUE(tw.ok()) << tw.status().ToString();
   if (!tw.ok()) return out;

@@ -58,10 +58,12 @@ struct EngineConfig {
   // Vision-tower work one step may do, in tower token-layers (an image's tower tokens x
   // layers run; docs/engine.md "Scheduled encoding"). Images are encoded over several
   // steps, a layer at a time if need be, so other requests keep decoding while a document
-  // is encoded. 16384 is about one 512-px SigLIP tile (1024 tokens x 12 layers) or a fifth
-  // of a Qwen2-VL-2B page; 0 = no limit (each image encoded in one step). Server flag:
-  // --encoder-budget.
-  int64_t encoder_budget = 16384;
+  // is encoded. 8192 is two thirds of a 512-px SigLIP tile (1024 tokens x 12 layers) or
+  // a tenth of a Qwen2-VL A4 page (2520 patches x 32 layers): bench-encode measured the
+  // longest gap of another stream at 0.16 (SmolVLM) and 0.34 (Qwen2-VL, 588-px page) of a
+  // page's encode with 16384, above the quarter we aim for. 0 = no limit (every pending
+  // image encoded in one step). Server flag: --encoder-budget.
+  int64_t encoder_budget = 8192;
   // Most requests in one step (running = holding KV).
   int max_running = 64;
   // Admission control: Submit() returns ResourceExhausted (server: 503 + Retry-After)

@@ -49,7 +49,7 @@ namespace vlserve::engine {
 struct SchedulerConfig {
   int64_t max_batch_tokens = 512;
   // Vision-tower work one step may do, in tower token-layers (EngineConfig).
-  int64_t encoder_budget = 16384;
+  int64_t encoder_budget = 8192;
   int max_running = 64;
   int64_t max_waiting_requests = 64;
   int64_t max_waiting_tokens = 32768;

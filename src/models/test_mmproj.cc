@@ -146,8 +146,9 @@ Status AddMmprojTensors(const VisionTestOptions& o, bool clip_style, gguf::Write
     RETURN_IF_ERROR(add.Norm("v.pre_ln", d));
   }
   RETURN_IF_ERROR(AddEncoderLayers(add));
-  // Written for both styles: the mlp projector must ignore it (second-to-last layer).
-  RETURN_IF_ERROR(add.Norm("v.post_ln", d));
+  // LLaVA's converter drops post_layernorm (the projector reads a hidden state, not the
+  // tower output); SigLIP's is applied.
+  if (!clip_style) RETURN_IF_ERROR(add.Norm("v.post_ln", d));
   if (clip_style) {
     RETURN_IF_ERROR(add.Matrix("mm.0.weight", {d, o.text_hidden}, d));
     RETURN_IF_ERROR(add.Vector("mm.0.bias", {o.text_hidden}, 0.0, 0.1));
@@ -194,6 +195,9 @@ void AddMmprojMetadata(const VisionTestOptions& o, bool clip_style, gguf::Writer
     w.Set(v + "preproc_min_tiles", u32(1));
     w.Set(v + "preproc_max_tiles", u32(12));
   } else if (clip_style || qwen) {
+    // LLaVA: the converter's feature layer for select layer -2 of the original tower,
+    // which is every stored layer (llama.cpp runs block_count - 1 layers without it).
+    if (clip_style) w.Set(v + "feature_layer", Value::I32Array({static_cast<int32_t>(o.layers)}));
     w.Set(v + "image_mean", Value::F32Array({0.48145466f, 0.4578275f, 0.40821073f}));
     w.Set(v + "image_std", Value::F32Array({0.26862954f, 0.26130258f, 0.27577711f}));
   } else {

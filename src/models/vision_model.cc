@@ -162,15 +162,21 @@ Status VisionModel::ReadConfig() {
   if (!has_vision) {
     return InvalidArgumentError("mmproj has no vision encoder (clip.has_vision_encoder = false)");
   }
-  // llama.cpp's key for towers whose projector reads a concatenation of several layers'
-  // hidden states (LLaVA-NeXT / Granite vision). SmolVLM and LLaVA-1.5 files do not set
-  // it; running such a tower as if it used one layer would give silently wrong features.
+  // clip.vision.feature_layer (llama.cpp's converters): the tower layers whose outputs the
+  // projector reads, counted from 1 (HF hidden_states[i], 0 = the embeddings). One layer F
+  // (llama.cpp's LLaVA converter writes [23] for LLaVA-1.5's select layer -2) means: run F
+  // layers, no post-LN. Several (LLaVA-NeXT / Granite vision concatenate them) are not
+  // supported: running such a tower as if it used one layer would give wrong features.
+  std::vector<int64_t> feature_layers;
   if (f.Find("clip.vision.feature_layer") != nullptr) {
-    return UnimplementedError(
-        fmt::format("this mmproj sets clip.vision.feature_layer (features concatenated from "
-                    "several layers, e.g. LLaVA-NeXT / Granite vision), which vlserve does not "
-                    "support yet; supported: {}",
-                    SupportedProjectorList()));
+    ASSIGN_OR_RETURN(feature_layers, f.GetIntArray("clip.vision.feature_layer"));
+    if (feature_layers.size() != 1) {
+      return UnimplementedError(fmt::format(
+          "this mmproj sets clip.vision.feature_layer to {} layers (features concatenated "
+          "from several layers, e.g. LLaVA-NeXT / Granite vision), which vlserve does not "
+          "support yet; supported: {}",
+          feature_layers.size(), SupportedProjectorList()));
+    }
   }
   VisionConfig& c = config_;
   ASSIGN_OR_RETURN(c.projector_type, f.GetStringOr("clip.projector_type", "mlp"));
@@ -218,6 +224,15 @@ Status VisionModel::ReadConfig() {
   c.class_token = f.FindTensor("v.class_embd") != nullptr;
   c.pre_ln = f.FindTensor("v.pre_ln.weight") != nullptr;
   c.post_ln = family_->uses_post_ln() && f.FindTensor("v.post_ln.weight") != nullptr;
+  if (!feature_layers.empty()) {
+    if (feature_layers[0] < 1 || feature_layers[0] > c.num_layers) {
+      return InvalidArgumentError(fmt::format(
+          "mmproj 'clip.vision.feature_layer' = {} is outside the {} stored layers",
+          feature_layers[0], c.num_layers));
+    }
+    c.num_layers = feature_layers[0];  // the layers past it are never run (nor loaded)
+    c.post_ln = false;
+  }
   c.mlp = c.use_gelu ? VisionMlp::kGeluTanh : VisionMlp::kQuickGelu;
   // Real Qwen2-VL files carry the LLM width in feed_forward_length (a converter quirk):
   // the FFN tensors' own shape is the truth when they disagree.

@@ -222,7 +222,7 @@ TEST(VisionErrorsTest, TextModelPassedAsMmproj) {
 TEST(VisionErrorsTest, MultiLayerFeaturesAreRefused) {
   auto w = BuildTestMmproj({});
   ASSERT_TRUE(w.ok());
-  w->Set("clip.vision.feature_layer", gguf::Value::I32(-2));
+  w->Set("clip.vision.feature_layer", gguf::Value::I32Array({1, 2}));
   auto f = gguf::File::FromBytes(w->WriteToString(), "mmproj");
   ASSERT_TRUE(f.ok());
   auto v = VisionModel::Load(std::move(*f));
@@ -230,6 +230,30 @@ TEST(VisionErrorsTest, MultiLayerFeaturesAreRefused) {
   EXPECT_EQ(v.status().code(), StatusCode::kUnimplemented);
   EXPECT_NE(v.status().message().find("clip.vision.feature_layer"), std::string::npos)
       << v.status().message();
+}
+
+// One feature layer F (llama.cpp's LLaVA converter): the tower runs F layers. A 2-layer
+// LLaVA-style file read at feature layer 1 encodes like the same file cut to 1 layer.
+TEST(VisionModelTest, SingleFeatureLayerRunsThatManyLayers) {
+  VisionTestOptions vo;
+  vo.projector = "mlp";
+  auto load = [&](int32_t feature_layer, uint32_t blocks) {
+    auto w = BuildTestMmproj(vo);
+    EXPECT_TRUE(w.ok());
+    w->Set("clip.vision.feature_layer", gguf::Value::I32Array({feature_layer}));
+    w->Set("clip.vision.block_count", gguf::Value::U32(blocks));
+    auto f = gguf::File::FromBytes(w->WriteToString(), "mmproj");
+    EXPECT_TRUE(f.ok());
+    return VisionModel::Load(std::move(*f));
+  };
+  auto at1 = load(1, 2), cut = load(1, 1), all = load(2, 2), bad = load(3, 2);
+  ASSERT_TRUE(at1.ok() && cut.ok() && all.ok()) << at1.status().ToString();
+  EXPECT_EQ((*at1)->config().num_layers, 1);
+  const std::vector<float> tiles = TileValues(1, vo.image_size);
+  EXPECT_EQ((*at1)->Encode(tiles.data(), 1), (*cut)->Encode(tiles.data(), 1));
+  EXPECT_NE((*at1)->Encode(tiles.data(), 1), (*all)->Encode(tiles.data(), 1));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(VisionErrorsTest, MissingOrMisshapenTensor) {

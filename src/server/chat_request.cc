@@ -266,6 +266,14 @@ Status ParseOptions(const json::object& body, ChatRequest* req) {
   if (req->timeout_s && !(*req->timeout_s > 0 && std::isfinite(*req->timeout_s))) {
     return InvalidArgumentError("field 'timeout' must be a positive number of seconds");
   }
+  RETURN_IF_ERROR(f.Integer("image_min_tokens", &req->image_min_tokens));
+  RETURN_IF_ERROR(f.Integer("image_max_tokens", &req->image_max_tokens));
+  if (req->image_min_tokens < 0 || req->image_max_tokens < 0 ||
+      (req->image_max_tokens > 0 && req->image_min_tokens > req->image_max_tokens)) {
+    return InvalidArgumentError(
+        "fields 'image_min_tokens' and 'image_max_tokens' must be >= 0 (0 = the server's) "
+        "with min <= max");
+  }
   int64_t n = 1;
   RETURN_IF_ERROR(f.Integer("n", &n));
   if (n != 1) return UnimplementedError("field 'n' must be 1; vlserve returns one choice");

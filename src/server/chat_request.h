@@ -44,6 +44,10 @@ struct ChatRequest {
   bool include_usage = false;       // stream_options.include_usage
   int priority = 0;                 // extension
   std::optional<double> timeout_s;  // extension: deadline after arrival
+  // Extension (llama.cpp's flag names): per-image token bounds for this request's images,
+  // applied through the family's layout rule; 0 = the server's. Above the server's
+  // --image-max-tokens is refused.
+  int64_t image_min_tokens = 0, image_max_tokens = 0;
 };
 
 struct ChatParseLimits {

@@ -40,16 +40,25 @@ Status PrepareMedia(const ChatRequest& chat, const ModelContext& ctx, const Medi
         "or documents",
         ctx.id));
   }
+  // The request's image token bounds may narrow the server's, never widen them.
+  const models::ImageTokenLimits& server = vision.model->default_limits();
+  if (server.max_tokens > 0 && chat.image_max_tokens > server.max_tokens) {
+    return InvalidArgumentError(fmt::format(
+        "field 'image_max_tokens' = {} is above this server's limit of {} tokens per image "
+        "(--image-max-tokens)",
+        chat.image_max_tokens, server.max_tokens));
+  }
+  const models::ImageTokenLimits limits{chat.image_min_tokens, chat.image_max_tokens};
   VisionTimings t;
   std::vector<std::vector<PreparedImage>> per_part(chat.media.size());
   for (size_t i = 0; i < chat.media.size(); ++i) {
     const MediaRef& ref = chat.media[i];
     if (ref.kind == MediaRef::Kind::kDocument) {
-      auto pages = PrepareDocument(ref.document_text, ref.render_json, vision, &t);
+      auto pages = PrepareDocument(ref.document_text, ref.render_json, vision, &t, limits);
       if (!pages.ok()) return pages.status().WithContext(fmt::format("media part {}", i));
       per_part[i] = std::move(*pages);
     } else {
-      auto image = PrepareImageUrl(ref.url, vision, config, &t);
+      auto image = PrepareImageUrl(ref.url, vision, config, &t, limits);
       if (!image.ok()) return image.status().WithContext(fmt::format("media part {}", i));
       per_part[i].push_back(std::move(*image));
     }

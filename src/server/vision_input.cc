@@ -45,10 +45,12 @@ bool TryCache(const VisionContext& vision, const std::string& key, PreparedImage
 }
 
 // Plans the family's layout for a decoded image and preprocesses it into an encode job.
-Status MakeJob(const VisionContext& vision, const media::Image& image, PreparedImage* out,
+Status MakeJob(const VisionContext& vision, const media::Image& image,
+               const models::ImageTokenLimits& limits, PreparedImage* out,
                VisionTimings* timings) {
   Stopwatch watch;
-  ASSIGN_OR_RETURN(models::ImageLayout layout, vision.model->Plan(image.width, image.height));
+  ASSIGN_OR_RETURN(models::ImageLayout layout,
+                   vision.model->Plan(image.width, image.height, limits));
   media::PixelTiles tiles =
       vision.model->Preprocess(layout, image, &ThreadBufferPool(), &ThreadScratch());
   auto job = std::make_shared<engine::EncodeJob>();
@@ -104,8 +106,16 @@ std::string MmprojId(const std::string& path) {
                      ec ? 0 : size, ec ? 0 : mtime);
 }
 
+// The request's token limits change the layout: part of every cache key.
+std::string PreprocessKey(const VisionContext& vision, const models::ImageTokenLimits& l) {
+  if (l.min_tokens == 0 && l.max_tokens == 0) return vision.preprocess_id;
+  return fmt::format("{} request_tokens={}..{}", vision.preprocess_id, l.min_tokens,
+                     l.max_tokens);
+}
+
 StatusOr<PreparedImage> PrepareImageUrl(std::string_view url, const VisionContext& vision,
-                                        const MediaConfig& media, VisionTimings* timings) {
+                                        const MediaConfig& media, VisionTimings* timings,
+                                        const models::ImageTokenLimits& limits) {
   Stopwatch fetch;
   ASSIGN_OR_RETURN(std::string bytes, FetchImageBytes(url, media));
   if (bytes.size() > media.max_image_bytes) {
@@ -114,7 +124,8 @@ StatusOr<PreparedImage> PrepareImageUrl(std::string_view url, const VisionContex
   }
   timings->fetch_ms += fetch.ElapsedMs();
   PreparedImage out;
-  const std::string key = EncoderCacheKey(Bytes(bytes), vision.preprocess_id, vision.mmproj_id);
+  const std::string key =
+      EncoderCacheKey(Bytes(bytes), PreprocessKey(vision, limits), vision.mmproj_id);
   if (TryCache(vision, key, &out, timings)) return out;
 
   Stopwatch decode;
@@ -126,7 +137,7 @@ StatusOr<PreparedImage> PrepareImageUrl(std::string_view url, const VisionContex
   timings->decode_ms += decode.ElapsedMs();
   ++timings->decoded;
   if (!image.ok()) return image.status().WithContext("image");
-  RETURN_IF_ERROR(MakeJob(vision, *image, &out, timings));
+  RETURN_IF_ERROR(MakeJob(vision, *image, limits, &out, timings));
   return out;
 }
 
@@ -220,7 +231,8 @@ StatusOr<render::RenderOptions> ParseRenderOptions(std::string_view render_json,
 StatusOr<std::vector<PreparedImage>> PrepareDocument(std::string_view text,
                                                      std::string_view render_json,
                                                      const VisionContext& vision,
-                                                     VisionTimings* timings) {
+                                                     VisionTimings* timings,
+                                                     const models::ImageTokenLimits& limits) {
   if (vision.renderer == nullptr) {
     return FailedPreconditionError("document rendering is not available (no fonts loaded)");
   }
@@ -253,12 +265,12 @@ StatusOr<std::vector<PreparedImage>> PrepareDocument(std::string_view text,
                                               static_cast<size_t>(view.width) * 3));
         }
         PreparedImage page;
-        if (TryCache(vision, key.Finish(vision.preprocess_id, vision.mmproj_id), &page,
+        if (TryCache(vision, key.Finish(PreprocessKey(vision, limits), vision.mmproj_id), &page,
                      timings)) {
           pages.push_back(std::move(page));
           return OkStatus();
         }
-        RETURN_IF_ERROR(MakeJob(vision, PageImage(view), &page, timings));
+        RETURN_IF_ERROR(MakeJob(vision, PageImage(view), limits, &page, timings));
         pages.push_back(std::move(page));
         return OkStatus();
       });

@@ -56,8 +56,10 @@ struct VisionTimings {
 
 // An image_url part. Errors: InvalidArgument (bad URL / data), OutOfRange (too large),
 // InvalidArgument also for file:// outside --media-dir and hosts not allowed.
+// `limits`: the request's image_min_tokens / image_max_tokens (0 = the server's).
 StatusOr<PreparedImage> PrepareImageUrl(std::string_view url, const VisionContext& vision,
-                                        const MediaConfig& media, VisionTimings* timings);
+                                        const MediaConfig& media, VisionTimings* timings,
+                                        const models::ImageTokenLimits& limits = {});
 
 // A document part: `text` rendered with the default options changed by `render_json`
 // (a JSON object, "" = defaults; docs/api.md lists the fields). One PreparedImage per
@@ -65,7 +67,8 @@ StatusOr<PreparedImage> PrepareImageUrl(std::string_view url, const VisionContex
 StatusOr<std::vector<PreparedImage>> PrepareDocument(std::string_view text,
                                                      std::string_view render_json,
                                                      const VisionContext& vision,
-                                                     VisionTimings* timings);
+                                                     VisionTimings* timings,
+                                                     const models::ImageTokenLimits& limits = {});
 
 // A copy of a rendered RGB8 page as a media::Image (the input of preprocessing and of
 // the JPEG previews of POST /v1/render).

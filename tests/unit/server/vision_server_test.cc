@@ -269,6 +269,68 @@ TEST(VisionServerTextOnly, ModelWithoutMmprojRejectsImages) {
   std::filesystem::remove_all(dir, ec);
 }
 
+// A Qwen2-VL server: images become M-RoPE prompts end to end; --image-max-tokens scales
+// images down, a request may ask for fewer tokens but not more; a qwen2vl text model
+// without rope sections serves text but refuses images with the reconvert advice.
+TEST(VisionServerQwen2Vl, TokenLimitsAndPositionsEndToEnd) {
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("vlserve_qwen2vl_" + std::to_string(getpid())))
+                              .string();
+  models::TestModelOptions text;
+  text.arch = "qwen2vl";
+  text.rope_sections = models::DefaultRopeSections(text.hidden / text.heads);
+  models::VisionTestOptions vision;
+  vision.projector = "qwen2vl_merger";
+  vision.image_size = 56, vision.patch_size = 14;
+  ASSERT_TRUE(models::WriteTestModel(text, dir).ok());
+  ASSERT_TRUE(models::WriteTestMmproj(vision, dir).ok());
+  ServerConfig config;
+  config.model_path = dir + "/text.gguf";
+  config.mmproj_path = dir + "/mmproj.gguf";
+  config.image_max_tokens = 64;
+  config.warmup = false;
+  auto server = Start(config);
+  ASSERT_NE(server, nullptr);
+  // 320x240 would be 99 tokens (smart_resize: 308 x 252, 11 x 9 merged); the server's
+  // 64 scales it down.
+  auto ask = [&](json::object extra) {
+    json::object body =
+        json::parse(Body(ImageParts(JpegUrl(320, 240, 4), "What is it?"), 4)).as_object();
+    for (const auto& kv : extra) body[kv.key()] = kv.value();
+    return Ask(server->port(), json::serialize(body));
+  };
+  const Answer plain = ask({});
+  ASSERT_EQ(plain.status, 200) << plain.error;
+  const Answer fewer = ask({{"image_max_tokens", 8}});
+  ASSERT_EQ(fewer.status, 200) << fewer.error;
+  const int64_t image_tokens =
+      plain.usage.at("prompt_tokens").as_int64() - fewer.usage.at("prompt_tokens").as_int64();
+  EXPECT_GT(image_tokens, 40);  // <= 64 - 8, and well above 0: the limit was applied
+  EXPECT_LE(image_tokens, 64 - 1);
+  const Answer more = ask({{"image_max_tokens", 1000}});
+  EXPECT_EQ(more.status, 400);
+  EXPECT_NE(more.error.find("--image-max-tokens"), std::string::npos) << more.error;
+  const Answer bad = ask({{"image_max_tokens", "many"}});
+  EXPECT_EQ(bad.status, 400);
+  server.reset();
+
+  // The same text model converted without rope.dimension_sections.
+  text.rope_sections.reset();
+  ASSERT_TRUE(models::WriteTestModel(text, dir).ok());
+  config.image_max_tokens = 0;
+  server = Start(config);
+  ASSERT_NE(server, nullptr);
+  const Answer refused = ask({});
+  EXPECT_EQ(refused.status, 400);
+  EXPECT_NE(refused.error.find("reconvert"), std::string::npos) << refused.error;
+  const std::string text_only =
+      Body(json::array{json::object{{"type", "text"}, {"text", "Hi"}}}, 4);
+  EXPECT_EQ(Ask(server->port(), text_only).status, 200);
+  server.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
 TEST(TraceFileTest, HasEngineStepsAndRequestSpans) {
   const std::string path = (std::filesystem::temp_directory_path() /
                             ("vlserve_trace_" + std::to_string(getpid()) + ".json"))

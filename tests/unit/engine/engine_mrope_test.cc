@@ -141,7 +141,7 @@ TEST_F(EngineMropeTest, AloneBatchedChunkedAndPreemptedEqualReference) {
     Request t;
     t.id = "text" + std::to_string(i);
     t.sampling.temperature = 0;
-    t.sampling.max_tokens = 8;
+    t.sampling.max_tokens = 40;  // long enough to run side by side and outgrow the KV
     t.sampling.logit_bias[tok_->eos_id()] = -100;
     t.prompt_tokens = tok_->Encode(std::string("The harbour lights came on one by one ").substr(i));
     texts.push_back(t);

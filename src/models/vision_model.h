@@ -289,6 +289,15 @@ class VisionModel {
   std::vector<AlignedBuffer<uint8_t>> prepacked_;       // Q8_0 matrices, panel layout
 };
 
+// The patch merge several projectors start with (pixel shuffle, 2x2 merger): each s x s
+// block of patches becomes one row; merged token (X, Y), row-major over the (rows/s x
+// cols/s) grid, is the concatenation over dy (outer) then dx of the patches at row
+// sY + dy, column sX + dx — transformers' Idefics3 pixel_shuffle, Qwen2-VL's merger over
+// its window-ordered patches, InternVL's pixel_shuffle v2 (vit.cc).
+// features: [num_tiles, rows * cols, d]; out: [num_tiles * (rows/s) * (cols/s), s * s * d].
+void MergePatches(const float* features, int64_t num_tiles, int64_t rows, int64_t cols,
+                  int64_t d, int64_t s, float* out);
+
 // Loader helpers shared by the vision files (vision_model.cc).
 StatusOr<kernels::WeightView> VisionMatrix(const gguf::File& file, const std::string& name,
                                            int64_t rows, int64_t cols);

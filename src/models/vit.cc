@@ -66,6 +66,25 @@ void ResidualAdd(float* x, const float* y, const std::vector<float>& bias, int64
 
 }  // namespace
 
+void MergePatches(const float* features, int64_t num_tiles, int64_t rows, int64_t cols,
+                  int64_t d, int64_t s, float* out) {
+  const int64_t mr = rows / s, mc = cols / s, tokens = mr * mc, np = rows * cols;
+  for (int64_t t = 0; t < num_tiles; ++t) {
+    for (int64_t y = 0; y < mr; ++y) {
+      for (int64_t x = 0; x < mc; ++x) {
+        float* dst = out + (t * tokens + y * mc + x) * s * s * d;
+        for (int64_t dy = 0; dy < s; ++dy) {
+          for (int64_t dx = 0; dx < s; ++dx) {
+            const int64_t patch = (s * y + dy) * cols + s * x + dx;
+            std::memcpy(dst + (dy * s + dx) * d, features + (t * np + patch) * d,
+                        d * sizeof(float));
+          }
+        }
+      }
+    }
+  }
+}
+
 void VisionModel::Norm(const float* x, const std::vector<float>& w, const std::vector<float>& b,
                        int64_t n, float* y, ThreadPool* pool) const {
   const int64_t d = config_.hidden;

@@ -25,7 +25,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "base/clock.h"
 #include "models/gelu_mlp.h"
@@ -61,24 +60,11 @@ class InternVlProjector : public Projector {
 
   void Project(const float* features, int64_t num_tiles, int64_t rows, int64_t cols, float* out,
                VisionScratch& scratch, ThreadPool* pool) const override {
-    const int64_t mr = rows / s_, mc = cols / s_, tokens = mr * mc, np = rows * cols;
+    const int64_t tokens = TokensPerTile(rows, cols);
     const int64_t width = d_ * s_ * s_, n = num_tiles * tokens;
     scratch.proj_tmp2.Resize(n * width);
     float* merged = scratch.proj_tmp2.data();  // [num_tiles * tokens, s² * hidden]
-    for (int64_t t = 0; t < num_tiles; ++t) {
-      for (int64_t y = 0; y < mr; ++y) {
-        for (int64_t x = 0; x < mc; ++x) {
-          float* dst = merged + (t * tokens + y * mc + x) * width;
-          for (int64_t dy = 0; dy < s_; ++dy) {
-            for (int64_t dx = 0; dx < s_; ++dx) {
-              const int64_t patch = (s_ * y + dy) * cols + s_ * x + dx;
-              std::memcpy(dst + (dy * s_ + dx) * d_, features + (t * np + patch) * d_,
-                          d_ * sizeof(float));
-            }
-          }
-        }
-      }
-    }
+    MergePatches(features, num_tiles, rows, cols, d_, s_, merged);
     ThreadPool& p = pool != nullptr ? *pool : DefaultThreadPool();
     p.ParallelFor(n, 16, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {

@@ -24,7 +24,6 @@
 #include <fmt/format.h>
 
 #include <cmath>
-#include <cstring>
 
 #include "models/gelu_mlp.h"
 #include "models/vision_model.h"
@@ -51,24 +50,11 @@ class MergerProjector : public Projector {
 
   void Project(const float* features, int64_t num_tiles, int64_t rows, int64_t cols, float* out,
                VisionScratch& scratch, ThreadPool* pool) const override {
-    const int64_t mr = rows / m_, mc = cols / m_, tokens = mr * mc, np = rows * cols;
+    const int64_t tokens = TokensPerTile(rows, cols);
     const int64_t width = d_ * m_ * m_;
     scratch.proj_tmp2.Resize(num_tiles * tokens * width);
     float* merged = scratch.proj_tmp2.data();  // [num_tiles * tokens, merge² * hidden]
-    for (int64_t t = 0; t < num_tiles; ++t) {
-      for (int64_t y = 0; y < mr; ++y) {
-        for (int64_t x = 0; x < mc; ++x) {
-          float* dst = merged + (t * tokens + y * mc + x) * width;
-          for (int64_t dy = 0; dy < m_; ++dy) {
-            for (int64_t dx = 0; dx < m_; ++dx) {
-              const int64_t patch = (m_ * y + dy) * cols + m_ * x + dx;
-              std::memcpy(dst + (dy * m_ + dx) * d_, features + (t * np + patch) * d_,
-                          d_ * sizeof(float));
-            }
-          }
-        }
-      }
-    }
+    MergePatches(features, num_tiles, rows, cols, d_, m_, merged);
     mlp_.Run(merged, num_tiles * tokens, out, scratch.proj_tmp, pool);
   }
 

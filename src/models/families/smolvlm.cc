@@ -14,7 +14,6 @@
 //    "<fake_token_around_image>". One tile: without the grid part and its leading "\n".
 #include <fmt/format.h>
 
-#include <cstring>
 
 #include "base/check.h"
 #include "models/vision_model.h"
@@ -37,23 +36,10 @@ class Idefics3Projector : public Projector {
 
   void Project(const float* features, int64_t num_tiles, int64_t rows, int64_t cols, float* out,
                VisionScratch& scratch, ThreadPool* pool) const override {
-    const int64_t mr = rows / s_, mc = cols / s_, tokens = mr * mc, np = rows * cols;
+    const int64_t tokens = TokensPerTile(rows, cols);
     scratch.proj_tmp.Resize(num_tiles * tokens * fc_.cols);
     float* shuffled = scratch.proj_tmp.data();  // [num_tiles * tokens, s² * hidden]
-    for (int64_t t = 0; t < num_tiles; ++t) {
-      for (int64_t y = 0; y < mr; ++y) {
-        for (int64_t x = 0; x < mc; ++x) {
-          float* dst = shuffled + (t * tokens + y * mc + x) * fc_.cols;
-          for (int64_t dy = 0; dy < s_; ++dy) {
-            for (int64_t dx = 0; dx < s_; ++dx) {
-              const int64_t patch = (s_ * y + dy) * cols + s_ * x + dx;
-              std::memcpy(dst + (dy * s_ + dx) * d_, features + (t * np + patch) * d_,
-                          d_ * sizeof(float));
-            }
-          }
-        }
-      }
-    }
+    MergePatches(features, num_tiles, rows, cols, d_, s_, shuffled);
     kernels::MatMul(fc_, shuffled, num_tiles * tokens, out, pool);
   }
 

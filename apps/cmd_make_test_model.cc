@@ -90,7 +90,7 @@ int RunMakeTestModel(int argc, char** argv) {
   }
   std::fprintf(stderr, "wrote %s/text.gguf\n", out_dir.c_str());
   if (vision.empty()) return 0;
-  models::VisionTestOptions v;
+  models::VisionTestOptions v = models::TinyVisionTestOptions(vision);
   if (!preset.empty()) {
     auto p = models::VisionTestPreset(preset);
     if (!p.ok()) {
@@ -103,9 +103,6 @@ int RunMakeTestModel(int argc, char** argv) {
                    v.projector.c_str(), vision.c_str());
       return 2;
     }
-  }
-  if (preset.empty() && (vision == "qwen2vl_merger" || vision == "qwen2.5vl_merger")) {
-    v.image_size = 56, v.patch_size = 14;
   }
   v.projector = vision;
   v.text_hidden = options.hidden;

@@ -210,6 +210,15 @@ void AddMmprojMetadata(const VisionTestOptions& o, bool clip_style, gguf::Writer
 
 }  // namespace
 
+VisionTestOptions TinyVisionTestOptions(std::string_view projector) {
+  VisionTestOptions o;
+  o.projector = std::string(projector);
+  if (projector == "qwen2vl_merger" || projector == "qwen2.5vl_merger") {
+    o.image_size = 56, o.patch_size = 14;  // factor 28 = patch x 2x2 merge
+  }
+  return o;
+}
+
 StatusOr<VisionTestOptions> VisionTestPreset(std::string_view preset) {
   VisionTestOptions o;
   if (preset == "internvl3-1b") {  // InternViT-300M-448px-V2_5 -> Qwen2.5-0.5B's 896

@@ -93,6 +93,8 @@ struct VisionTestOptions {
 // "internvl3-1b": InternViT-300M at 448 px (1024 wide, 24 layers, 16 heads, FFN 4096,
 // patch 14, scale factor 2, projection to 896).
 StatusOr<VisionTestOptions> VisionTestPreset(std::string_view preset);
+// The tiny defaults for `projector` (dynamic-resolution towers take 14-px patches).
+VisionTestOptions TinyVisionTestOptions(std::string_view projector);
 StatusOr<gguf::Writer> BuildTestMmproj(const VisionTestOptions& options);
 // Writes dir/mmproj.gguf (creating dir).
 Status WriteTestMmproj(const VisionTestOptions& options, const std::string& dir);

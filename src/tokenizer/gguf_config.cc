@@ -69,6 +69,8 @@ StatusOr<TokenizerConfig> TokenizerConfigFromGguf(const gguf::File& file) {
   }
   RETURN_IF_ERROR(ReadId(file, "tokenizer.ggml.bos_token_id", &c.bos_id));
   RETURN_IF_ERROR(ReadId(file, "tokenizer.ggml.eos_token_id", &c.eos_id));
+  RETURN_IF_ERROR(ReadId(file, "tokenizer.ggml.eot_token_id", &c.eot_id));
+  RETURN_IF_ERROR(ReadId(file, "tokenizer.ggml.eom_token_id", &c.eom_id));
   RETURN_IF_ERROR(ReadId(file, "tokenizer.ggml.unknown_token_id", &c.unk_id));
   RETURN_IF_ERROR(ReadId(file, "tokenizer.ggml.padding_token_id", &c.pad_id));
   RETURN_IF_ERROR(ReadFlag(file, "tokenizer.ggml.add_bos_token", &c.add_bos));

@@ -83,11 +83,14 @@ constexpr size_t kChunkBytes = size_t{1} << 16;
 // pre-tokenizer, when text[p-1] is a printable non-space ASCII character, text[p] is a
 // space and text[p+1] an ASCII letter: no pattern matches across a non-space -> space
 // transition, and " X" starts a word (` ?\p{L}+`, `[^\r\n\p{L}\p{N}]?\p{L}+`,
-// `\s?\p{L}+`) whatever came before. Returns npos if there is no such p at or after `from`.
-size_t FindSafeCut(std::string_view text, size_t from) {
+// `\s?\p{L}+`) whatever came before. Except where words span single spaces between
+// letters (exaone-moe): there text[p-1] must not be a letter either. Returns npos if there
+// is no such p at or after `from`.
+size_t FindSafeCut(std::string_view text, size_t from, bool words_span_spaces) {
   auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
   for (size_t p = std::max<size_t>(from, 1); p + 1 < text.size(); ++p) {
-    if (text[p] == ' ' && alpha(text[p + 1]) && text[p - 1] > ' ' && text[p - 1] < 0x7F) {
+    if (text[p] == ' ' && alpha(text[p + 1]) && text[p - 1] > ' ' && text[p - 1] < 0x7F &&
+        !(words_span_spaces && alpha(text[p - 1]))) {
       return p;
     }
   }
@@ -124,7 +127,7 @@ Status Tokenizer::Init() {
                                 " scores for " + std::to_string(n) + " tokens");
   }
   if (c.token_types.empty()) c.token_types.assign(n, TokenType::kNormal);
-  for (int32_t* id : {&c.bos_id, &c.eos_id, &c.unk_id, &c.pad_id}) {
+  for (int32_t* id : {&c.bos_id, &c.eos_id, &c.eot_id, &c.eom_id, &c.unk_id, &c.pad_id}) {
     if (*id >= static_cast<int64_t>(n)) {
       LOG_WARN("special token id {} is outside the vocabulary ({} tokens); ignoring it", *id, n);
       *id = -1;
@@ -135,7 +138,11 @@ Status Tokenizer::Init() {
   for (size_t i = 0; i < n; ++i) text_to_id_.emplace(c.tokens[i], static_cast<int32_t>(i));
   BuildPieces();
   BuildSpecialMatcher();
-  if (c.eos_id >= 0) eog_ids_.push_back(c.eos_id);
+  for (int32_t id : {c.eos_id, c.eot_id, c.eom_id}) {
+    if (id >= 0 && std::find(eog_ids_.begin(), eog_ids_.end(), id) == eog_ids_.end()) {
+      eog_ids_.push_back(id);
+    }
+  }
   for (std::string_view text : kEndOfGenerationTexts) {
     const int32_t id = FindToken(text);
     if (id >= 0 && std::find(eog_ids_.begin(), eog_ids_.end(), id) == eog_ids_.end()) {
@@ -152,10 +159,9 @@ Status Tokenizer::InitModel() {
     if (c.pre.empty()) c.pre = "default";
     ASSIGN_OR_RETURN(PreTokenizer pre, PreTokenizer::Create(c.pre));
     pre_ = pre;
-    const bool llama3 = pre.kind() == PreTokenizerKind::kLlama3;
-    ASSIGN_OR_RETURN(BpeModel bpe, BpeModel::Create(c.tokens, c.merges, llama3));
+    ASSIGN_OR_RETURN(BpeModel bpe, BpeModel::Create(c.tokens, c.merges, pre.ignore_merges()));
     bpe_ = std::move(bpe);
-    add_bos_ = c.add_bos.value_or(llama3);
+    add_bos_ = c.add_bos.value_or(pre.add_bos_default());
     add_space_prefix_ = c.add_space_prefix.value_or(false);
   } else {
     spm_.emplace(c.tokens, c.scores, c.unk_id);
@@ -256,9 +262,13 @@ void Tokenizer::EncodeText(std::string_view text, bool after_special,
                            std::vector<int32_t>* out) const {
   if (kind_ == ModelKind::kBpe) {
     thread_local std::vector<std::string_view> words;
+    // superbpe splits only at numbers: its words span spaces, so nothing is a safe cut.
+    const bool chunked = pre_->kind() != PreTokenizerKind::kSuperBpe;
     while (!text.empty()) {
       const size_t cut =
-          text.size() > kChunkBytes ? FindSafeCut(text, kChunkBytes) : std::string_view::npos;
+          chunked && text.size() > kChunkBytes
+              ? FindSafeCut(text, kChunkBytes, pre_->kind() == PreTokenizerKind::kExaoneMoe)
+              : std::string_view::npos;
       const std::string_view chunk = text.substr(0, cut);
       words.clear();
       pre_->Split(chunk, &words);
@@ -290,6 +300,37 @@ void Tokenizer::Encode(std::string_view text, const EncodeOptions& options,
         after_special = true;
       });
   if (options.add_special && add_eos_) out->push_back(config_.eos_id);
+}
+
+void Tokenizer::EncodeSpans(std::span<const TextSpan> spans, const EncodeOptions& options,
+                            std::vector<int32_t>* out) const {
+  if (options.add_special && add_bos_) out->push_back(config_.bos_id);
+  bool after_special = true;
+  std::string run;  // text since the last special token, possibly from several spans
+  auto flush = [&] {
+    if (run.empty()) return;
+    EncodeText(run, after_special, out);
+    after_special = false;
+    run.clear();
+  };
+  for (const TextSpan& span : spans) {
+    Partition(
+        span.text, span.parse_special, [&](std::string_view text) { run.append(text); },
+        [&](int32_t id) {
+          flush();
+          out->push_back(id);
+          after_special = true;
+        });
+  }
+  flush();
+  if (options.add_special && add_eos_) out->push_back(config_.eos_id);
+}
+
+std::vector<int32_t> Tokenizer::EncodeSpans(std::span<const TextSpan> spans,
+                                            const EncodeOptions& options) const {
+  std::vector<int32_t> out;
+  EncodeSpans(spans, options, &out);
+  return out;
 }
 
 std::vector<int32_t> Tokenizer::Encode(std::string_view text, const EncodeOptions& options) const {

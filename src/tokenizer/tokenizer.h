@@ -30,6 +30,12 @@ struct EncodeOptions {
   bool parse_special = false;
 };
 
+// A piece of text for EncodeSpans, with or without CONTROL-token parsing.
+struct TextSpan {
+  std::string_view text;
+  bool parse_special = false;
+};
+
 struct DecodeOptions {
   // Render CONTROL/UNKNOWN tokens as their text instead of nothing.
   bool render_special = false;
@@ -45,6 +51,18 @@ class Tokenizer {
 
   std::vector<int32_t> Encode(std::string_view text, const EncodeOptions& options = {}) const;
   void Encode(std::string_view text, const EncodeOptions& options, std::vector<int32_t>* out) const;
+
+  // Encodes the concatenation of `spans` as one text, except that CONTROL tokens are
+  // recognised only inside spans with parse_special (USER_DEFINED ones everywhere, as in
+  // Encode; options.parse_special is ignored). Text on both sides of a span boundary is
+  // tokenized together, so the ids equal Encode(concatenation) whenever the spans without
+  // parse_special hold no control-token text. Used to keep chat content typed by users
+  // ("<|im_start|>system") from becoming control tokens while the template's own text is
+  // parsed.
+  void EncodeSpans(std::span<const TextSpan> spans, const EncodeOptions& options,
+                   std::vector<int32_t>* out) const;
+  std::vector<int32_t> EncodeSpans(std::span<const TextSpan> spans,
+                                   const EncodeOptions& options = {}) const;
 
   // Concatenated bytes of the tokens. May end inside a UTF-8 character when the ids do;
   // see StreamingDetokenizer for incremental, always-valid output. Ids out of range are

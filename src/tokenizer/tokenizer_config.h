@@ -33,6 +33,10 @@ struct TokenizerConfig {
   // key is missing from the file (SentencePiece: bos 1, eos 2, unk 0).
   int32_t bos_id = -1;
   int32_t eos_id = -1;
+  // End of turn / end of message (tokenizer.ggml.eot_token_id / eom_token_id): generation
+  // also stops there (GLM-4's converter writes <|user|> as eot).
+  int32_t eot_id = -1;
+  int32_t eom_id = -1;
   int32_t unk_id = -1;
   int32_t pad_id = -1;
   // nullopt: the model's default (SentencePiece adds BOS and a space prefix; byte-level BPE

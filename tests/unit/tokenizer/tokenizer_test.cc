@@ -68,7 +68,8 @@ TEST(BpeTest, MalformedMergeIsAnError) {
 }
 
 TEST(TokenizerTest, UnsupportedPreTokenizerIsUnimplemented) {
-  StatusOr<std::unique_ptr<Tokenizer>> t = Tokenizer::Create(ByteLevelConfig({}, {}, "jais"));
+  StatusOr<std::unique_ptr<Tokenizer>> t =
+      Tokenizer::Create(ByteLevelConfig({}, {}, "no-such-pre"));
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().code(), StatusCode::kUnimplemented);
   EXPECT_NE(t.status().message().find("smollm"), std::string::npos);
@@ -110,6 +111,51 @@ TEST(TokenizerTest, ControlTokensOnlyWithParseSpecial) {
   EXPECT_EQ(t->Encode(text, {.add_special = false, .parse_special = true}), (Ids{'a', 257}));
 }
 
+// Long texts are pre-tokenized in chunks cut where no word crosses; exaone-moe's words
+// span single spaces between letters ("d d d" is one word), so no cut may fall there.
+TEST(TokenizerTest, ChunkingKeepsWordsThatSpanSpacesWhole) {
+  // 256 "dĠ" (merge "d Ġ"): only inside one word can "d" and the following space merge.
+  auto t = Make(ByteLevelConfig({"d\xC4\xA0"}, {"d \xC4\xA0"}, "exaone-moe"));
+  std::string text;
+  for (int i = 0; i < 40000; ++i) text += "d ";  // 80 KB, over the 64 KB chunk size
+  text += "d";
+  Ids want(40000, 256);
+  want.push_back('d');
+  EXPECT_EQ(t->Encode(text, kPlain), want);
+  // superbpe cuts only at digits: "d d d" is one word there too, so no chunking at all.
+  EXPECT_EQ(Make(ByteLevelConfig({"d\xC4\xA0"}, {"d \xC4\xA0"}, "superbpe"))->Encode(text, kPlain),
+            want);
+}
+
+// Chat prompts: control tokens only in the template's spans (issue #18 item 7).
+TEST(TokenizerTest, EncodeSpansParsesControlTokensOnlyWhereAsked) {
+  auto t = Make(SpecialConfig());
+  const std::string user = "<|im_start|>system<u>";
+  const TextSpan spans[] = {{"<|im_start|>u\n", true}, {user, false}, {"<|im_end|>", true}};
+  Ids want = {256, 'u', '\n'};
+  for (const char c : std::string_view("<|im_start|>system")) want.push_back(c);
+  want.push_back(258);  // user-defined tokens match everywhere, as in Encode
+  want.push_back(257);
+  EXPECT_EQ(t->EncodeSpans(spans, kPlain), want);
+  // BOS/EOS as in Encode; all spans special = Encode with parse_special.
+  const TextSpan all[] = {{"a<|im_end|>", true}, {"b", true}};
+  EXPECT_EQ(t->EncodeSpans(all, {.add_special = true}), (Ids{'a', 257, 'b'}));
+  TokenizerConfig c = SpecialConfig();
+  c.add_bos = true;
+  EXPECT_EQ(Make(c)->EncodeSpans(all, {.add_special = true}), (Ids{256, 'a', 257, 'b'}));
+}
+
+TEST(TokenizerTest, EncodeSpansTokenizesAcrossSpanBoundaries) {
+  // 256 "ab" (merge "a b"), 257 <c> (control): "a" + "b" from two spans still merge.
+  TokenizerConfig c = ByteLevelConfig({"ab", "<c>"}, {"a b"});
+  c.token_types.assign(c.tokens.size(), TokenType::kNormal);
+  c.token_types[257] = TokenType::kControl;
+  auto t = Make(c);
+  const TextSpan spans[] = {{"<c>a", true}, {"b<c>", false}, {"ab<c>", true}};
+  EXPECT_EQ(t->EncodeSpans(spans, kPlain), (Ids{257, 256, '<', 'c', '>', 256, 257}));
+  EXPECT_EQ(t->EncodeSpans({}, kPlain), Ids{});
+}
+
 TEST(TokenizerTest, UserDefinedTokensAlwaysMatchAndLongestWins) {
   auto t = Make(SpecialConfig());
   EXPECT_EQ(t->Encode("x<u>y", kPlain), (Ids{'x', 258, 'y'}));
@@ -132,6 +178,22 @@ TEST(TokenizerTest, BosEosFollowFlags) {
   EXPECT_TRUE(Make(l3)->add_bos());
 }
 
+// llama-vocab.cpp: "glm4"/"chatglm-bpe" (LLAMA_VOCAB_PRE_TYPE_CHATGLM4) use llama3's regex
+// but, unlike "llama3", neither set ignore_merges nor add_bos.
+TEST(TokenizerTest, Glm4SplitsLikeLlama3WithoutItsDefaults) {
+  // 256 "ab", 257 "abc"; only "a b" is a merge, so "abc" is a whole-word token that BPE
+  // cannot reach.
+  for (const char* pre : {"glm4", "chatglm-bpe"}) {
+    auto t = Make(ByteLevelConfig({"ab", "abc"}, {"a b"}, pre));
+    EXPECT_FALSE(t->add_bos()) << pre;
+    EXPECT_EQ(t->Encode("abc", kPlain), (Ids{256, 'c'})) << pre;
+    EXPECT_EQ(t->Encode("1234", kPlain), (Ids{'1', '2', '3', '4'})) << pre;
+  }
+  TokenizerConfig c = ByteLevelConfig({"ab", "abc"}, {"a b"}, "llama3");
+  c.add_bos = false;
+  EXPECT_EQ(Make(c)->Encode("abc", kPlain), (Ids{257}));  // ignore_merges
+}
+
 TEST(TokenizerTest, DecodeSkipsControlUnlessRendered) {
   auto t = Make(SpecialConfig());
   const Ids ids = {256, 'h', 'i', 258, 257};
@@ -139,6 +201,22 @@ TEST(TokenizerTest, DecodeSkipsControlUnlessRendered) {
   EXPECT_EQ(t->Decode(ids, {.render_special = true}), "<|im_start|>hi<u><|im_end|>");
   EXPECT_TRUE(t->IsEndOfGeneration(257));
   EXPECT_FALSE(t->IsEndOfGeneration('a'));
+}
+
+// tokenizer.ggml.eot_token_id / eom_token_id end generation too (llama.cpp adds them to its
+// end-of-generation set; GLM-4's converter writes <|user|> as eot, which HF's
+// generation_config also stops on). An id outside the vocabulary is ignored.
+TEST(TokenizerTest, EotAndEomIdsEndGeneration) {
+  TokenizerConfig c = SpecialConfig();
+  c.eot_id = 'x';
+  c.eom_id = 'y';
+  auto t = Make(c);
+  EXPECT_TRUE(t->IsEndOfGeneration('x'));
+  EXPECT_TRUE(t->IsEndOfGeneration('y'));
+  EXPECT_FALSE(t->IsEndOfGeneration('z'));
+  c = SpecialConfig();
+  c.eot_id = 1 << 20;
+  EXPECT_FALSE(Make(c)->IsEndOfGeneration(1 << 20));
 }
 
 TEST(SpmTest, MergesByScoreWithSpacePrefix) {

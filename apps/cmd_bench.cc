@@ -146,7 +146,10 @@ int RunBench(int argc, char** argv) {
   std::string mmproj_path, reference_path;
   int64_t tiles = 1;
   std::string vision_compute = "f32";
+  std::string kv_type = "f16";
   cli.add_option("-m,--model", model_path, "text model GGUF")->required();
+  cli.add_option("--kv-type", kv_type, "KV cache storage: f16, bf16 or f32 (as serve)")
+      ->capture_default_str();
   cli.add_option("--vision-compute", vision_compute,
                  "vision tower matmul arithmetic: f32 or bf16 (vdpbf16ps; docs/vision.md)")
       ->capture_default_str();
@@ -219,7 +222,12 @@ int RunBench(int argc, char** argv) {
                  static_cast<long long>(c.context_length));
     return 2;
   }
-  models::KvBuffer kv(c, (ctx + models::kKvBlockSize - 1) / models::kKvBlockSize);
+  auto kv_dtype = models::ParseKvType(kv_type);
+  if (!kv_dtype.ok()) {
+    return std::fprintf(stderr, "error: %s\n", kv_dtype.status().ToString().c_str()), 2;
+  }
+  const int64_t kv_token_bytes = models::KvBuffer::BytesPerToken(c, *kv_dtype);
+  models::KvBuffer kv(c, (ctx + models::kKvBlockSize - 1) / models::kKvBlockSize, *kv_dtype);
   std::vector<int32_t> blocks(kv.num_blocks());
   std::iota(blocks.begin(), blocks.end(), 0);
   models::ForwardScratch scratch;
@@ -271,13 +279,15 @@ int RunBench(int argc, char** argv) {
                 "\"pp\": {\"n_tokens\": %lld, \"tok_per_s\": %.3f, \"stddev\": %.3f, "
                 "\"gflops\": %.3f, \"frac_f32_gemm\": %.4f, \"cpu_per_wall\": %.2f}, "
                 "\"tg\": {\"n_tokens\": %lld, \"depth\": %lld, \"tok_per_s\": %.3f, \"stddev\": %.3f, "
-                "\"gbps\": %.3f, \"frac_mem\": %.4f, \"cpu_per_wall\": %.2f}, "
+                "\"gbps\": %.3f, \"frac_mem\": %.4f, \"cpu_per_wall\": %.2f, \"kv_type\": \"%s\", "
+                "\"kv_bytes_per_token\": %lld}, "
                 "\"limits\": {\"mem_gbps\": %.3f, \"f32_gflops\": %.3f}",
                 c.name.c_str(), nthreads, std::string(kernels::IsaName(kernels::ActiveIsa())).c_str(),
                 static_cast<long long>(n_prompt), pp.mean_tok_s, pp.stddev_tok_s, pp_gflops,
                 pp_frac, pp_cpu_ratio, static_cast<long long>(n_gen), static_cast<long long>(depth),
                 tg.mean_tok_s,
-                tg.stddev_tok_s, tg_gbps, tg_frac, tg_cpu_ratio, limits.mem_read_gbps,
+                tg.stddev_tok_s, tg_gbps, tg_frac, tg_cpu_ratio, kv_type.c_str(),
+                static_cast<long long>(kv_token_bytes), limits.mem_read_gbps,
                 limits.f32_gemm_gflops);
     if (enc.tiles > 0) {
       std::printf(", \"encode\": {\"tiles\": %lld, \"compute\": \"%s\", \"ms_per_tile\": %.3f, "
@@ -327,6 +337,10 @@ int RunBench(int argc, char** argv) {
   if (n_gen > 0) {
     row("tg", n_gen, tg, fmt::format("{:.2f} GB/s", tg_gbps),
         no_limits ? "" : fmt::format("{:.1f}% mem", 100 * tg_frac));
+    std::printf("\nKV cache %s: %lld bytes per token (tg at depth %lld also reads %.1f MiB of "
+                "KV per token)\n",
+                kv_type.c_str(), static_cast<long long>(kv_token_bytes),
+                static_cast<long long>(depth), depth * kv_token_bytes / 1048576.0);
   }
   if (enc.tiles > 0) {
     std::printf("\nencode (%lld tile(s) per forward, %s compute): %.1f ± %.1f ms/tile, %.1f GFLOP/s, "

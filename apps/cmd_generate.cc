@@ -36,6 +36,9 @@ std::string ChatPrompt(const std::string& chat_template, const std::string& user
   if (chat_template.find("<|im_start|>") != std::string::npos) {  // ChatML (Qwen2, SmolLM2)
     return "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
   }
+  if (chat_template.find("[gMASK]<sop>") != std::string::npos) {  // GLM-4, GLM-4.1V
+    return "[gMASK]<sop><|user|>\n" + user + "<|assistant|>\n";
+  }
   return "USER: " + user + " ASSISTANT:";  // Vicuna v1.1 (LLaVA-1.5)
 }
 
@@ -108,7 +111,7 @@ std::vector<models::ChatPart> UserParts(const std::string& prompt, size_t num_im
 // The prompt's token ids, with image embeddings (negative ids = rows of `embd`).
 struct PreparedPrompt {
   std::vector<int32_t> ids;
-  std::vector<float> embd;  // [ids.size(), hidden] when there are images, else empty
+  std::vector<float> embd;  // [ids.size(), embedding_width] when there are images, else empty
   std::vector<int32_t> rope_positions;  // [ids.size(), 4] for M-RoPE image prompts
   int64_t next_rope_position = 0;
 };
@@ -118,7 +121,7 @@ StatusOr<PreparedPrompt> PreparePrompt(const tokenizer::Tokenizer& tok,
                                        bool chat, const models::VisionModel* vision,
                                        const EncodedImages* images,
                                        const models::TextConfig& text_config) {
-  const int64_t hidden = text_config.hidden;
+  const int64_t hidden = text_config.embedding_width();  // > hidden with deepstack
   PreparedPrompt out;
   if (vision == nullptr) {
     const std::string text = chat ? ChatPrompt(chat_template, prompt) : prompt;
@@ -152,6 +155,7 @@ int RunGenerate(int argc, char** argv) {
   CLI::App cli("Generate text from a prompt (greedy with --temp 0), optionally about images.",
                "vlserve generate");
   std::string model_path, mmproj_path, prompt, logits_out, vision_compute = "f32";
+  std::string kv_type = "f16";
   std::vector<std::string> image_paths;
   bool chat = false;
   float temp = 0.8f;
@@ -159,6 +163,8 @@ int RunGenerate(int argc, char** argv) {
   uint64_t seed = 0;
   cli.add_option("-m,--model", model_path, "text model GGUF")->required();
   cli.add_option("--mmproj", mmproj_path, "vision projector GGUF (clip) for --image");
+  cli.add_option("--kv-type", kv_type, "KV cache storage: f16, bf16 or f32 (as serve)")
+      ->capture_default_str();
   cli.add_option("--vision-compute", vision_compute,
                  "vision tower matmul arithmetic: f32 or bf16 (faster; docs/vision.md)")
       ->capture_default_str();
@@ -182,6 +188,8 @@ int RunGenerate(int argc, char** argv) {
   if (!image_paths.empty() && mmproj_path.empty()) {
     return Fail(InvalidArgumentError("--image needs --mmproj (the model's vision projector)"));
   }
+  auto kv_dtype = models::ParseKvType(kv_type);
+  if (!kv_dtype.ok()) return Fail(kv_dtype.status());
 
   Stopwatch load_timer;
   auto model_or = models::LoadTextModel(model_path);
@@ -224,7 +232,8 @@ int RunGenerate(int argc, char** argv) {
                     "prompt or lower -n",
                     ids.size(), n_predict, model.config().context_length)));
   }
-  models::KvBuffer kv(model.config(), (total + models::kKvBlockSize - 1) / models::kKvBlockSize);
+  models::KvBuffer kv(model.config(), (total + models::kKvBlockSize - 1) / models::kKvBlockSize,
+                      *kv_dtype);
   std::vector<int32_t> blocks(kv.num_blocks());
   for (size_t i = 0; i < blocks.size(); ++i) blocks[i] = static_cast<int32_t>(i);
   models::ForwardScratch scratch;

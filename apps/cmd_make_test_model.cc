@@ -18,17 +18,21 @@ int RunMakeTestModel(int argc, char** argv) {
   std::string arch = "llama", dims, type = "f32", preset, out_dir, name;
   uint64_t seed = 1;
   bool tied = false, untied = false;
-  cli.add_option("--arch", arch, "architecture: llama | qwen2 | qwen2vl")->capture_default_str();
+  cli.add_option("--arch", arch, "architecture: llama | qwen2 | qwen2vl | glm4 | qwen3vl")
+      ->capture_default_str();
   cli.add_option("--preset", preset,
                  "real model shapes: smolvlm-256m | smolvlm-500m | qwen2vl-2b | qwen25vl-3b | "
-                 "internvl3-1b "
+                 "internvl3-1b | glm41v-9b (GLM-4.1V-9B / Glyph; with --vision glm4v) | "
+                 "qwen3vl-2b (Qwen3-VL-2B) "
                  "(random weights)");
   bool no_rope_sections = false;
   cli.add_flag("--no-rope-sections", no_rope_sections,
-               "qwen2vl: omit rope.dimension_sections (a file that must be reconverted)");
+               "qwen2vl, glm4, qwen3vl: omit rope.dimension_sections (a file that must be "
+               "reconverted to serve images)");
   cli.add_option("--dims", dims,
                  "comma-separated key=N: hidden, layers, heads, kv_heads, ffn, vocab "
-                 "(0 = built-in BPE vocabulary, ~512), context");
+                 "(0 = built-in BPE vocabulary, ~512), context, head_dim (qwen3vl; 0 = "
+                 "hidden / heads)");
   cli.add_option("--type", type, "matrix weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 "
                  "q4_k q5_k q6_k (norms/biases stay f32). As llama.cpp does, a matrix whose "
                  "width is not a multiple of 256 falls back from q4_k/q5_k/q6_k to "
@@ -42,7 +46,9 @@ int RunMakeTestModel(int argc, char** argv) {
                  "also write DIR/mmproj.gguf with this projector: idefics3 (SigLIP-style, "
                  "SmolVLM) | mlp (CLIP-style, LLaVA-1.5) | qwen2vl_merger (Qwen2-VL) | "
                  "qwen2.5vl_merger (Qwen2.5-VL) | "
-                 "internvl (InternViT, InternVL; use --arch qwen2); tiny dims, or the preset's "
+                 "internvl (InternViT, InternVL; use --arch qwen2) | "
+                 "glm4v (GLM-4.1V; use --arch glm4) | "
+                 "qwen3vl_merger (Qwen3-VL; use --arch qwen3vl); tiny dims, or the preset's "
                  "tower");
   cli.add_option("--vision-type", vision_type, "mmproj matrix type: f32 | f16 | bf16 | q8_0 (matrices whose rows do not split into 32-blocks stay f16, as llama.cpp does)")
       ->capture_default_str();
@@ -67,8 +73,9 @@ int RunMakeTestModel(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", s.message().c_str());
     return 2;
   }
-  if (options.arch == "qwen2vl" && !options.rope_sections && options.heads > 0) {
-    options.rope_sections = models::DefaultRopeSections(options.hidden / options.heads);
+  if ((options.arch == "qwen2vl" || options.arch == "glm4" || options.arch == "qwen3vl") &&
+      !options.rope_sections && options.heads > 0) {
+    options.rope_sections = models::TestRopeSections(options);
   }
   if (no_rope_sections) options.rope_sections.reset();
   auto dtype = DTypeFromName(type);
@@ -106,6 +113,11 @@ int RunMakeTestModel(int argc, char** argv) {
   }
   v.projector = vision;
   v.text_hidden = options.hidden;
+  if (v.projector == "qwen3vl_merger" && options.arch == "qwen3vl") {
+    // One deepstack merger per text deepstack layer, spread over the tower as Qwen3-VL's.
+    v.deepstack_layers =
+        models::SpreadDeepstackLayers(v.layers, models::TestDeepstackLayers(options));
+  }
   v.seed = seed;
   auto vtype = DTypeFromName(vision_type);
   if (!vtype || (*vtype != DType::kF32 && *vtype != DType::kF16 && *vtype != DType::kBF16 &&

@@ -71,6 +71,8 @@ std::string EncoderCacheKey(std::span<const uint8_t> content, std::string_view p
 struct EncoderOutput {
   std::shared_ptr<const std::vector<float>> embeddings;  // [rows, hidden]
   int64_t rows = 0;
+  // Floats per row: the projector's output width (for deepstack models (1 + n) x the text
+  // hidden size, the deepstack slices travel with the main embedding).
   int64_t hidden = 0;
   // Rows per segment (e.g. per tile, in prompt order); empty = one segment of `rows`.
   std::vector<int64_t> segment_rows;

@@ -36,6 +36,10 @@ Status ResolveConfig(const models::TextConfig& model, EngineConfig& c) {
   }
   c.kv_tokens = (c.kv_tokens + models::kKvBlockSize - 1) / models::kKvBlockSize *
                 models::kKvBlockSize;
+  if (!kernels::IsKvType(c.kv_type)) {
+    return InvalidArgumentError(fmt::format("engine kv_type={} is not supported; use f16, "
+                                            "bf16 or f32", Info(c.kv_type).name));
+  }
   if (c.max_batch_tokens < 1) {
     return InvalidArgumentError(
         fmt::format("engine max_batch_tokens={} must be >= 1", c.max_batch_tokens));
@@ -55,7 +59,8 @@ Status ResolveConfig(const models::TextConfig& model, EngineConfig& c) {
 }
 
 // Checks image spans: in order, inside the prompt, each with ready embeddings of the right
-// size or an encode job the vision model can run.
+// size or an encode job the vision model can run. `hidden` is the floats per embedding row
+// (TextConfig::embedding_width: wider than the model for deepstack models).
 Status ValidateImages(const Request& r, int64_t hidden, const models::VisionModel* vision) {
   const auto n = static_cast<int64_t>(r.prompt_tokens.size());
   int64_t prev_end = 0;
@@ -135,7 +140,7 @@ class Engine::Impl {
                                    config.max_running, config.max_waiting_requests,
                                    config.max_waiting_tokens, config.max_context},
                    &blocks_, tokenizer_.get(), &admission_, prefix_.get()),
-        runner_(model_, blocks_.num_blocks(),
+        runner_(model_, blocks_.num_blocks(), config.kv_type,
                 own_pool_ ? own_pool_.get() : &DefaultThreadPool()) {
     PublishStats(0);
     thread_ = std::thread([this] { Loop(); });
@@ -190,7 +195,11 @@ class Engine::Impl {
           n, limit, config_.max_context, config_.kv_tokens));
     }
     RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, mc.vocab));
-    RETURN_IF_ERROR(ValidateImages(r, mc.hidden, vision_.model.get()));
+    if (r.logprobs < -1 || r.logprobs > kMaxTopLogprobs) {
+      return InvalidArgumentError(fmt::format(
+          "top_logprobs = {} is out of range; allowed: 0..{}", r.logprobs, kMaxTopLogprobs));
+    }
+    RETURN_IF_ERROR(ValidateImages(r, mc.embedding_width(), vision_.model.get()));
     if (!r.rope_positions.empty()) {
       if (!mc.rope_sections.active()) {
         return InvalidArgumentError(fmt::format(
@@ -354,6 +363,7 @@ class Engine::Impl {
     s.kv_blocks_used = blocks_.num_used();
     s.kv_usage = blocks_.Usage();
     s.kv_block_size = blocks_.block_size();
+    s.kv_bytes_total = static_cast<int64_t>(runner_.kv().bytes());
     const SchedulerCounters& c = scheduler_.counters();
     s.requests_finished = c.finished;
     s.requests_cancelled = c.cancelled;

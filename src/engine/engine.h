@@ -50,8 +50,11 @@ struct StepTrace {
 struct EngineConfig {
   // Total KV capacity in tokens, rounded up to whole 16-token blocks. 0 = 2 x max_context
   // (one full-length request plus room to batch others). Memory per token:
-  // 2 * layers * kv_heads * head_dim * 4 bytes.
+  // 2 * layers * kv_heads * head_dim * (2 bytes for f16/bf16, 4 for f32) — see
+  // models::KvBuffer::BytesPerToken.
   int64_t kv_tokens = 0;
+  // What the KV cache stores: kF16 (default), kBF16 or kF32 (models::ParseKvType).
+  DType kv_type = models::kDefaultKvType;
   // Token budget of one step (decode tokens + prefill chunk tokens). Larger = better
   // prefill throughput, longer steps (higher inter-token latency for running requests).
   int64_t max_batch_tokens = 512;
@@ -104,6 +107,7 @@ struct EngineStats {
   int64_t kv_blocks_used = 0;
   double kv_usage = 0;           // kv_blocks_used / kv_blocks_total
   int64_t kv_block_size = 16;
+  int64_t kv_bytes_total = 0;    // the KV pool's memory (all blocks, K and V, every layer)
   // Counters since start.
   int64_t requests_submitted = 0;  // accepted by Submit
   int64_t requests_rejected = 0;   // Submit errors (full queue or invalid)

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "engine/logprobs.h"
 #include "engine/sampling.h"
 #include "models/family.h"
 #include "models/vision_model.h"
@@ -30,7 +31,8 @@ struct EncodeJob {
   models::ImageLayout layout;   // the family's layout, stored with the cached embeddings
   // [num_tiles, 3, tile_height, tile_width] normalized pixels; freed after encode.
   std::vector<float> tiles;
-  // Set by the engine when the encode is complete: [layout.tokens, hidden].
+  // Set by the engine when the encode is complete: [layout.tokens, width], width =
+  // TextConfig::embedding_width() (hidden, or (1 + n) x hidden for n deepstack layers).
   std::shared_ptr<const std::vector<float>> embeddings;
   // Engine-owned while the encode is spread over steps (scheduled encoding).
   std::shared_ptr<models::EncodeProgress> progress;
@@ -49,8 +51,8 @@ struct ImageSpan {
   // (or rendered page) + preprocessing + tower, plus the span's row range. Never an
   // xxHash: user-controlled. Empty = the span's blocks are never shared.
   std::string content_hash;
-  // Exactly one of the two: ready embeddings ([rows >= first_row + num_tokens, hidden]
-  // float32, e.g. from the encoder cache), or the job that computes them.
+  // Exactly one of the two: ready embeddings ([rows >= first_row + num_tokens, width]
+  // float32 as in EncodeJob, e.g. from the encoder cache), or the job that computes them.
   std::shared_ptr<const std::vector<float>> embeddings;
   std::shared_ptr<EncodeJob> encode;
 };
@@ -71,6 +73,10 @@ struct RequestTimings {
   int32_t images = 0;          // images + rendered pages of the request
   int32_t images_cached = 0;   // of those, served by the encoder cache (not decoded)
   double tokenize_ms = -1;     // chat template + tokenization
+  // Document parts only (-1 = none): what their text would cost as text tokens (the
+  // model's tokenizer) and what their rendered pages cost as embedding rows.
+  int64_t document_text_tokens = -1;
+  int64_t document_image_tokens = -1;
   // --- filled by the engine ---
   double queue_ms = -1;        // Submit -> first scheduled step
   double prefill_ms = -1;      // first scheduled step -> prompt fully computed
@@ -109,6 +115,9 @@ struct Request {
   std::vector<int32_t> rope_positions;
   int64_t next_rope_position = 0;
   SamplingParams sampling;             // validated by Submit against the vocabulary
+  // -1: no log probabilities (nothing computed). 0..kMaxTopLogprobs: every event carries
+  // a TokenLogprob per generated token with that many alternatives (engine/logprobs.h).
+  int32_t logprobs = -1;
   int priority = 0;                    // higher runs first; equal priority is FIFO
   // Past it the request finishes with FinishReason::kDeadline (checked every step,
   // also while waiting). Unset = no deadline.
@@ -131,6 +140,8 @@ struct Event {
   // all events of a request gives the whole completion.
   std::string text;
   std::vector<int32_t> tokens;  // generated ids of this event (incl. a final EOS)
+  // With Request::logprobs >= 0: one entry per id of `tokens`, in order; else empty.
+  std::vector<TokenLogprob> logprobs;
   FinishReason finish_reason = FinishReason::kNone;  // set on kFinished
   Status error;                 // set on kError
   Usage usage;                  // running totals; exact on kFinished / kError

@@ -9,15 +9,16 @@
 namespace vlserve::engine {
 
 Runner::Runner(std::shared_ptr<const models::TextModel> model, int64_t num_blocks,
-               ThreadPool* pool)
-    : model_(std::move(model)), kv_(model_->config(), num_blocks), pool_(pool) {}
+               DType kv_type, ThreadPool* pool)
+    : model_(std::move(model)), kv_(model_->config(), num_blocks, kv_type), pool_(pool) {}
 
 void Runner::PrepareItem(size_t i, const ScheduledItem& item) {
   const Sequence& seq = *item.seq;
   const int64_t begin = item.start_pos, end = item.start_pos + item.num_tokens;
   feed_[i].assign(seq.tokens.begin() + begin, seq.tokens.begin() + end);
   embeds_[i].clear();
-  const int64_t hidden = model_->config().hidden;
+  // Floats per embedding row: hidden, or (1 + n) x hidden with n deepstack layers.
+  const int64_t hidden = model_->config().embedding_width();
   for (const ImageSpan& span : seq.request.images) {
     const int64_t lo = std::max(begin, span.position);
     const int64_t hi = std::min(end, span.position + span.num_tokens);

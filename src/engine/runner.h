@@ -20,7 +20,9 @@ namespace vlserve::engine {
 class Runner {
  public:
   // `pool` (may be null: DefaultThreadPool()) must outlive the runner.
-  Runner(std::shared_ptr<const models::TextModel> model, int64_t num_blocks, ThreadPool* pool);
+  // `kv_type`: what the KV cache stores (models::KvBuffer).
+  Runner(std::shared_ptr<const models::TextModel> model, int64_t num_blocks, DType kv_type,
+         ThreadPool* pool);
 
   // The output's logits span points into the runner and stays valid until the next call.
   StepOutput Execute(const StepPlan& plan);
@@ -37,7 +39,7 @@ class Runner {
   ThreadPool* pool_;
   std::vector<float> logits_;                 // [items, vocab]
   std::vector<std::vector<int32_t>> feed_;    // per item: token ids of the chunk
-  std::vector<std::vector<float>> embeds_;    // per item: [chunk, hidden] or empty
+  std::vector<std::vector<float>> embeds_;    // per item: [chunk, embedding_width] or empty
   std::vector<std::vector<int32_t>> rope_;    // per item: [chunk, 4] M-RoPE positions
 };
 

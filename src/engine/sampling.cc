@@ -82,6 +82,21 @@ inline __attribute__((always_inline)) F4 Exp4(F4 x) {
 // Scalar form through the same code, so scalar and vector weights are bit-identical.
 float sampling_internal::ExpNonPositive(float x) { return Exp4(Splat(x))[0]; }
 
+double sampling_internal::SumExpShifted(const float* logits, int64_t n, float max_logit) {
+  D4 lanes = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    F4 l = Load4(logits + i);
+    l = l == l ? l : Splat(kNegInf);  // NaN -> weight 0
+    lanes += __builtin_convertvector(Exp4(l - max_logit), D4);
+  }
+  double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  for (; i < n; ++i) {
+    if (!std::isnan(logits[i])) sum += Exp4(Splat(logits[i] - max_logit))[0];
+  }
+  return sum;
+}
+
 namespace {
 using sampling_internal::ExpNonPositive;
 
@@ -157,6 +172,11 @@ int64_t Draw(const float* w, int64_t n, const std::vector<double>& chunk_sums, d
 }
 
 }  // namespace
+
+float sampling_internal::MaxIgnoringNan(const float* logits, int64_t n) {
+  bool any_nan = false;
+  return MaxLogit(logits, n, &any_nan);
+}
 
 Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab_size) {
   if (!(std::isfinite(p.temperature) && p.temperature >= 0)) {

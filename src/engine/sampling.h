@@ -113,6 +113,11 @@ namespace sampling_internal {
 // e^x for x <= 0 as the sampler computes it (vectorised polynomial, relative error
 // < 2e-7, exactly 0 below -87). Exposed for tests.
 float ExpNonPositive(float x);
+// Sum over logits[0, n) of e^(l - max_logit) with the same vectorised exp, in double; NaN
+// logits count 0. max_logit must be finite and >= every logit. Used by engine/logprobs.
+double SumExpShifted(const float* logits, int64_t n, float max_logit);
+// Max over logits[0, n) ignoring NaN (-inf when all are NaN or -inf), vectorised.
+float MaxIgnoringNan(const float* logits, int64_t n);
 }  // namespace sampling_internal
 
 }  // namespace vlserve

@@ -338,7 +338,14 @@ void Scheduler::Update(const StepPlan& plan, const StepOutput& output) {
 
 void Scheduler::HandleSample(Sequence* seq, float* logits, int64_t vocab) {
   const TimePoint now = clock_();
+  // Log probabilities are of the raw row: Sample() adds bias and penalties in place.
+  const int32_t want_logprobs = seq->request.logprobs;
+  if (want_logprobs >= 0) raw_logits_.assign(logits, logits + vocab);
   const int32_t token = seq->sampler.Sample(logits, vocab);
+  std::vector<TokenLogprob> logprobs;
+  if (want_logprobs >= 0) {
+    logprobs.push_back(ComputeTokenLogprob(raw_logits_.data(), vocab, token, want_logprobs));
+  }
   seq->tokens.push_back(token);
   ++counters_.generated_tokens;
   if (!seq->prefill_done) {
@@ -354,7 +361,7 @@ void Scheduler::HandleSample(Sequence* seq, float* logits, int64_t vocab) {
   if (!stop_token) {
     StopMatcher::Result r = seq->stop_matcher.Feed(seq->detokenizer.Push(token));
     if (r.stopped) {
-      Finish(seq, FinishReason::kStop, std::move(r.text), {token});
+      Finish(seq, FinishReason::kStop, std::move(r.text), {token}, std::move(logprobs));
       return;
     }
     text = std::move(r.text);
@@ -369,13 +376,14 @@ void Scheduler::HandleSample(Sequence* seq, float* logits, int64_t vocab) {
     if (!r.stopped) text += seq->stop_matcher.Flush();
     const FinishReason reason =
         (stop_token || r.stopped) ? FinishReason::kStop : FinishReason::kLength;
-    Finish(seq, reason, std::move(text), {token});
+    Finish(seq, reason, std::move(text), {token}, std::move(logprobs));
     return;
   }
   Event event;
   event.kind = Event::Kind::kDelta;
   event.text = std::move(text);
   event.tokens = {token};
+  event.logprobs = std::move(logprobs);
   Emit(seq, std::move(event));
 }
 
@@ -416,12 +424,13 @@ void Scheduler::FillTimings(Sequence* seq, TimePoint end) {
 }
 
 void Scheduler::Finish(Sequence* seq, FinishReason reason, std::string text,
-                       std::vector<int32_t> tokens) {
+                       std::vector<int32_t> tokens, std::vector<TokenLogprob> logprobs) {
   FillTimings(seq, clock_());
   Event event;
   event.kind = Event::Kind::kFinished;
   event.text = std::move(text);
   event.tokens = std::move(tokens);
+  event.logprobs = std::move(logprobs);
   event.finish_reason = reason;
   event.timings = seq->timings;
   Emit(seq, std::move(event));

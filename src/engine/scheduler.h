@@ -197,7 +197,7 @@ class Scheduler {
   void Emit(Sequence* seq, Event event);
   // Terminal event + free; removes seq from running_/waiting_ and destroys it.
   void Finish(Sequence* seq, FinishReason reason, std::string text,
-              std::vector<int32_t> tokens);
+              std::vector<int32_t> tokens, std::vector<TokenLogprob> logprobs = {});
   void Fail(Sequence* seq, const Status& error);
   void Remove(Sequence* seq);
   void FillTimings(Sequence* seq, TimePoint end);
@@ -214,6 +214,7 @@ class Scheduler {
   std::vector<SeqPtr> running_;  // hold KV; kept in rank order
   std::vector<SeqPtr> waiting_;  // rank order; includes preempted requests
   SchedulerCounters counters_;
+  std::vector<float> raw_logits_;  // [vocab]: the row before sampling, for logprobs
 };
 
 }  // namespace vlserve::engine

@@ -9,16 +9,67 @@
 // Keys are visited in blocks of kKeyBlock from position 0; a row's result depends only
 // on its own query and the kv data (masked keys contribute exact zeros), never on which
 // tile or thread computed it.
+//
+// K/V stored as 16-bit floats (KvView::type kF16 / kBF16) are widened to float exactly on
+// load, and all arithmetic stays float: a 16-bit cache gives bit for bit the result of
+// the float kernel on the widened values. The few-row (decode) kernels widen vector loads
+// in place; the row-tile kernel, which broadcasts single values, first widens the key
+// block into scratch (amortised over its up to 2 x lanes rows).
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/ops_isa.h"
+#include "kernels/types.h"
 #include "kernels/vec_math-inl.h"
 
 namespace vlserve::kernels::attnimpl {
 
 constexpr int64_t kKeyBlock = 64;
+
+// What one stored K/V value is for each KvView::type (F16 and BF16 are raw bits).
+template <DType T>
+using KvElem = std::conditional_t<T == DType::kF32, float, uint16_t>;
+
+template <class S, DType T>
+inline typename S::V LoadKv(const KvElem<T>* p) {
+  if constexpr (T == DType::kF32) {
+    return S::Load(p);
+  } else if constexpr (T == DType::kF16) {
+    return S::LoadF16(p);
+  } else {
+    return S::LoadBf16(p);
+  }
+}
+
+template <class S, DType T>
+inline typename S::V LoadKvN(const KvElem<T>* p, int64_t n) {
+  if constexpr (T == DType::kF32) {
+    return S::LoadN(p, n);
+  } else if constexpr (T == DType::kF16) {
+    return S::LoadNF16(p, n);
+  } else {
+    return S::LoadNBf16(p, n);
+  }
+}
+
+// Row of kv position `pos`, head `kv_head`, in the K (or V) blocks.
+template <DType T>
+inline const KvElem<T>* KvRow(const void* const* blocks, const KvView& kv, int64_t stride,
+                              int64_t pos, int64_t off) {
+  return static_cast<const KvElem<T>*>(blocks[pos / kv.block_size]) +
+         (pos % kv.block_size) * stride + off;
+}
+
+// Widens n values to float (the row-tile kernel's 16-bit path).
+template <class S, DType T>
+inline void WidenRow(const KvElem<T>* src, int64_t n, float* dst) {
+  constexpr int L = S::kLanes;
+  int64_t d = 0;
+  for (; d + L <= n; d += L) S::Store(dst + d, LoadKv<S, T>(src + d));
+  if (d < n) S::StoreN(dst + d, LoadKvN<S, T>(src + d, n - d), n - d);
+}
 
 template <class S>
 constexpr int64_t TileRows() {
@@ -26,12 +77,14 @@ constexpr int64_t TileRows() {
 }
 
 // Scratch of one thread: RunTileR's Qt and Ot [head_dim][T], P [kKeyBlock][T], limits
-// [T] and l [T], or RunTileFew's o [rows][padded head_dim] and s [rows][kKeyBlock] for up
-// to 4 rows, whichever is larger. (The second is larger for the scalar kernels, where T
-// is 2; split-key decode runs RunTileFew on every ISA.)
+// [T], l [T] and widened K and V blocks [kKeyBlock][head_dim] (16-bit caches), or
+// RunTileFew's o [rows][padded head_dim] and s [rows][kKeyBlock] for up to 4 rows,
+// whichever is larger. (The second is larger for the scalar kernels, where T is 2;
+// split-key decode runs RunTileFew on every ISA.)
 template <class S>
 int64_t ScratchFloats(int64_t head_dim) {
-  const int64_t tile = (2 * head_dim + kKeyBlock + 2) * TileRows<S>() + 4 * S::kLanes;
+  const int64_t tile =
+      (2 * head_dim + kKeyBlock + 2) * TileRows<S>() + 4 * S::kLanes + 2 * kKeyBlock * head_dim;
   const int64_t padded = (head_dim + S::kLanes - 1) / S::kLanes * S::kLanes;
   const int64_t few = 4 * (padded + kKeyBlock);
   return tile > few ? tile : few;
@@ -125,13 +178,11 @@ void LoadTile(const internal::AttentionTile& t, float* qt, float* lim, int64_t* 
 }
 
 // Scores for keys [k0, k0 + nk) into p[j][rows]. Groups of KK keys that sit in one
-// kv block (constant stride) take the register-blocked path.
+// block of `bs` rows `stride` floats apart take the register-blocked path.
 template <class S, int R, int KK>
 void ScoreBlock(const internal::AttentionTile& t, const float* qt, const float* const* kp,
-                int64_t k0, int64_t nk, float* p) {
+                int64_t k0, int64_t nk, int64_t bs, int64_t stride, float* p) {
   constexpr int64_t T = TileRows<S>();
-  const int64_t bs = t.kv->block_size;
-  const int64_t stride = t.num_kv_heads * t.head_dim;
   int64_t j = 0;
   for (; j + KK <= nk; j += KK) {
     if ((k0 + j) / bs == (k0 + j + KK - 1) / bs) {
@@ -146,14 +197,14 @@ void ScoreBlock(const internal::AttentionTile& t, const float* qt, const float* 
 // Prefetches the K and V rows of keys [k0, k0 + nk) into cache. Positions are one kv
 // row apart (num_kv_heads * head_dim floats, often several KiB), so in a long decode
 // almost every key starts a new page, where hardware prefetchers stop.
+template <DType T>
 inline void PrefetchKeys(const internal::AttentionTile& t, int64_t k0, int64_t nk) {
   const KvView& kv = *t.kv;
-  const int64_t stride = t.num_kv_heads * t.head_dim;
-  const int64_t bytes = t.head_dim * static_cast<int64_t>(sizeof(float));
+  const int64_t stride = t.num_kv_heads * t.head_dim, off = t.kv_head * t.head_dim;
+  const int64_t bytes = t.head_dim * static_cast<int64_t>(sizeof(KvElem<T>));
   for (int64_t pos = k0; pos < k0 + nk; ++pos) {
-    const int64_t off = (pos % kv.block_size) * stride + t.kv_head * t.head_dim;
-    const char* k = reinterpret_cast<const char*>(kv.k_blocks[pos / kv.block_size] + off);
-    const char* v = reinterpret_cast<const char*>(kv.v_blocks[pos / kv.block_size] + off);
+    const auto* k = reinterpret_cast<const char*>(KvRow<T>(kv.k_blocks, kv, stride, pos, off));
+    const auto* v = reinterpret_cast<const char*>(KvRow<T>(kv.v_blocks, kv, stride, pos, off));
     for (int64_t b = 0; b < bytes; b += 64) {
       __builtin_prefetch(k + b, 0, 2);  // into L2 (T1): 64 keys' rows would flood L1
       __builtin_prefetch(v + b, 0, 2);
@@ -200,7 +251,7 @@ void SoftmaxBlock(int64_t k0, int64_t nk, bool masked, float scale, const typena
   for (int rv = 0; rv < R; ++rv) l[rv] = S::Fma(l[rv], alpha[rv], sum[rv]);
 }
 
-template <class S, int R, int kAcc>
+template <class S, int R, int kAcc, DType KT>
 void RunTileR(const internal::AttentionTile& t, float* scratch) {
   using V = typename S::V;
   constexpr int L = S::kLanes;
@@ -211,6 +262,8 @@ void RunTileR(const internal::AttentionTile& t, float* scratch) {
   float* p = ot + hd * T;        // [kKeyBlock][T]
   float* lim = p + kKeyBlock * T;  // [T]
   float* lsum = lim + T;         // [T]
+  float* kw = lsum + T + 4 * L;  // [kKeyBlock][hd] widened keys (16-bit caches)
+  float* vw = kw + kKeyBlock * hd;  // [kKeyBlock][hd] widened values
   int64_t min_lim, max_lim;
   LoadTile<S, R>(t, qt, lim, &min_lim, &max_lim);
   for (int64_t i = 0; i < hd * T; ++i) ot[i] = 0.0f;
@@ -222,23 +275,33 @@ void RunTileR(const internal::AttentionTile& t, float* scratch) {
     limv[rv] = S::Load(lim + rv * L);
   }
   const KvView& kv = *t.kv;
-  const int64_t stride = t.num_kv_heads * hd;
+  const int64_t stride = t.num_kv_heads * hd, head_off = t.kv_head * hd;
+  // Widened blocks are one contiguous run of rows hd floats apart.
+  const int64_t score_bs = KT == DType::kF32 ? kv.block_size : kKeyBlock;
+  const int64_t score_stride = KT == DType::kF32 ? stride : hd;
   const float* kp[kKeyBlock];
   const float* vp[kKeyBlock];
   const int64_t end = max_lim + 1;
   for (int64_t k0 = 0; k0 < end; k0 += kKeyBlock) {
     const int64_t nk = end - k0 < kKeyBlock ? end - k0 : kKeyBlock;
     for (int64_t j = 0; j < nk; ++j) {
-      const int64_t pos = k0 + j;
-      const int64_t off = (pos % kv.block_size) * stride + t.kv_head * hd;
-      kp[j] = kv.k_blocks[pos / kv.block_size] + off;
-      vp[j] = kv.v_blocks[pos / kv.block_size] + off;
+      const KvElem<KT>* k = KvRow<KT>(kv.k_blocks, kv, stride, k0 + j, head_off);
+      const KvElem<KT>* v = KvRow<KT>(kv.v_blocks, kv, stride, k0 + j, head_off);
+      if constexpr (KT == DType::kF32) {
+        kp[j] = k;
+        vp[j] = v;
+      } else {
+        WidenRow<S, KT>(k, hd, kw + j * hd);
+        WidenRow<S, KT>(v, hd, vw + j * hd);
+        kp[j] = kw + j * hd;
+        vp[j] = vw + j * hd;
+      }
     }
     if (k0 + kKeyBlock < end) {
       const int64_t next = end - k0 - kKeyBlock;
-      PrefetchKeys(t, k0 + kKeyBlock, next < kKeyBlock ? next : kKeyBlock);
+      PrefetchKeys<KT>(t, k0 + kKeyBlock, next < kKeyBlock ? next : kKeyBlock);
     }
-    ScoreBlock<S, R, kAcc / R>(t, qt, kp, k0, nk, p);
+    ScoreBlock<S, R, kAcc / R>(t, qt, kp, k0, nk, score_bs, score_stride, p);
     SoftmaxBlock<S, R>(k0, nk, k0 + nk - 1 > min_lim, t.scale, limv, m, l, alpha, p);
     int64_t d = 0;
     for (; d + kAcc / R <= hd; d += kAcc / R) {
@@ -266,8 +329,8 @@ constexpr int64_t PaddedDim(int64_t head_dim) {
 }
 
 // s[r][j] = scale · q_r·k_j for the block's keys, -inf where masked.
-template <class S, int R>
-void ScoreFew(const float* const* qr, const float* const* kp, int64_t nk, int64_t hd,
+template <class S, int R, DType KT>
+void ScoreFew(const float* const* qr, const KvElem<KT>* const* kp, int64_t nk, int64_t hd,
               int64_t k0, const int64_t* lim, float scale, float* s) {
   using V = typename S::V;
   constexpr int L = S::kLanes;
@@ -288,7 +351,7 @@ void ScoreFew(const float* const* qr, const float* const* kp, int64_t nk, int64_
         for (int r = 0; r < R; ++r) qv[r] = S::Load(qr[r] + d);
 #pragma GCC unroll 8
         for (int kk = 0; kk < 4; ++kk) {
-          const V k = S::Load(kp[j + kk] + d);
+          const V k = LoadKv<S, KT>(kp[j + kk] + d);
 #pragma GCC unroll 8
           for (int r = 0; r < R; ++r) acc[kk][r] = S::Fma(qv[r], k, acc[kk][r]);
         }
@@ -310,12 +373,12 @@ void ScoreFew(const float* const* qr, const float* const* kp, int64_t nk, int64_
     for (int r = 0; r < R; ++r) acc[r] = S::Zero();
     int64_t d = 0;
     for (; d + L <= hd; d += L) {
-      const V k = S::Load(kp[j] + d);
+      const V k = LoadKv<S, KT>(kp[j] + d);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r] = S::Fma(S::Load(qr[r] + d), k, acc[r]);
     }
     if (d < hd) {
-      const V k = S::LoadN(kp[j] + d, hd - d);
+      const V k = LoadKvN<S, KT>(kp[j] + d, hd - d);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r] = S::Fma(S::LoadN(qr[r] + d, hd - d), k, acc[r]);
     }
@@ -327,8 +390,8 @@ void ScoreFew(const float* const* qr, const float* const* kp, int64_t nk, int64_
 }
 
 // o_r = alpha_r · o_r + Σ_j p[r][j] · v_j over head_dim, CH vectors at a time.
-template <class S, int R, int CH>
-inline void AccumulateFew(const float* p, const float* const* vp, int64_t nk, int64_t d0,
+template <class S, int R, int CH, DType KT>
+inline void AccumulateFew(const float* p, const KvElem<KT>* const* vp, int64_t nk, int64_t d0,
                           int64_t hd, int64_t hd_pad, const float* alpha, float* o) {
   using V = typename S::V;
   constexpr int L = S::kLanes;
@@ -344,10 +407,10 @@ inline void AccumulateFew(const float* p, const float* const* vp, int64_t nk, in
   for (int64_t j = 0; j < nk; ++j) {
     V v[CH];
     if constexpr (CH == 1) {
-      v[0] = partial ? S::LoadN(vp[j] + d0, hd - d0) : S::Load(vp[j] + d0);
+      v[0] = partial ? LoadKvN<S, KT>(vp[j] + d0, hd - d0) : LoadKv<S, KT>(vp[j] + d0);
     } else {
 #pragma GCC unroll 8
-      for (int c = 0; c < CH; ++c) v[c] = S::Load(vp[j] + d0 + c * L);
+      for (int c = 0; c < CH; ++c) v[c] = LoadKv<S, KT>(vp[j] + d0 + c * L);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
@@ -397,7 +460,7 @@ void SoftmaxFew(int64_t nk, float* s, float* m, float* l, float* alpha) {
 // normalised rows go to t.out. Otherwise row r's unnormalised output, running max and
 // running sum go to part[r * (hd + 2) + {0..hd-1, hd, hd + 1}] (split-key decode, see
 // Attention()).
-template <class S, int R>
+template <class S, int R, DType KT>
 void RunTileFew(const internal::AttentionTile& t, int64_t k_begin, int64_t k_end,
                 float* part, float* scratch) {
   constexpr int L = S::kLanes;
@@ -421,30 +484,28 @@ void RunTileFew(const internal::AttentionTile& t, int64_t k_begin, int64_t k_end
   }
   for (int64_t i = 0; i < R * hd_pad; ++i) o[i] = 0.0f;
   const KvView& kv = *t.kv;
-  const int64_t stride = t.num_kv_heads * hd;
-  const float* kp[kKeyBlock];
-  const float* vp[kKeyBlock];
+  const int64_t stride = t.num_kv_heads * hd, head_off = t.kv_head * hd;
+  const KvElem<KT>* kp[kKeyBlock];
+  const KvElem<KT>* vp[kKeyBlock];
   if (k_end < end) end = k_end;
   for (int64_t k0 = k_begin; k0 < end; k0 += kKeyBlock) {
     const int64_t nk = end - k0 < kKeyBlock ? end - k0 : kKeyBlock;
     for (int64_t j = 0; j < nk; ++j) {
-      const int64_t pos = k0 + j;
-      const int64_t off = (pos % kv.block_size) * stride + t.kv_head * hd;
-      kp[j] = kv.k_blocks[pos / kv.block_size] + off;
-      vp[j] = kv.v_blocks[pos / kv.block_size] + off;
+      kp[j] = KvRow<KT>(kv.k_blocks, kv, stride, k0 + j, head_off);
+      vp[j] = KvRow<KT>(kv.v_blocks, kv, stride, k0 + j, head_off);
     }
     if (k0 + kKeyBlock < end) {
       const int64_t next = end - k0 - kKeyBlock;
-      PrefetchKeys(t, k0 + kKeyBlock, next < kKeyBlock ? next : kKeyBlock);
+      PrefetchKeys<KT>(t, k0 + kKeyBlock, next < kKeyBlock ? next : kKeyBlock);
     }
-    ScoreFew<S, R>(qr, kp, nk, hd, k0, lim, t.scale, s);
+    ScoreFew<S, R, KT>(qr, kp, nk, hd, k0, lim, t.scale, s);
     SoftmaxFew<S, R>(nk, s, m, l, alpha);
     constexpr int kChunks = R == 1 ? 8 : 4;
     int64_t d = 0;
     for (; d + kChunks * L <= hd; d += kChunks * L) {
-      AccumulateFew<S, R, kChunks>(s, vp, nk, d, hd, hd_pad, alpha, o);
+      AccumulateFew<S, R, kChunks, KT>(s, vp, nk, d, hd, hd_pad, alpha, o);
     }
-    for (; d < hd; d += L) AccumulateFew<S, R, 1>(s, vp, nk, d, hd, hd_pad, alpha, o);
+    for (; d < hd; d += L) AccumulateFew<S, R, 1, KT>(s, vp, nk, d, hd, hd_pad, alpha, o);
   }
   for (int r = 0; r < R; ++r) {
     if (part != nullptr) {
@@ -460,14 +521,24 @@ void RunTileFew(const internal::AttentionTile& t, int64_t k_begin, int64_t k_end
 }
 
 // Split-key decode: rows [0, row_count <= 4) over keys [k_begin, k_end), partial results.
+template <class S, DType KT>
+void RunKeysT(const internal::AttentionTile& t, int64_t k_begin, int64_t k_end, float* part,
+              float* scratch) {
+  switch (t.row_count) {
+    case 1: return RunTileFew<S, 1, KT>(t, k_begin, k_end, part, scratch);
+    case 2: return RunTileFew<S, 2, KT>(t, k_begin, k_end, part, scratch);
+    case 3: return RunTileFew<S, 3, KT>(t, k_begin, k_end, part, scratch);
+    default: return RunTileFew<S, 4, KT>(t, k_begin, k_end, part, scratch);
+  }
+}
+
 template <class S>
 void RunKeys(const internal::AttentionTile& t, int64_t k_begin, int64_t k_end, float* part,
              float* scratch) {
-  switch (t.row_count) {
-    case 1: return RunTileFew<S, 1>(t, k_begin, k_end, part, scratch);
-    case 2: return RunTileFew<S, 2>(t, k_begin, k_end, part, scratch);
-    case 3: return RunTileFew<S, 3>(t, k_begin, k_end, part, scratch);
-    default: return RunTileFew<S, 4>(t, k_begin, k_end, part, scratch);
+  switch (t.kv->type) {
+    case DType::kF16: return RunKeysT<S, DType::kF16>(t, k_begin, k_end, part, scratch);
+    case DType::kBF16: return RunKeysT<S, DType::kBF16>(t, k_begin, k_end, part, scratch);
+    default: return RunKeysT<S, DType::kF32>(t, k_begin, k_end, part, scratch);
   }
 }
 
@@ -480,10 +551,17 @@ void RunTile(const internal::AttentionTile& t, float* scratch) {
   if (S::kLanes > 1 && t.row_count <= 4) {
     return RunKeys<S>(t, 0, t.kv->length, nullptr, scratch);
   }
-  if (t.row_count <= S::kLanes) {
-    RunTileR<S, 1, kAcc>(t, scratch);
-  } else {
-    RunTileR<S, 2, kAcc>(t, scratch);
+  const bool one = t.row_count <= S::kLanes;
+  switch (t.kv->type) {
+    case DType::kF16:
+      return one ? RunTileR<S, 1, kAcc, DType::kF16>(t, scratch)
+                 : RunTileR<S, 2, kAcc, DType::kF16>(t, scratch);
+    case DType::kBF16:
+      return one ? RunTileR<S, 1, kAcc, DType::kBF16>(t, scratch)
+                 : RunTileR<S, 2, kAcc, DType::kBF16>(t, scratch);
+    default:
+      return one ? RunTileR<S, 1, kAcc, DType::kF32>(t, scratch)
+                 : RunTileR<S, 2, kAcc, DType::kF32>(t, scratch);
   }
 }
 

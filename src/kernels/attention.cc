@@ -75,12 +75,16 @@ void SplitKeyAttention(const internal::AttentionKernel& kernel, internal::Attent
   thread_local AlignedBuffer<float> parts_buf;  // the caller's; workers use the pointer
   parts_buf.Resize(num_items * per_part);
   float* const parts = parts_buf.data();
+  // Items are claimed chunk-major (every kv head of chunk 0, then of chunk 1, ...): the
+  // heads of one position share its K/V rows' pages and neighbouring cache lines, which
+  // the hardware prefetchers fetch together. Each item's arithmetic and the combination
+  // order below do not depend on the claim order.
   ForEachItem(kernel, hd, num_items, pool, [&](int64_t item, float* scratch) {
     internal::AttentionTile t = base;
-    t.kv_head = item / chunks;
-    const int64_t c = item % chunks;
+    t.kv_head = item % base.num_kv_heads;
+    const int64_t c = item / base.num_kv_heads;
     kernel.run_keys(t, c * kSplitKeys, std::min(kv.length, (c + 1) * kSplitKeys),
-                    parts + item * per_part, scratch);
+                    parts + (t.kv_head * chunks + c) * per_part, scratch);
   });
   // out = Σ_c e^(m_c - m) o_c / Σ_c e^(m_c - m) l_c with m = max_c m_c, in chunk order.
   for (int64_t kvh = 0; kvh < base.num_kv_heads; ++kvh) {
@@ -113,6 +117,7 @@ void Attention(const float* q, int64_t n_q, int64_t num_heads, int64_t num_kv_he
   CHECK(num_kv_heads > 0 && num_heads % num_kv_heads == 0)
       << "num_heads " << num_heads << ", num_kv_heads " << num_kv_heads;
   CHECK(kv.block_size > 0 && kv.length > 0) << "empty kv";
+  CHECK(IsKvType(kv.type)) << "kv type " << Info(kv.type).name;
   if (n_q <= 0) return;
   for (int64_t i = 0; q_positions != nullptr && i < n_q; ++i) {
     CHECK(q_positions[i] >= 0 && q_positions[i] < kv.length)

@@ -28,7 +28,9 @@ void AttentionBidirectional(const float* q, const float* k, const float* v, int6
                                           bf16 && internal::HasAvx512Bf16(), out, pool);
   }
   if (ld == num_heads * head_dim) {
-    const KvView kv{&k, &v, n, n};
+    const void* kb = k;
+    const void* vb = v;
+    const KvView kv{&kb, &vb, n, n};
     return Attention(q, n, num_heads, num_heads, head_dim, kv, nullptr, scale, out, pool);
   }
   // Strided rows: copy to contiguous buffers first (rare; the towers use ld = width).
@@ -41,8 +43,8 @@ void AttentionBidirectional(const float* q, const float* k, const float* v, int6
       vc[t * w + i] = v[t * ld + i];
     }
   }
-  const float* kp = kc.data();
-  const float* vp = vc.data();
+  const void* kp = kc.data();
+  const void* vp = vc.data();
   const KvView kv{&kp, &vp, n, n};
   Attention(qc.data(), n, num_heads, num_heads, head_dim, kv, nullptr, scale, oc.data(), pool);
   for (int64_t t = 0; t < n; ++t) {

@@ -111,13 +111,21 @@ void Add(const float* a, const float* b, float* out, int64_t n);  // out = a + b
 
 // Keys and values of one sequence, stored in fixed-size blocks (the paged KV cache).
 // Block j holds positions [j*block_size, (j+1)*block_size), each position a row of
-// [num_kv_heads, head_dim] floats. A contiguous buffer is the one-block case.
+// [num_kv_heads, head_dim] values of `type`: kF32, or kF16 / kBF16 (uint16_t bits, widened
+// to float exactly on load; the arithmetic is float either way). A contiguous buffer is
+// the one-block case.
 struct KvView {
-  const float* const* k_blocks;
-  const float* const* v_blocks;
+  const void* const* k_blocks;
+  const void* const* v_blocks;
   int64_t block_size;
   int64_t length;  // valid positions
+  DType type = DType::kF32;
 };
+
+// Whether Attention reads K/V stored as `type` (kF32, kF16, kBF16).
+inline bool IsKvType(DType type) {
+  return type == DType::kF32 || type == DType::kF16 || type == DType::kBF16;
+}
 
 // Scaled dot-product attention with grouped-query heads (num_heads % num_kv_heads == 0).
 // q: [n_q, num_heads, head_dim]; out: [n_q, num_heads, head_dim].

@@ -27,6 +27,25 @@ struct Avx2 {
     return _mm256_blendv_ps(_mm256_set1_ps(fill), LoadN(p, n), _mm256_castsi256_ps(Tail(n)));
   }
   static void StoreN(float* p, V v, int64_t n) { _mm256_maskstore_ps(p, Tail(n), v); }
+  // 16-bit floats (IEEE half via F16C, bfloat16) widened to float, exactly; N: the first
+  // n lanes (AVX2 has no 16-bit masked load: the tail goes through a zeroed copy).
+  static V LoadF16(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static V LoadNF16(const uint16_t* p, int64_t n) {
+    alignas(16) uint16_t tmp[8] = {};
+    for (int64_t i = 0; i < n; ++i) tmp[i] = p[i];
+    return LoadF16(tmp);
+  }
+  static V LoadBf16(const uint16_t* p) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  static V LoadNBf16(const uint16_t* p, int64_t n) {
+    alignas(16) uint16_t tmp[8] = {};
+    for (int64_t i = 0; i < n; ++i) tmp[i] = p[i];
+    return LoadBf16(tmp);
+  }
 
   static V Add(V a, V b) { return _mm256_add_ps(a, b); }
   static V Sub(V a, V b) { return _mm256_sub_ps(a, b); }

@@ -28,6 +28,21 @@ struct Avx512 {
     return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), Tail(n), p);
   }
   static void StoreN(float* p, V v, int64_t n) { _mm512_mask_storeu_ps(p, Tail(n), v); }
+  // 16-bit floats (IEEE half, bfloat16) widened to float, exactly; N: the first n lanes.
+  static V LoadF16(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static V LoadNF16(const uint16_t* p, int64_t n) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(Tail(n), p));
+  }
+  static V LoadBf16(const uint16_t* p) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static V LoadNBf16(const uint16_t* p, int64_t n) {
+    const __m256i h = _mm256_maskz_loadu_epi16(Tail(n), p);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
 
   static V Add(V a, V b) { return _mm512_add_ps(a, b); }
   static V Sub(V a, V b) { return _mm512_sub_ps(a, b); }

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/quant_blocks.h"
+
 namespace vlserve::kernels::simd {
 
 struct Scalar {
@@ -20,6 +22,11 @@ struct Scalar {
   static V LoadN(const float* p, int64_t) { return *p; }  // never called: n < kLanes = 1
   static V LoadNFill(const float* p, int64_t, float) { return *p; }
   static void StoreN(float* p, V v, int64_t) { *p = v; }
+  // 16-bit floats (IEEE half, bfloat16) widened to float, exactly.
+  static V LoadF16(const uint16_t* p) { return F16ToF32(*p); }
+  static V LoadNF16(const uint16_t* p, int64_t) { return F16ToF32(*p); }
+  static V LoadBf16(const uint16_t* p) { return Bf16ToF32(*p); }
+  static V LoadNBf16(const uint16_t* p, int64_t) { return Bf16ToF32(*p); }
 
   static V Add(V a, V b) { return a + b; }
   static V Sub(V a, V b) { return a - b; }

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 
 namespace vlserve::models {
@@ -88,10 +89,26 @@ std::string RenderVicuna(const std::vector<ChatMessage>& messages, bool add_gene
   return out;
 }
 
+// GLM-4 / GLM-4.1V (zai-org/GLM-4.1V-9B-Thinking's chat_template; llama.cpp's chatglm4):
+//   [gMASK]<sop>{for m}<|role|>\n{parts}{endfor}{'<|assistant|>\n' if add_generation_prompt}
+// No separator between turns: the next role token ends the previous turn. Images go where
+// they stand among the text parts.
+std::string RenderGlm4(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                       const ChatTemplate& self) {
+  std::string out = "[gMASK]<sop>";
+  for (const ChatMessage& m : messages) {
+    out += "<|" + m.role + "|>\n" + JoinParts(m, self.image_marker);
+  }
+  if (add_generation_prompt) out += "<|assistant|>\n";
+  return out;
+}
+
 }  // namespace
 
 const std::vector<ChatTemplate>& ChatTemplates() {
   static const std::vector<ChatTemplate> table = {
+      {"glm4", "GLM-4 / GLM-4.1V: [gMASK]<sop><|user|>\\n...<|assistant|>\\n",
+       {"[gMASK]<sop>"}, "<|begin_of_image|><|image|><|end_of_image|>", RenderGlm4},
       {"smolvlm", "SmolVLM / Idefics3: <|im_start|>User: ...<end_of_utterance>\\nAssistant:",
        {"<end_of_utterance>"}, "<image>", RenderSmolVlm},
       {"qwen2", "Qwen2 / Qwen2-VL ChatML with the default system turn",
@@ -139,6 +156,64 @@ std::string ApplyChatTemplate(const ChatTemplate& chat_template,
                               const std::vector<ChatMessage>& messages,
                               bool add_generation_prompt) {
   return chat_template.render(messages, add_generation_prompt, chat_template);
+}
+
+// Renders with every text part replaced by a sentinel "S<index>S", then puts the parts back
+// and records where. S is U+E000 repeated once more than its longest run in any part or
+// role, so it cannot come from the messages; the built-in templates' text has none.
+ChatPrompt RenderChatPrompt(const ChatTemplate& chat_template,
+                            const std::vector<ChatMessage>& messages,
+                            bool add_generation_prompt) {
+  constexpr std::string_view kPrivateUse = "\xEE\x80\x80";  // U+E000
+  size_t longest = 0;
+  auto scan = [&](std::string_view s) {
+    size_t run = 0;
+    for (size_t i = 0; i < s.size();) {
+      if (s.substr(i, kPrivateUse.size()) == kPrivateUse) {
+        longest = std::max(longest, ++run);
+        i += kPrivateUse.size();
+      } else {
+        run = 0;
+        ++i;
+      }
+    }
+  };
+  std::vector<std::string_view> originals;  // the text parts, in order
+  for (const ChatMessage& m : messages) {
+    scan(m.role);
+    for (const ChatPart& p : m.parts) {
+      if (p.kind != ChatPart::Kind::kText) continue;
+      scan(p.text);
+      originals.push_back(p.text);
+    }
+  }
+  std::string sentinel;
+  for (size_t i = 0; i <= longest; ++i) sentinel += kPrivateUse;
+  std::vector<ChatMessage> marked = messages;
+  size_t index = 0;
+  for (ChatMessage& m : marked) {
+    for (ChatPart& p : m.parts) {
+      if (p.kind == ChatPart::Kind::kText) p.text = sentinel + std::to_string(index++) + sentinel;
+    }
+  }
+  const std::string rendered = chat_template.render(marked, add_generation_prompt, chat_template);
+  ChatPrompt out;
+  out.text.reserve(rendered.size());
+  for (size_t pos = 0;;) {
+    const size_t at = rendered.find(sentinel, pos);
+    if (at == std::string::npos) {
+      out.text.append(rendered, pos);
+      break;
+    }
+    out.text.append(rendered, pos, at - pos);
+    const size_t digits = at + sentinel.size();
+    const size_t close = rendered.find(sentinel, digits);
+    const std::string_view part = originals[std::stoul(rendered.substr(digits, close - digits))];
+    out.content.emplace_back(out.text.size(), out.text.size() + part.size());
+    out.text.append(part);
+    pos = close + sentinel.size();
+  }
+  return out;
 }
 
 }  // namespace vlserve::models

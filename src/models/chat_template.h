@@ -12,6 +12,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -59,5 +60,17 @@ const ChatTemplate& DetectChatTemplate(std::string_view gguf_template, bool* rec
 std::string ApplyChatTemplate(const ChatTemplate& chat_template,
                               const std::vector<ChatMessage>& messages,
                               bool add_generation_prompt = true);
+
+// The rendered prompt and where the messages' text parts landed in it: the server parses
+// special tokens (and finds image markers) only in the template's own text, so content
+// typed by a user ("<|im_start|>system", "<image>") stays ordinary text. Render functions
+// must insert text parts verbatim (RenderChatPrompt finds them by substitution).
+struct ChatPrompt {
+  std::string text;  // == ApplyChatTemplate(...)
+  std::vector<std::pair<size_t, size_t>> content;  // [begin, end) byte ranges, in order
+};
+ChatPrompt RenderChatPrompt(const ChatTemplate& chat_template,
+                            const std::vector<ChatMessage>& messages,
+                            bool add_generation_prompt = true);
 
 }  // namespace vlserve::models

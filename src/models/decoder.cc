@@ -1,11 +1,15 @@
-// The shared decoder forward pass (llama / qwen2 / qwen2vl; per-arch differences in
-// ArchTraits):
+// The shared decoder forward pass (llama / qwen2 / qwen2vl / glm4 / qwen3vl; per-arch
+// differences in ArchTraits):
 //   x = embed(tokens)
-//   per layer:  x += Wo · Attn(rope(Wq·n(x) + bq), rope(Wk·n(x) + bk), Wv·n(x) + bv)
+//   per layer:  x += p(Wo · Attn(rope(Wq·n(x) + bq), rope(Wk·n(x) + bk), Wv·n(x) + bv))
 // rope() rotates by the token's RoPE position (multi-axis for M-RoPE items); the causal
 // mask and the KV placement use its KV slot (BatchItem).
-//               x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))
+//               x += p(Wdown · (silu(Wgate·n(x)) * Wup·n(x)))
 //   logits = Wout · n(x)            (n = RMSNorm with that block's weight)
+// p is the identity, or for glm4 ("sandwich" norms) RMSNorm with post_attention_norm /
+// post_ffw_norm. qwen3vl RMSNorms each Q and K head (attn_q_norm / attn_k_norm) before
+// rope(), and after layer k < n_deepstack adds slice k + 1 of each image token's embedding
+// row to x (deepstack; text tokens get nothing).
 #include <fmt/format.h>
 
 #include <cmath>
@@ -17,14 +21,30 @@
 
 namespace vlserve::models {
 
-KvBuffer::KvBuffer(const TextConfig& config, int64_t num_blocks)
+StatusOr<DType> ParseKvType(std::string_view name) {
+  if (name == "f16") return DType::kF16;
+  if (name == "bf16") return DType::kBF16;
+  if (name == "f32") return DType::kF32;
+  return InvalidArgumentError(
+      fmt::format("kv type '{}' is not supported; use f16 (default), bf16 or f32", name));
+}
+
+int64_t KvBuffer::BytesPerToken(const TextConfig& config, DType type) {
+  CHECK(kernels::IsKvType(type)) << "kv type " << Info(type).name;
+  return 2 * config.num_layers * RowBytes(type, config.num_kv_heads * config.head_dim);
+}
+
+KvBuffer::KvBuffer(const TextConfig& config, int64_t num_blocks, DType type)
     : num_blocks_(num_blocks),
       block_floats_(kKvBlockSize * config.num_kv_heads * config.head_dim),
+      block_bytes_(RowBytes(type, block_floats_)),
+      type_(type),
       k_(config.num_layers),
       v_(config.num_layers) {
+  CHECK(kernels::IsKvType(type)) << "kv type " << Info(type).name;
   for (int64_t l = 0; l < config.num_layers; ++l) {
-    k_[l].Resize(num_blocks * block_floats_);
-    v_[l].Resize(num_blocks * block_floats_);
+    k_[l].Resize(num_blocks * block_bytes_);
+    v_[l].Resize(num_blocks * block_bytes_);
     // Untouched cache memory is never read (attention stops at the sequence length), but
     // zeroing keeps any bug deterministic.
     k_[l].Zero();
@@ -32,8 +52,21 @@ KvBuffer::KvBuffer(const TextConfig& config, int64_t num_blocks)
   }
 }
 
-size_t KvBuffer::bytes() const {
-  return 2 * k_.size() * num_blocks_ * block_floats_ * sizeof(float);
+size_t KvBuffer::bytes() const { return 2 * k_.size() * num_blocks_ * block_bytes_; }
+
+void KvBuffer::Write(int64_t layer, int64_t block, int64_t slot, const float* k,
+                     const float* v) {
+  const int64_t n = block_floats_ / kKvBlockSize;  // n_kv * hd
+  const int64_t off = slot * RowBytes(type_, n);
+  uint8_t* kd = k_[layer].data() + block * block_bytes_ + off;
+  uint8_t* vd = v_[layer].data() + block * block_bytes_ + off;
+  if (type_ == DType::kF32) {
+    std::memcpy(kd, k, n * sizeof(float));
+    std::memcpy(vd, v, n * sizeof(float));
+  } else {
+    kernels::Quantize(type_, k, kd, n);
+    kernels::Quantize(type_, v, vd, n);
+  }
 }
 
 int64_t NumLogitRows(const std::vector<BatchItem>& items) {
@@ -93,7 +126,7 @@ Status TextModel::ValidateBatch(const std::vector<BatchItem>& items, const KvBuf
 }
 
 void TextModel::Embed(const std::vector<BatchItem>& items, float* x) const {
-  const int64_t hidden = config_.hidden;
+  const int64_t hidden = config_.hidden, width = config_.embedding_width();
   const int64_t row_bytes = RowBytes(token_embd_.type, hidden);
   const auto* table = static_cast<const uint8_t*>(token_embd_.data);
   for (const BatchItem& item : items) {
@@ -102,7 +135,7 @@ void TextModel::Embed(const std::vector<BatchItem>& items, float* x) const {
       if (t >= 0) {
         kernels::Dequantize(token_embd_.type, table + t * row_bytes, x, hidden);
       } else {
-        std::memcpy(x, item.embeddings + i * hidden, hidden * sizeof(float));
+        std::memcpy(x, item.embeddings + i * width, hidden * sizeof(float));
       }
     }
   }
@@ -130,11 +163,15 @@ void NormRows(const float* x, const std::vector<float>& w, float eps, int64_t i0
   for (int64_t i = i0; i < i1; ++i) kernels::RmsNorm(x + i * d, w.data(), eps, d, y + i * d);
 }
 
-// x += proj, then xn = RmsNorm(x) with `norm` (rows [i0, i1)); one pass per row.
-void AddNormRows(float* x, const float* proj, const std::vector<float>& norm, float eps,
-                 int64_t i0, int64_t i1, float* xn) {
+// x += post_norm(proj) (plain proj when `post_norm` is empty), then xn = RmsNorm(x) with
+// `norm` (rows [i0, i1)); one pass per row. proj is normalized in place.
+void AddNormRows(float* x, float* proj, const std::vector<float>& post_norm,
+                 const std::vector<float>& norm, float eps, int64_t i0, int64_t i1, float* xn) {
   const int64_t d = static_cast<int64_t>(norm.size());
   for (int64_t i = i0; i < i1; ++i) {
+    if (!post_norm.empty()) {
+      kernels::RmsNorm(proj + i * d, post_norm.data(), eps, d, proj + i * d);
+    }
     kernels::Add(x + i * d, proj + i * d, x + i * d, d);
     kernels::RmsNorm(x + i * d, norm.data(), eps, d, xn + i * d);
   }
@@ -164,23 +201,30 @@ void TextModel::AttentionBlock(int64_t layer, const std::vector<BatchItem>& item
       if (!w.q_bias.empty()) kernels::Add(q, w.q_bias.data(), q, q_dim);
       if (!w.k_bias.empty()) kernels::Add(k, w.k_bias.data(), k, kv_dim);
       if (!w.v_bias.empty()) kernels::Add(v, w.v_bias.data(), v, kv_dim);
+      if (!w.q_norm.empty()) {
+        for (int64_t h = 0; h < c.num_heads; ++h) {
+          kernels::RmsNorm(q + h * c.head_dim, w.q_norm.data(), c.rms_eps, c.head_dim,
+                           q + h * c.head_dim);
+        }
+        for (int64_t h = 0; h < c.num_kv_heads; ++h) {
+          kernels::RmsNorm(k + h * c.head_dim, w.k_norm.data(), c.rms_eps, c.head_dim,
+                           k + h * c.head_dim);
+        }
+      }
       const int64_t pos = s.positions[i];  // KV slot
       if (mrope) {
         const int32_t* rp = s.rope_pos.data() + 4 * i;
-        kernels::RopeMulti(q, c.num_heads, c.head_dim, c.rope_dims, rp, base,
-                           traits_->rope_style, c.rope_sections);
-        kernels::RopeMulti(k, c.num_kv_heads, c.head_dim, c.rope_dims, rp, base,
-                           traits_->rope_style, c.rope_sections);
+        kernels::RopeMulti(q, c.num_heads, c.head_dim, c.rope_dims, rp, base, c.rope_style,
+                           c.rope_sections);
+        kernels::RopeMulti(k, c.num_kv_heads, c.head_dim, c.rope_dims, rp, base, c.rope_style,
+                           c.rope_sections);
       } else {
-        kernels::Rope(q, c.num_heads, c.head_dim, c.rope_dims, pos, base, traits_->rope_style);
-        kernels::Rope(k, c.num_kv_heads, c.head_dim, c.rope_dims, pos, base,
-                      traits_->rope_style);
+        kernels::Rope(q, c.num_heads, c.head_dim, c.rope_dims, pos, base, c.rope_style);
+        kernels::Rope(k, c.num_kv_heads, c.head_dim, c.rope_dims, pos, base, c.rope_style);
       }
       const BatchItem& item = items[s.row_item[i]];
       const int64_t block = item.block_table[pos / kKvBlockSize];
-      const int64_t off = (pos % kKvBlockSize) * kv_dim;
-      std::memcpy(kv.KBlock(layer, block) + off, k, kv_dim * sizeof(float));
-      std::memcpy(kv.VBlock(layer, block) + off, v, kv_dim * sizeof(float));
+      kv.Write(layer, block, pos % kKvBlockSize, k, v);
     }
   });
   // Attend per item over its whole history.
@@ -196,14 +240,16 @@ void TextModel::AttentionBlock(int64_t layer, const std::vector<BatchItem>& item
       s.k_ptrs[b] = kv.KBlock(layer, item.block_table[b]);
       s.v_ptrs[b] = kv.VBlock(layer, item.block_table[b]);
     }
-    const kernels::KvView view{s.k_ptrs.data(), s.v_ptrs.data(), kKvBlockSize, length};
+    const kernels::KvView view{s.k_ptrs.data(), s.v_ptrs.data(), kKvBlockSize, length,
+                               kv.type()};
     kernels::Attention(s.q.data() + row * q_dim, ni, c.num_heads, c.num_kv_heads, c.head_dim,
                        view, s.positions.data() + row, scale, s.attn.data() + row * q_dim, pool);
     row += ni;
   }
   kernels::MatMul(w.wo, s.attn.data(), n, s.proj.data(), pool);  // [n, hidden]
   ForRows(pool, n, [&](int64_t i0, int64_t i1) {
-    AddNormRows(s.x.data(), s.proj.data(), w.ffn_norm, c.rms_eps, i0, i1, s.xn.data());
+    AddNormRows(s.x.data(), s.proj.data(), w.post_attn_norm, w.ffn_norm, c.rms_eps, i0, i1,
+                s.xn.data());
   });
 }
 
@@ -222,10 +268,21 @@ void TextModel::MlpBlock(int64_t layer, ForwardScratch& s, int64_t n, ThreadPool
                     s.gate.data() + i0 * c.ffn, (i1 - i0) * c.ffn);
   });
   kernels::MatMul(w.w_down, s.gate.data(), n, s.proj.data(), pool);  // [n, hidden]
+  if (layer < c.deepstack_layers) {
+    // x += proj + deepstack slice: folded into proj, which no post-norm rescales (no
+    // deepstack architecture has post_norms).
+    CHECK(w.post_ffn_norm.empty());
+    for (int64_t i = 0; i < n; ++i) {
+      if (s.embed_rows[i] == nullptr) continue;
+      float* p = s.proj.data() + i * c.hidden;
+      kernels::Add(p, s.embed_rows[i] + (layer + 1) * c.hidden, p, c.hidden);
+    }
+  }
   const bool last = layer + 1 == c.num_layers;
   const std::vector<float>& next_norm = last ? output_norm_ : layers_[layer + 1].attn_norm;
   ForRows(pool, n, [&](int64_t i0, int64_t i1) {
-    AddNormRows(s.x.data(), s.proj.data(), next_norm, c.rms_eps, i0, i1, s.xn.data());
+    AddNormRows(s.x.data(), s.proj.data(), w.post_ffn_norm, next_norm, c.rms_eps, i0, i1,
+                s.xn.data());
   });
 }
 
@@ -249,6 +306,7 @@ Status TextModel::Forward(const std::vector<BatchItem>& items, KvBuffer& kv,
   s.positions.clear();
   s.row_item.clear();
   s.rope_pos.clear();
+  s.embed_rows.clear();
   bool any_rope_positions = false;
   for (const BatchItem& item : items) any_rope_positions |= item.rope_positions != nullptr;
   for (size_t it = 0; it < items.size(); ++it) {
@@ -257,6 +315,10 @@ Status TextModel::Forward(const std::vector<BatchItem>& items, KvBuffer& kv,
       const auto slot = static_cast<int32_t>(item.start_pos + i);
       s.positions.push_back(slot);
       s.row_item.push_back(static_cast<int32_t>(it));
+      if (c.deepstack_layers > 0) {
+        s.embed_rows.push_back(item.tokens[i] < 0 ? item.embeddings + i * c.embedding_width()
+                                                  : nullptr);
+      }
       if (!any_rope_positions) continue;
       if (item.rope_positions != nullptr) {
         s.rope_pos.insert(s.rope_pos.end(), item.rope_positions + 4 * i,

@@ -13,6 +13,8 @@ const std::vector<const VisionFamily*>& VisionFamilies() {
       &Qwen2VlFamily(),
       &Qwen25VlFamily(),
       &InternVlFamily(),
+      &Glm4vFamily(),
+      &Qwen3VlFamily(),
   };
   return table;
 }

@@ -96,7 +96,8 @@ class VisionFamily {
   virtual std::vector<std::string> RequiredTokens(const ImageLayout& layout) const = 0;
 };
 
-// The table (family.cc), in order; "idefics3, mlp, qwen2vl_merger, internvl".
+// The table (family.cc), in order; "idefics3, mlp, qwen2vl_merger, qwen2.5vl_merger,
+// internvl, glm4v, qwen3vl_merger".
 const std::vector<const VisionFamily*>& VisionFamilies();
 std::string SupportedProjectorList();
 // Unimplemented "mmproj projector_type 'x' is not supported; supported: ...".
@@ -108,5 +109,7 @@ const VisionFamily& LlavaFamily();
 const VisionFamily& Qwen2VlFamily();
 const VisionFamily& Qwen25VlFamily();
 const VisionFamily& InternVlFamily();
+const VisionFamily& Glm4vFamily();
+const VisionFamily& Qwen3VlFamily();
 
 }  // namespace vlserve::models

@@ -21,6 +21,31 @@ Status CheckVocabulary(const tokenizer::Tokenizer& tok, const VisionFamily& fami
   return OkStatus();
 }
 
+using Ranges = std::vector<std::pair<size_t, size_t>>;
+
+// `text` as tokenizer spans: special tokens parsed outside `content` (sorted byte ranges
+// relative to text, clipped to it), not inside.
+std::vector<tokenizer::TextSpan> SpansOf(std::string_view text, const Ranges& content) {
+  std::vector<tokenizer::TextSpan> spans;
+  size_t pos = 0;
+  for (auto [b, e] : content) {
+    b = std::min(b, text.size());
+    e = std::min(e, text.size());
+    if (b > pos) spans.push_back({text.substr(pos, b - pos), true});
+    if (e > b) spans.push_back({text.substr(b, e - b), false});
+    pos = std::max(pos, e);
+  }
+  if (pos < text.size()) spans.push_back({text.substr(pos), true});
+  return spans;
+}
+
+bool Overlaps(std::span<const std::pair<size_t, size_t>> ranges, size_t begin, size_t end) {
+  for (const auto& [b, e] : ranges) {
+    if (begin < e && b < end) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::vector<int32_t> AssignRopePositions(int64_t num_tokens,
@@ -62,7 +87,11 @@ StatusOr<ExpandedPrompt> ExpandImagePrompt(const tokenizer::Tokenizer& tok,
   const VisionFamily& family = vision.family();
   std::vector<std::string_view> texts;  // prompt split at the markers
   for (size_t pos = 0;;) {
-    const size_t at = prompt.find(o.marker, pos);
+    size_t at = prompt.find(o.marker, pos);
+    // A marker inside message content is text a user typed, not an image.
+    while (at != std::string_view::npos && Overlaps(o.content, at, at + o.marker.size())) {
+      at = prompt.find(o.marker, at + 1);
+    }
     texts.push_back(
         prompt.substr(pos, at == std::string_view::npos ? std::string_view::npos : at - pos));
     if (at == std::string_view::npos) break;
@@ -76,8 +105,16 @@ StatusOr<ExpandedPrompt> ExpandImagePrompt(const tokenizer::Tokenizer& tok,
         markers, o.marker, layouts.size()));
   }
   PromptPieces list;
+  std::vector<Ranges> piece_content;  // per piece of `list`: its message-content ranges
   for (size_t i = 0; i <= markers; ++i) {
     list.Text(texts[i]);
+    piece_content.resize(list.pieces().size());
+    const size_t base = list.pieces().back().text.size() - texts[i].size();
+    const size_t offset = static_cast<size_t>(texts[i].data() - prompt.data());
+    for (const auto& [b, e] : o.content) {
+      const size_t lo = std::max(b, offset), hi = std::min(e, offset + texts[i].size());
+      if (lo < hi) piece_content.back().emplace_back(base + lo - offset, base + hi - offset);
+    }
     if (i == markers) break;
     RETURN_IF_ERROR(CheckVocabulary(tok, family, layouts[i]));
     if (layouts[i].merged_rows * layouts[i].merged_cols > 0 && !text.rope_sections.active()) {
@@ -89,6 +126,7 @@ StatusOr<ExpandedPrompt> ExpandImagePrompt(const tokenizer::Tokenizer& tok,
     }
     family.AppendPrompt(layouts[i], static_cast<int>(i), &list);
   }
+  piece_content.resize(std::max<size_t>(list.pieces().size(), 1));
   ExpandedPrompt out;
   std::vector<std::pair<int, int>> grids;
   bool any_grid = false;
@@ -100,10 +138,12 @@ StatusOr<ExpandedPrompt> ExpandImagePrompt(const tokenizer::Tokenizer& tok,
       list.pieces().empty() || list.pieces()[0].run_tokens > 0 ? "" : list.pieces()[0].text;
   if (o.add_special && tok.add_bos() && tok.bos_id() >= 0) {
     std::vector<int32_t> head;
-    tok.Encode(first_text.substr(0, 64), {.add_special = false, .parse_special = true}, &head);
+    tok.EncodeSpans(SpansOf(first_text.substr(0, 64), piece_content[0]), {.add_special = false},
+                    &head);
     if (head.empty() || head.front() != tok.bos_id()) out.tokens.push_back(tok.bos_id());
   }
-  for (const PromptPieces::Piece& p : list.pieces()) {
+  for (size_t k = 0; k < list.pieces().size(); ++k) {
+    const PromptPieces::Piece& p = list.pieces()[k];
     if (p.run_tokens > 0) {
       out.spans.push_back(PromptImageSpan{static_cast<int64_t>(out.tokens.size()), p.run_tokens,
                                           p.image, p.first_row});
@@ -111,7 +151,7 @@ StatusOr<ExpandedPrompt> ExpandImagePrompt(const tokenizer::Tokenizer& tok,
       any_grid |= p.grid_rows * p.grid_cols > 0;
       out.tokens.insert(out.tokens.end(), p.run_tokens, placeholder);
     } else {
-      tok.Encode(p.text, {.add_special = false, .parse_special = true}, &out.tokens);
+      tok.EncodeSpans(SpansOf(p.text, piece_content[k]), {.add_special = false}, &out.tokens);
     }
   }
   if (any_grid) {

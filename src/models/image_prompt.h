@@ -10,12 +10,14 @@
 //   GLM-4.1V and Qwen3-VL);
 //   a run without a grid takes consecutive positions like text.
 //
-// Text between embedding runs is tokenized piecewise with special-token parsing; every
+// Text between embedding runs is tokenized piecewise with special-token parsing (except in
+// message content, see ImagePromptOptions::content); every
 // piece boundary is an image token, which the HF tokenizer also splits at, so this equals
 // tokenizing the fully expanded string.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,6 +50,9 @@ struct ExpandedPrompt {
 
 struct ImagePromptOptions {
   std::string_view marker = "<image>";
+  // Byte ranges [begin, end) of the prompt that are message content (ChatPrompt::content,
+  // sorted): markers there are plain text and special tokens are not parsed there.
+  std::span<const std::pair<size_t, size_t>> content;
   // BOS when the tokenizer's add_bos says so, never twice (a template that already starts
   // with the BOS text keeps one).
   bool add_special = true;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 #include <utility>
 
 #include "models/text_model.h"
@@ -99,13 +100,23 @@ Status TextModel::ReadConfig() {
                         {".attention.head_count_kv", c.num_kv_heads}}) {
     RETURN_IF_ERROR(Positive(a + key, v));
   }
-  if (c.hidden % c.num_heads != 0 || c.num_heads % c.num_kv_heads != 0) {
+  // attention.key_length (llama.cpp's n_embd_head_k; Qwen3's head_dim) may differ from
+  // hidden / heads: Qwen3-VL-4B has hidden 2560, 32 heads of 128.
+  const bool has_key_length = f.Find(a + ".attention.key_length") != nullptr;
+  if ((!has_key_length && c.hidden % c.num_heads != 0) || c.num_heads % c.num_kv_heads != 0) {
     return InvalidArgumentError(fmt::format(
-        "embedding_length {} must be divisible by head_count {}, and head_count by "
-        "head_count_kv {}",
+        "embedding_length {} must be divisible by head_count {} (or attention.key_length "
+        "given), and head_count by head_count_kv {}",
         c.hidden, c.num_heads, c.num_kv_heads));
   }
-  c.head_dim = c.hidden / c.num_heads;
+  ASSIGN_OR_RETURN(c.head_dim, f.GetIntOr(a + ".attention.key_length", c.hidden / c.num_heads));
+  ASSIGN_OR_RETURN(int64_t value_length, f.GetIntOr(a + ".attention.value_length", c.head_dim));
+  if (c.head_dim <= 0 || value_length != c.head_dim) {
+    return InvalidArgumentError(
+        fmt::format("metadata '{0}.attention.key_length' = {1} must be positive, and "
+                    "'{0}.attention.value_length' ({2}) equal to it",
+                    a, c.head_dim, value_length));
+  }
   ASSIGN_OR_RETURN(c.rope_dims, f.GetIntOr(a + ".rope.dimension_count", c.head_dim));
   if (c.rope_dims <= 0 || c.rope_dims > c.head_dim || c.rope_dims % 2 != 0) {
     return InvalidArgumentError(
@@ -126,6 +137,27 @@ Status TextModel::ReadConfig() {
           "sizes adding up to at most rope dimensions / 2 = {}",
           a, c.rope_dims / 2));
     }
+  }
+  c.rope_sections.interleaved = traits_->interleaved_mrope;
+  if (traits_->deepstack) {
+    ASSIGN_OR_RETURN(c.deepstack_layers, f.GetIntOr(a + ".n_deepstack_layers", 0));
+    if (c.deepstack_layers < 0 || c.deepstack_layers > c.num_layers) {
+      return InvalidArgumentError(
+          fmt::format("metadata '{}.n_deepstack_layers' = {} must be in [0, block_count {}]", a,
+                      c.deepstack_layers, c.num_layers));
+    }
+  }
+  c.rope_style = traits_->neox_with_sections && c.rope_sections.active()
+                     ? kernels::RopeStyle::kNeox
+                     : traits_->rope_style;
+  // GLM-OCR-style files append multi-token-prediction layers to block_count; llama.cpp
+  // skips them, and running them as decoder layers would give wrong logits.
+  ASSIGN_OR_RETURN(int64_t nextn, f.GetIntOr(a + ".nextn_predict_layers", 0));
+  if (nextn > 0) {
+    return UnimplementedError(fmt::format(
+        "metadata '{}.nextn_predict_layers' = {}: models with next-token-prediction layers "
+        "(e.g. GLM-OCR) are not supported",
+        a, nextn));
   }
   if (!(c.rope_base > 0) || !(eps > 0)) {
     return InvalidArgumentError(fmt::format(
@@ -160,17 +192,46 @@ Status TextModel::LoadWeights() {
     const std::string p = fmt::format("blk.{}.", i);
     ASSIGN_OR_RETURN(l.attn_norm, Vector(f, p + "attn_norm.weight", c.hidden));
     ASSIGN_OR_RETURN(l.ffn_norm, Vector(f, p + "ffn_norm.weight", c.hidden));
+    if (f.FindTensor(p + "attn_q.weight") == nullptr &&
+        f.FindTensor(p + "attn_qkv.weight") != nullptr) {
+      return UnimplementedError(fmt::format(
+          "tensor '{}attn_qkv.weight' (Q, K and V fused) is not supported; convert the model "
+          "with llama.cpp's convert_hf_to_gguf.py, which writes attn_q, attn_k and attn_v",
+          p));
+    }
     ASSIGN_OR_RETURN(l.wq, Matrix(f, p + "attn_q.weight", q_dim, c.hidden));
     ASSIGN_OR_RETURN(l.wk, Matrix(f, p + "attn_k.weight", kv_dim, c.hidden));
     ASSIGN_OR_RETURN(l.wv, Matrix(f, p + "attn_v.weight", kv_dim, c.hidden));
     ASSIGN_OR_RETURN(l.wo, Matrix(f, p + "attn_output.weight", c.hidden, q_dim));
-    ASSIGN_OR_RETURN(l.w_gate, Matrix(f, p + "ffn_gate.weight", c.ffn, c.hidden));
-    ASSIGN_OR_RETURN(l.w_up, Matrix(f, p + "ffn_up.weight", c.ffn, c.hidden));
+    if (traits_->fused_gate_up) {
+      ASSIGN_OR_RETURN(kernels::WeightView gate_up,
+                       Matrix(f, p + "ffn_up.weight", 2 * c.ffn, c.hidden));
+      l.w_gate = gate_up;
+      l.w_gate.rows = c.ffn;
+      l.w_up = l.w_gate;
+      l.w_up.data = static_cast<const uint8_t*>(gate_up.data) +
+                    c.ffn * RowBytes(gate_up.type, c.hidden);
+    } else {
+      ASSIGN_OR_RETURN(l.w_gate, Matrix(f, p + "ffn_gate.weight", c.ffn, c.hidden));
+      ASSIGN_OR_RETURN(l.w_up, Matrix(f, p + "ffn_up.weight", c.ffn, c.hidden));
+    }
     ASSIGN_OR_RETURN(l.w_down, Matrix(f, p + "ffn_down.weight", c.hidden, c.ffn));
-    if (traits_->qkv_bias) {
-      ASSIGN_OR_RETURN(l.q_bias, Vector(f, p + "attn_q.bias", q_dim));
-      ASSIGN_OR_RETURN(l.k_bias, Vector(f, p + "attn_k.bias", kv_dim));
-      ASSIGN_OR_RETURN(l.v_bias, Vector(f, p + "attn_v.bias", kv_dim));
+    if (traits_->qk_norm) {
+      ASSIGN_OR_RETURN(l.q_norm, Vector(f, p + "attn_q_norm.weight", c.head_dim));
+      ASSIGN_OR_RETURN(l.k_norm, Vector(f, p + "attn_k_norm.weight", c.head_dim));
+    }
+    if (traits_->post_norms) {
+      ASSIGN_OR_RETURN(l.post_attn_norm, Vector(f, p + "post_attention_norm.weight", c.hidden));
+      ASSIGN_OR_RETURN(l.post_ffn_norm, Vector(f, p + "post_ffw_norm.weight", c.hidden));
+    }
+    if (traits_->qkv_bias || traits_->optional_qkv_bias) {
+      for (auto [bias, name, n] : {std::tuple{&l.q_bias, "attn_q.bias", q_dim},
+                                   {&l.k_bias, "attn_k.bias", kv_dim},
+                                   {&l.v_bias, "attn_v.bias", kv_dim}}) {
+        if (traits_->qkv_bias || f.FindTensor(p + name) != nullptr) {
+          ASSIGN_OR_RETURN(*bias, Vector(f, p + name, n));
+        }
+      }
     }
   }
   weight_bytes_ = 0;

@@ -10,6 +10,8 @@ const std::vector<const ArchTraits*>& TextArchitectures() {
       &LlamaArch(),
       &Qwen2Arch(),
       &Qwen2VlArch(),
+      &Glm4Arch(),
+      &Qwen3VlArch(),
   };
   return table;
 }

@@ -13,10 +13,13 @@
 
 namespace vlserve::models {
 
-// Per-architecture traits, one file each (llama.cc, qwen2.cc, qwen2vl.cc).
+// Per-architecture traits, one file each (llama.cc, qwen2.cc, qwen2vl.cc, glm4.cc,
+// qwen3vl.cc).
 const ArchTraits& LlamaArch();
 const ArchTraits& Qwen2Arch();
 const ArchTraits& Qwen2VlArch();
+const ArchTraits& Glm4Arch();
+const ArchTraits& Qwen3VlArch();
 
 // All registered architectures, in table order.
 const std::vector<const ArchTraits*>& TextArchitectures();

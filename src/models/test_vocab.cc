@@ -174,9 +174,31 @@ constexpr std::string_view kQwen2VlTemplate =
     "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
     "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
+// A GLM-4.1V-style template: [gMASK]<sop>, then <|role|>\n and the content per turn,
+// images as <|begin_of_image|><|image|><|end_of_image|>, <|assistant|>\n to answer.
+// (Rendered by the built-in "glm4" chat template; llama.cpp detects it as chatglm4.)
+constexpr std::string_view kGlm4Template =
+    "[gMASK]<sop>{%- for msg in messages %}{%- if msg.role == 'system' %}<|system|>\n"
+    "{{ msg.content }}{%- elif msg.role == 'user' %}<|user|>{{ '\\n' }}"
+    "{%- if msg.content is string %}"
+    "{{ msg.content }}{%- else %}{%- for item in msg.content %}"
+    "{%- if item.type == 'image' or 'image' in item %}"
+    "<|begin_of_image|><|image|><|end_of_image|>{%- elif item.type == 'text' %}{{ item.text }}"
+    "{%- endif %}{%- endfor %}{%- endif %}{%- elif msg.role == 'assistant' %}<|assistant|>\n"
+    "{{ msg.content }}{%- endif %}{%- endfor %}{% if add_generation_prompt %}<|assistant|>\n"
+    "{% endif %}";
+
 std::vector<std::string> SpecialTokens(std::string_view arch) {
-  if (arch == "qwen2" || arch == "qwen2vl") {
-    // Qwen2-VL's added tokens in their id order, then InternVL's image markers (InternVL3
+  if (arch == "glm4") {
+    // GLM-4's added tokens in their id order (151329...: <|endoftext|>, [MASK], [gMASK],
+    // ...), as far as the chat and image prompts use them.
+    return {"<|endoftext|>",      "[MASK]",           "[gMASK]",          "[sMASK]",
+            "<sop>",              "<eop>",            "<|system|>",       "<|user|>",
+            "<|assistant|>",      "<|observation|>",  "<|begin_of_image|>", "<|end_of_image|>",
+            "<|begin_of_video|>", "<|end_of_video|>", "<|image|>",        "<|video|>"};
+  }
+  if (arch == "qwen2" || arch == "qwen2vl" || arch == "qwen3vl") {
+    // Qwen2-VL's (and Qwen3-VL's) added tokens in their id order, then InternVL's image markers (InternVL3
     // runs on a qwen2 text model; llama.cpp's mtmd wraps its images in <img>...</img>).
     return {"<|endoftext|>",  "<|im_start|>",   "<|im_end|>",    "<|vision_start|>",
             "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
@@ -194,9 +216,11 @@ std::vector<std::string> SpecialTokens(std::string_view arch) {
 }  // namespace
 
 StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size) {
-  if (arch != "llama" && arch != "qwen2" && arch != "qwen2vl") {
-    return InvalidArgumentError(
-        fmt::format("test models exist for architectures llama, qwen2, qwen2vl, not '{}'", arch));
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen2vl" && arch != "glm4" &&
+      arch != "qwen3vl") {
+    return InvalidArgumentError(fmt::format(
+        "test models exist for architectures llama, qwen2, qwen2vl, glm4, qwen3vl, not '{}'",
+        arch));
   }
   // The built-in text supports about this many merges; the default vocabulary is ~512.
   constexpr int64_t kDefaultVocab = 512;
@@ -236,12 +260,21 @@ StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size) {
     return static_cast<int32_t>(std::find(v.tokens.begin(), v.tokens.end(), token) -
                                 v.tokens.begin());
   };
-  if (arch == "qwen2" || arch == "qwen2vl") {
+  if (arch == "glm4") {
+    // llama.cpp's Glm4Model.set_vocab: bos = eos = <|endoftext|>, eot = <|user|>.
+    v.pre = "glm4";
+    v.bos = id("<|endoftext|>");
+    v.eos = id("<|endoftext|>");
+    v.eot = id("<|user|>");
+    v.pad = id("<|endoftext|>");
+    v.chat_template = kGlm4Template;
+  } else if (arch == "qwen2" || arch == "qwen2vl" || arch == "qwen3vl") {
+    // Qwen3-VL: Qwen2's BPE pre-tokenizer and ChatML with the same vision tokens.
     v.pre = "qwen2";
     v.bos = id("<|endoftext|>");
     v.eos = id("<|im_end|>");
     v.pad = id("<|endoftext|>");
-    v.chat_template = arch == "qwen2vl" ? kQwen2VlTemplate : kQwen2Template;
+    v.chat_template = arch == "qwen2" ? kQwen2Template : kQwen2VlTemplate;
   } else {
     v.pre = "smollm";
     v.bos = id("<|im_start|>");

@@ -1,4 +1,5 @@
-// Decoder-only text models (llama, qwen2) loaded from GGUF, and their batched forward pass.
+// Decoder-only text models (llama, qwen2, qwen2vl, glm4, qwen3vl) loaded from GGUF, and
+// their batched forward pass.
 //
 // A TextModel is immutable after loading: matrices stay memory-mapped in their GGUF type;
 // only the small 1-D tensors (norms, biases) are copied to float32. Everything that
@@ -14,6 +15,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/aligned.h"
@@ -34,9 +36,31 @@ struct ArchTraits {
   kernels::RopeStyle rope_style;     // llama: kNormal (GGUF-permuted Q/K); qwen2: kNeox
   bool qkv_bias;                     // qwen2 has blk.N.attn_{q,k,v}.bias
   double default_rope_base;          // when <arch>.rope.freq_base is absent
-  // Multi-axis RoPE (qwen2vl): <arch>.rope.dimension_sections gives each position axis
-  // its rotation pairs. Text alone runs the same with or without it (all axes equal).
+  // Multi-axis RoPE (qwen2vl, glm4): <arch>.rope.dimension_sections gives each position
+  // axis its rotation pairs. Text alone runs the same with or without it (all axes equal).
   bool mrope = false;
+  // glm4: llama.cpp's converter reorders the rotated Q/K rows to neox order only when it
+  // writes rope.dimension_sections; a file without them keeps Hugging Face's interleaved
+  // pairs, which `rope_style` (kNormal) rotates.
+  bool neox_with_sections = false;
+  // Q/K/V biases that a file may or may not have (glm4: llama.cpp loads each one if
+  // present). `qkv_bias` makes them required.
+  bool optional_qkv_bias = false;
+  // "Sandwich" norms (glm4): blk.N.post_attention_norm and blk.N.post_ffw_norm normalize
+  // the attention and MLP outputs before each residual add.
+  bool post_norms = false;
+  // blk.N.ffn_up holds gate and up stacked, [2 * ffn, hidden] (gate rows first), and
+  // there is no ffn_gate (glm4; Hugging Face's gate_up_proj).
+  bool fused_gate_up = false;
+  // Qwen3-style QK-norm: blk.N.attn_q_norm / attn_k_norm ([head_dim]) RMSNorm every Q and
+  // K head after the projection, before RoPE (qwen3vl).
+  bool qk_norm = false;
+  // M-RoPE pairs interleave the axes (Qwen3-VL's "imrope", kernels::RopeSections).
+  bool interleaved_mrope = false;
+  // <arch>.n_deepstack_layers = n: image embedding rows are (1 + n) x hidden wide, and
+  // slice k + 1 of an image token's row is added to its residual after layer k < n
+  // (qwen3vl; llama.cpp's n_embd_inp).
+  bool deepstack = false;
 };
 
 // Hyperparameters read from GGUF metadata.
@@ -49,7 +73,7 @@ struct TextConfig {
   int64_t ffn = 0;             // feed_forward_length
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
-  int64_t head_dim = 0;        // hidden / num_heads
+  int64_t head_dim = 0;        // attention.key_length, default hidden / num_heads
   int64_t rope_dims = 0;       // rope.dimension_count, default head_dim
   int64_t vocab = 0;           // rows of token_embd
   double rope_base = 10000.0;
@@ -58,35 +82,70 @@ struct TextConfig {
   // M-RoPE sections from <arch>.rope.dimension_sections (all zero when absent: then only
   // 1-D positions can be served, and image grids are refused).
   kernels::RopeSections rope_sections;
+  // The pair layout RoPE rotates in this file: ArchTraits::rope_style, or kNeox for a
+  // neox_with_sections architecture whose file has sections.
+  kernels::RopeStyle rope_style = kernels::RopeStyle::kNormal;
+  // Deepstack slices per image embedding row (<arch>.n_deepstack_layers; 0 for most).
+  int64_t deepstack_layers = 0;
+  // Floats per image embedding row (BatchItem::embeddings, the vision tower's output):
+  // the main embedding then `deepstack_layers` slices, each `hidden` wide.
+  int64_t embedding_width() const { return hidden * (1 + deepstack_layers); }
 };
 
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;  // [hidden]
+  std::vector<float> post_attn_norm, post_ffn_norm;  // [hidden]; empty unless post_norms
   std::vector<float> q_bias, k_bias, v_bias;  // [n_heads*hd], [n_kv*hd] x2; empty if none
+  std::vector<float> q_norm, k_norm;       // [hd] each; empty unless qk_norm
   kernels::WeightView wq, wk, wv, wo;      // [n_heads*hd, hidden], [n_kv*hd, hidden] x2,
                                            // [hidden, n_heads*hd]
-  kernels::WeightView w_gate, w_up, w_down;  // [ffn, hidden] x2, [hidden, ffn]
+  kernels::WeightView w_gate, w_up, w_down;  // [ffn, hidden] x2, [hidden, ffn]; with
+                                             // fused_gate_up, gate and up are the two
+                                             // row halves of one ffn_up tensor
 };
 
+// What KV caches store by default: IEEE half. Half the bytes of float, so a pool holds
+// twice the tokens and decode at long context streams half as much; llama.cpp's default
+// too. Its 11-bit significand keeps greedy output equal to a float cache on the golden
+// fixtures, where bfloat16's 8 bits do not always (docs/architecture.md "KV cache").
+inline constexpr DType kDefaultKvType = DType::kF16;
+
+// "f16" | "bf16" | "f32" (the --kv-type flag); InvalidArgument names the choices.
+StatusOr<DType> ParseKvType(std::string_view name);
+
 // The physical KV memory of all sequences: per layer `num_blocks` blocks, each K block
-// [kKvBlockSize, num_kv_heads, head_dim] float32 and V the same. Which block belongs to
-// which sequence is the caller's business (block tables; src/cache allocates the ids).
+// [kKvBlockSize, num_kv_heads, head_dim] values of type() (kF16, kBF16 or kF32) and V the
+// same. Attention widens 16-bit values to float on load; all arithmetic is float. Which
+// block belongs to which sequence is the caller's business (block tables; src/cache
+// allocates the ids).
 class KvBuffer {
  public:
-  KvBuffer(const TextConfig& config, int64_t num_blocks);
+  // `type` defaults to the exact float cache (what the model's reference tests compare);
+  // the server, bench and generate pass kDefaultKvType unless told otherwise.
+  KvBuffer(const TextConfig& config, int64_t num_blocks, DType type = DType::kF32);
+
+  // Bytes one token takes in a cache of `type`: K and V rows of every layer.
+  static int64_t BytesPerToken(const TextConfig& config, DType type);
 
   int64_t num_blocks() const { return num_blocks_; }
   int64_t num_layers() const { return static_cast<int64_t>(k_.size()); }
-  int64_t block_floats() const { return block_floats_; }  // kKvBlockSize * n_kv * hd
+  DType type() const { return type_; }
+  int64_t block_floats() const { return block_floats_; }  // values: kKvBlockSize * n_kv * hd
   size_t bytes() const;
 
-  float* KBlock(int64_t layer, int64_t block) { return k_[layer].data() + block * block_floats_; }
-  float* VBlock(int64_t layer, int64_t block) { return v_[layer].data() + block * block_floats_; }
+  // [kKvBlockSize, n_kv, hd] values of type().
+  void* KBlock(int64_t layer, int64_t block) { return k_[layer].data() + block * block_bytes_; }
+  void* VBlock(int64_t layer, int64_t block) { return v_[layer].data() + block * block_bytes_; }
+  // Stores one token's K and V rows [n_kv * hd] at `slot` (< kKvBlockSize) of `block`,
+  // rounded to type() (to nearest even).
+  void Write(int64_t layer, int64_t block, int64_t slot, const float* k, const float* v);
 
  private:
   int64_t num_blocks_;
   int64_t block_floats_;
-  std::vector<AlignedBuffer<float>> k_, v_;  // per layer: [num_blocks, block_floats]
+  int64_t block_bytes_;
+  DType type_;
+  std::vector<AlignedBuffer<uint8_t>> k_, v_;  // per layer: [num_blocks, block_bytes]
 };
 
 // The new tokens of one sequence in a Forward call.
@@ -104,7 +163,10 @@ struct BatchItem {
   // Token ids. A negative id means "row i of `embeddings`" instead of an embedding lookup
   // (the hook for image embeddings from a vision tower).
   std::span<const int32_t> tokens;
-  const float* embeddings = nullptr;  // [tokens.size(), hidden] or null
+  // [tokens.size(), TextConfig::embedding_width()] or null: hidden wide, or with deepstack
+  // the main embedding then one slice per deepstack layer (only rows at negative ids are
+  // read).
+  const float* embeddings = nullptr;
   bool logits_for_all = false;        // logits for every token, else only the last one
   // RoPE positions [tokens.size(), 4] (t, h, w, e) for M-RoPE models; null = the KV slot
   // on every axis.
@@ -125,7 +187,9 @@ struct ForwardScratch {
   std::vector<int32_t> positions;    // [N] KV slots (mask index and KV placement)
   std::vector<int32_t> rope_pos;     // [N, 4] RoPE positions per axis
   std::vector<int32_t> row_item;     // [N] index of the batch item each row belongs to
-  std::vector<const float*> k_ptrs, v_ptrs;  // block pointers of one item
+  std::vector<const float*> embed_rows;  // [N] deepstack models: the embedding row fed at
+                                         // that token, null for token ids
+  std::vector<const void*> k_ptrs, v_ptrs;  // block pointers of one item
 };
 
 class TextModel {

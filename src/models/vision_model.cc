@@ -65,6 +65,17 @@ StatusOr<kernels::WeightView> VisionMatrix(const gguf::File& file, const std::st
   return kernels::WeightView{t->type, t->data, rows, cols};
 }
 
+StatusOr<kernels::WeightView> VisionMatrix(const gguf::File& file, const std::string& name,
+                                           int64_t rows, int64_t cols,
+                                           const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  CHECK(n == rows * cols) << name << ": shape does not hold a " << rows << " x " << cols
+                          << " matrix";
+  ASSIGN_OR_RETURN(const gguf::TensorInfo* t, CheckedTensor(file, name, shape));
+  return kernels::WeightView{t->type, t->data, rows, cols};
+}
+
 StatusOr<std::vector<float>> VisionVector(const gguf::File& file, const std::string& name,
                                           int64_t n) {
   ASSIGN_OR_RETURN(const gguf::TensorInfo* t, CheckedTensor(file, name, {n}));
@@ -266,6 +277,19 @@ Status VisionModel::LoadWeights() {
   } else {
     patch_b_.assign(d, 0.0f);
   }
+  if (c.embd_norm) {
+    ASSIGN_OR_RETURN(norm_embd_w_, VisionVector(f, "v.norm_embd.weight", d));
+    if (c.norm == VisionNorm::kLayerNorm) {
+      ASSIGN_OR_RETURN(norm_embd_b_, VisionVector(f, "v.norm_embd.bias", d));
+    }
+  }
+  if (c.pos_resize_side > 0) {
+    const int64_t positions = c.pos_resize_side * c.pos_resize_side;
+    ASSIGN_OR_RETURN(const gguf::TensorInfo* pos,
+                     CheckedTensor(f, "v.position_embd.weight", {d, positions}));
+    pos_embd_.resize(positions * d);
+    kernels::Dequantize(pos->type, pos->data, pos_embd_.data(), positions * d);
+  }
   if (c.positions == VisionPositions::kLearned) {
     const int64_t positions = c.tokens_per_tile_in_tower();
     ASSIGN_OR_RETURN(const gguf::TensorInfo* pos,
@@ -286,6 +310,11 @@ Status VisionModel::LoadWeights() {
       ASSIGN_OR_RETURN(post_ln_b_, VisionVector(f, "v.post_ln.bias", d));
     }
   }
+  // A bias vector; zeros where the tower's linears may lack them and this one is absent.
+  auto bias = [&](const std::string& name, int64_t n) -> StatusOr<std::vector<float>> {
+    if (c.optional_biases && f.FindTensor(name) == nullptr) return std::vector<float>(n, 0.0f);
+    return VisionVector(f, name, n);
+  };
   layers_.resize(c.num_layers);
   for (int64_t i = 0; i < c.num_layers; ++i) {
     VisionLayerWeights& l = layers_[i];
@@ -302,16 +331,32 @@ Status VisionModel::LoadWeights() {
         {"attn_v", {&l.v, &l.v_b}},
         {"attn_out", {&l.o, &l.o_b}}};
     for (const auto& [name, dst] : attn) {
+      if (c.fused_qkv && dst.first != &l.o) continue;
       ASSIGN_OR_RETURN(*dst.first, VisionMatrix(f, b + name + ".weight", d, d));
-      ASSIGN_OR_RETURN(*dst.second, VisionVector(f, b + name + ".bias", d));
+      ASSIGN_OR_RETURN(*dst.second, bias(b + name + ".bias", d));
+    }
+    if (c.fused_qkv) {
+      // Rows [0, d) are q, [d, 2d) k, [2d, 3d) v (HF's qkv(x).reshape(n, 3, heads, hd)):
+      // three views into the one mapped matrix.
+      ASSIGN_OR_RETURN(const kernels::WeightView qkv,
+                       VisionMatrix(f, b + "attn_qkv.weight", 3 * d, d));
+      ASSIGN_OR_RETURN(const std::vector<float> qkv_b, bias(b + "attn_qkv.bias", 3 * d));
+      const int64_t block = RowBytes(qkv.type, d) * d;
+      kernels::WeightView* views[] = {&l.q, &l.k, &l.v};
+      std::vector<float>* biases[] = {&l.q_b, &l.k_b, &l.v_b};
+      for (int j = 0; j < 3; ++j) {
+        *views[j] =
+            kernels::WeightView{qkv.type, static_cast<const uint8_t*>(qkv.data) + j * block, d, d};
+        biases[j]->assign(qkv_b.begin() + j * d, qkv_b.begin() + (j + 1) * d);
+      }
     }
     ASSIGN_OR_RETURN(l.up, VisionMatrix(f, b + "ffn_up.weight", c.ffn, d));
-    ASSIGN_OR_RETURN(l.up_b, VisionVector(f, b + "ffn_up.bias", c.ffn));
+    ASSIGN_OR_RETURN(l.up_b, bias(b + "ffn_up.bias", c.ffn));
     ASSIGN_OR_RETURN(l.down, VisionMatrix(f, b + "ffn_down.weight", d, c.ffn));
-    ASSIGN_OR_RETURN(l.down_b, VisionVector(f, b + "ffn_down.bias", d));
+    ASSIGN_OR_RETURN(l.down_b, bias(b + "ffn_down.bias", d));
     if (c.mlp == VisionMlp::kSwiGlu) {
       ASSIGN_OR_RETURN(l.gate, VisionMatrix(f, b + "ffn_gate.weight", c.ffn, d));
-      ASSIGN_OR_RETURN(l.gate_b, VisionVector(f, b + "ffn_gate.bias", c.ffn));
+      ASSIGN_OR_RETURN(l.gate_b, bias(b + "ffn_gate.bias", c.ffn));
     }
     l.windowed = c.window_pattern > 0 && (i + 1) % c.window_pattern != 0;
     if (c.layer_scale) {
@@ -334,11 +379,22 @@ double VisionModel::FlopsPerTile() const {
 }
 
 Status VisionModel::CheckCompatible(const TextConfig& text) const {
-  if (output_width() != text.hidden) {
+  // Deepstack text models (qwen3vl) take rows of (1 + n_deepstack) x hidden: the main
+  // embedding, then one slice per deepstack layer. The counts must agree too: 3 taps of
+  // 2048 and 1 of 4096 are equally wide.
+  const auto taps = static_cast<int64_t>(config_.deepstack_layers.size());
+  if (taps != text.deepstack_layers) {
     return InvalidArgumentError(fmt::format(
-        "the mmproj's projector outputs {}-wide embeddings but the text model's hidden size "
-        "is {}; use the mmproj file made for this text model",
-        output_width(), text.hidden));
+        "the mmproj feeds {} deepstack layers but the text model ({}) takes {} "
+        "(n_deepstack_layers); use the mmproj file made for this text model",
+        taps, text.arch, text.deepstack_layers));
+  }
+  if (output_width() != text.embedding_width()) {
+    return InvalidArgumentError(fmt::format(
+        "the mmproj's projector outputs {}-wide embeddings but the text model takes {} "
+        "(hidden size {} x (1 + {} deepstack layers)); use the mmproj file made for this "
+        "text model",
+        output_width(), text.embedding_width(), text.hidden, text.deepstack_layers));
   }
   return OkStatus();
 }
@@ -376,7 +432,7 @@ void VisionModel::EncodeTiles(const float* tiles, int64_t num_tiles, int64_t hei
   CHECK(height % p == 0 && width % p == 0 &&
         (config_.dynamic_size || (height == config_.image_size && width == config_.image_size)))
       << "tile of " << width << "x" << height << " for a tower of " << config_.image_size;
-  RunTower(tiles, num_tiles, height, width, s, pool);
+  RunTower(tiles, num_tiles, height, width, s, pool, out);
   projector_->Project(s.features.data(), num_tiles, height / p, width / p, out, s, pool);
 }
 

@@ -95,6 +95,21 @@ struct VisionConfig {
   // Tile-count range of the family's tiling rule (clip.vision.preproc_{min,max}_tiles or
   // the HF processor's defaults; InternVL 1..12); 0 = none.
   int64_t min_tiles = 0, max_tiles = 0;
+  // GLM-4.1V's embedding stage: v.norm_embd (the tower's norm) on the patch embeddings, then
+  // v.position_embd as a pos_resize_side² table resampled to each tile's patch grid
+  // (ResizePositionTable) and added; 0 = no resampled table.
+  bool embd_norm = false;
+  int64_t pos_resize_side = 0;
+  // How that table is resampled: GLM-4.1V's bicubic grid_sample (ResizePositionTable) or
+  // Qwen3-VL's bilinear align-corners interpolation (ResizePositionTableBilinear).
+  bool pos_resize_bilinear = false;
+  // Deepstack taps (Qwen3-VL's deepstack_visual_indexes): after these tower layers
+  // (0-based, ascending) the residual stream goes to Projector::ProjectTap, tap k in order.
+  std::vector<int64_t> deepstack_layers;
+  // q, k, v as row blocks of one v.blk.N.attn_qkv.weight [3 * hidden, hidden] (GLM-4.1V).
+  bool fused_qkv = false;
+  // Attention and MLP linears may lack biases (GLM-4.1V has none): absent ones are zero.
+  bool optional_biases = false;
 
   int64_t tokens_per_tile_in_tower() const { return num_patches + (class_token ? 1 : 0); }
 };
@@ -150,8 +165,10 @@ struct VisionScratch {
   std::vector<int32_t> window_order;    // patch index of each window-ordered row
   std::vector<int64_t> window_sizes;    // rows of each window, in order
   AlignedBuffer<float> features;  // [tiles * num_patches, hidden] projector input
+  AlignedBuffer<float> pos;       // [num_patches, hidden] resampled position table
   AlignedBuffer<float> proj_tmp;  // projector intermediates
   AlignedBuffer<float> proj_tmp2;
+  AlignedBuffer<float> proj_slice;  // one deepstack slice before it goes into the wide rows
   std::vector<float> rope_cos, rope_sin;  // kRope2d: [patches, head_dim / 2]
 };
 
@@ -169,6 +186,12 @@ class Projector {
   // out: [num_tiles * TokensPerTile(rows, cols), output_width()].
   virtual void Project(const float* features, int64_t num_tiles, int64_t rows, int64_t cols,
                        float* out, VisionScratch& scratch, ThreadPool* pool) const = 0;
+  // Deepstack tap k (VisionConfig::deepstack_layers[k]): x is the residual stream after that
+  // layer ([num_tiles, rows * cols, vision hidden]); writes the tap's slice of the same
+  // `out` rows Project fills. Only projectors of towers with taps implement it.
+  virtual void ProjectTap(int64_t /*tap*/, const float* /*x*/, int64_t /*num_tiles*/,
+                          int64_t /*rows*/, int64_t /*cols*/, float* /*out*/,
+                          VisionScratch& /*scratch*/, ThreadPool* /*pool*/) const {}
 };
 
 class VisionModel {
@@ -244,9 +267,10 @@ class VisionModel {
   int64_t TokenLayers(const ImageLayout& layout) const;
 
   // The tower alone: writes the projector input ([num_tiles, patches, hidden]) to
-  // scratch.features. Exposed for tests and benchmarks.
+  // scratch.features. Exposed for tests and benchmarks. Deepstack taps write their slices
+  // of `out` (the projector's rows) when it is given, and are skipped when it is null.
   void RunTower(const float* tiles, int64_t num_tiles, int64_t height, int64_t width,
-                VisionScratch& scratch, ThreadPool* pool) const;
+                VisionScratch& scratch, ThreadPool* pool, float* out = nullptr) const;
 
  private:
   VisionModel() = default;
@@ -260,6 +284,9 @@ class VisionModel {
              ThreadPool* pool) const;
   void Layer(const VisionLayerWeights& l, int64_t num_tiles, int64_t rows, int64_t cols,
              VisionScratch& s, ThreadPool* pool) const;
+  // Layer il, then its deepstack tap (if any) into `out` (skipped when null).
+  void RunLayer(int64_t il, int64_t num_tiles, int64_t rows, int64_t cols, float* out,
+                VisionScratch& s, ThreadPool* pool) const;
   void Norm(const float* x, const std::vector<float>& w, const std::vector<float>& b, int64_t n,
             float* y, ThreadPool* pool) const;
   // Attention of s.q/k/v into s.attn within windows (VisionConfig::window_patches).
@@ -281,6 +308,7 @@ class VisionModel {
   std::vector<float> pos_embd_;    // [tower tokens, hidden]
   std::vector<float> class_embd_;  // [hidden] or empty
   std::vector<float> pre_ln_w_, pre_ln_b_, post_ln_w_, post_ln_b_;
+  std::vector<float> norm_embd_w_, norm_embd_b_;  // embd_norm; bias only for LayerNorm
   std::vector<VisionLayerWeights> layers_;
   int64_t tiles_per_forward_ = 8;
   std::unique_ptr<Projector> projector_;
@@ -298,9 +326,31 @@ class VisionModel {
 void MergePatches(const float* features, int64_t num_tiles, int64_t rows, int64_t cols,
                   int64_t d, int64_t s, float* out);
 
+// A side x side position table ([side * side, d], row-major grid) resampled to a rows x cols
+// patch grid: transformers' Glm4vVisionEmbeddings, i.e. torch grid_sample(mode="bicubic",
+// align_corners=False, padding_mode="border") at patch (r, c)'s normalized centre — source
+// coordinate (c + 0.5) * side / cols - 0.5 (likewise rows), cubic convolution with
+// A = -0.75, taps outside the table clamped to its edge. out: [rows * cols, d].
+void ResizePositionTable(const float* table, int64_t side, int64_t d, int64_t rows, int64_t cols,
+                         float* out, ThreadPool* pool = nullptr);
+
+// The same table resampled as transformers' Qwen3VLVisionModel.fast_pos_embed_interpolate:
+// row r's source coordinate is torch.linspace(0, side - 1, rows)[r] in float32 (columns
+// likewise), the table is read at its floor and floor + 1 (clamped to side - 1) with
+// bilinear weights computed in float32, and the four terms summed in HF's order. The
+// result is in row-major patch order (HF then permutes it to its 2x2-block order, which our
+// row-major tower does not use). out: [rows * cols, d].
+void ResizePositionTableBilinear(const float* table, int64_t side, int64_t d, int64_t rows,
+                                 int64_t cols, float* out, ThreadPool* pool = nullptr);
+
 // Loader helpers shared by the vision files (vision_model.cc).
 StatusOr<kernels::WeightView> VisionMatrix(const gguf::File& file, const std::string& name,
                                            int64_t rows, int64_t cols);
+// A tensor of GGUF shape `shape` (e.g. a conv kernel [kx, ky, in, out]) used as a rows x
+// cols matrix; the shape's element count must be rows * cols.
+StatusOr<kernels::WeightView> VisionMatrix(const gguf::File& file, const std::string& name,
+                                           int64_t rows, int64_t cols,
+                                           const std::vector<int64_t>& shape);
 StatusOr<std::vector<float>> VisionVector(const gguf::File& file, const std::string& name,
                                           int64_t n);
 

@@ -1,9 +1,12 @@
 // The one ViT forward pass, driven by VisionConfig's spec (SigLIP for SmolVLM, CLIP for
 // LLaVA, the Qwen2-VL dynamic-resolution tower, InternViT for InternVL):
 //   x = [CLS]? ++ Wpatch · im2col(tile) + bpatch, + pos_embd (learned);  x = pre_ln(x)?
+//   GLM-4.1V instead: x = norm_embd(Wpatch · im2col(tile) + bpatch) + resize(pos_embd)
+//   Qwen3-VL:         x = Wpatch · im2col(tile) + bpatch + bilinear_resize(pos_embd)
 //   per layer:  x += ls1? ⊙ (Wo · Attn(r(Wq·n1(x) + bq), r(Wk·n1(x) + bk), Wv·n1(x) + bv) + bo)
 //               x += ls2? ⊙ (Wdown · act(Wup·n2(x) + bup) + bdown)
 //   features = post_ln(x)? without the CLS row
+//   deepstack (Qwen3-VL): after each layer in deepstack_layers, x goes to ProjectTap too
 // n = LayerNorm or RMSNorm; r = 2-D RoPE on each patch's (row, col) for kRope2d towers
 // (Hugging Face VisionRotaryEmbedding: per head, pair (i, i + hd/2) turns by
 // row * theta^(-4i/hd) for i < hd/4 and col * theta^(-4(i - hd/4)/hd) above), else identity.
@@ -133,8 +136,114 @@ void VisionModel::Embed(const float* tiles, int64_t num_tiles, int64_t rows, int
       if (learned) kernels::Add(row, pos_embd_.data() + (first + i) * d, row, d);
     }
   }
+  if (c.embd_norm) {
+    Norm(s.x.data(), norm_embd_w_, norm_embd_b_, num_tiles * t_tok, s.x.data(), pool);
+  }
+  if (c.pos_resize_side > 0) {  // no CLS in these towers
+    s.pos.Resize(np * d);
+    if (c.pos_resize_bilinear) {
+      ResizePositionTableBilinear(pos_embd_.data(), c.pos_resize_side, d, rows, cols,
+                                  s.pos.data(), pool);
+    } else {
+      ResizePositionTable(pos_embd_.data(), c.pos_resize_side, d, rows, cols, s.pos.data(),
+                          pool);
+    }
+    for (int64_t t = 0; t < num_tiles; ++t) {
+      kernels::Add(s.x.data() + t * np * d, s.pos.data(), s.x.data() + t * np * d, np * d);
+    }
+  }
   if (c.pre_ln) Norm(s.x.data(), pre_ln_w_, pre_ln_b_, num_tiles * t_tok, s.x.data(), pool);
   if (c.positions == VisionPositions::kRope2d) RopeTables(rows, cols, s);
+}
+
+void ResizePositionTable(const float* table, int64_t side, int64_t d, int64_t rows, int64_t cols,
+                         float* out, ThreadPool* pool) {
+  // PyTorch's cubic convolution weights for fraction t of the 4 taps at floor - 1 .. floor + 2.
+  auto weights = [](double t, double w[4]) {
+    constexpr double a = -0.75;
+    auto near = [](double x) { return ((a + 2) * x - (a + 3)) * x * x + 1; };       // |x| <= 1
+    auto far = [](double x) { return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a; };  // 1 < |x| < 2
+    w[0] = far(t + 1), w[1] = near(t), w[2] = near(1 - t), w[3] = far(2 - t);
+  };
+  auto taps = [side, &weights](int64_t i, int64_t n, int64_t idx[4], double w[4]) {
+    // grid_sample's unnormalized coordinate of the target centre (align_corners=False).
+    const double x =
+        (static_cast<double>(i) + 0.5) * static_cast<double>(side) / static_cast<double>(n) - 0.5;
+    const double x0 = std::floor(x);
+    weights(x - x0, w);
+    for (int k = 0; k < 4; ++k) {
+      idx[k] = std::clamp(static_cast<int64_t>(x0) - 1 + k, int64_t{0}, side - 1);  // border
+    }
+  };
+  // 16 taps x d per patch (~0.1 G multiply-adds at GLM-4.1V's widest grids): rows in parallel.
+  Pool(pool).ParallelFor(rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<double> acc(d);
+    for (int64_t r = begin; r < end; ++r) {
+      int64_t ry[4];
+      double wy[4];
+      taps(r, rows, ry, wy);
+      for (int64_t col = 0; col < cols; ++col) {
+        int64_t cx[4];
+        double wx[4];
+        taps(col, cols, cx, wx);
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int ky = 0; ky < 4; ++ky) {
+          for (int kx = 0; kx < 4; ++kx) {
+            const double w = wy[ky] * wx[kx];
+            const float* src = table + (ry[ky] * side + cx[kx]) * d;
+            for (int64_t i = 0; i < d; ++i) acc[i] += w * src[i];
+          }
+        }
+        float* dst = out + (r * cols + col) * d;
+        for (int64_t i = 0; i < d; ++i) dst[i] = static_cast<float>(acc[i]);
+      }
+    }
+  });
+}
+
+void ResizePositionTableBilinear(const float* table, int64_t side, int64_t d, int64_t rows,
+                                 int64_t cols, float* out, ThreadPool* pool) {
+  // torch.linspace(0, side - 1, n) in float32 (ATen's CPU kernel: the first half counts up
+  // from 0, the second half down from the end; one step is [0]), its int() floor, and the
+  // float32 fraction.
+  struct Axis {
+    std::vector<int64_t> lo, hi;
+    std::vector<float> frac;
+  };
+  auto axis = [side](int64_t n) {
+    Axis a;
+    const float end = static_cast<float>(side - 1);
+    const float step = n > 1 ? end / static_cast<float>(n - 1) : 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = n == 1      ? 0.0f
+                      : i < n / 2 ? step * static_cast<float>(i)
+                                  : end - step * static_cast<float>(n - 1 - i);
+      const auto lo = static_cast<int64_t>(x);
+      a.lo.push_back(lo);
+      a.hi.push_back(std::min(lo + 1, side - 1));
+      a.frac.push_back(x - static_cast<float>(lo));
+    }
+    return a;
+  };
+  const Axis ay = axis(rows), ax = axis(cols);
+  Pool(pool).ParallelFor(rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float dh = ay.frac[r];
+      for (int64_t col = 0; col < cols; ++col) {
+        const float dw = ax.frac[col];
+        // HF's four (index, weight) terms, summed in this order in float32.
+        const float w[4] = {(1 - dh) * (1 - dw), (1 - dh) * dw, dh * (1 - dw), dh * dw};
+        const float* src[4] = {table + (ay.lo[r] * side + ax.lo[col]) * d,
+                               table + (ay.lo[r] * side + ax.hi[col]) * d,
+                               table + (ay.hi[r] * side + ax.lo[col]) * d,
+                               table + (ay.hi[r] * side + ax.hi[col]) * d};
+        float* dst = out + (r * cols + col) * d;
+        for (int64_t i = 0; i < d; ++i) {
+          dst[i] = w[0] * src[0][i] + w[1] * src[1][i] + w[2] * src[2][i] + w[3] * src[3][i];
+        }
+      }
+    }
+  });
 }
 
 void VisionModel::RopeTables(int64_t rows, int64_t cols, VisionScratch& s) const {
@@ -307,12 +416,23 @@ void VisionModel::Features(int64_t num_tiles, int64_t rows, int64_t cols, Vision
   }
 }
 
+void VisionModel::RunLayer(int64_t il, int64_t num_tiles, int64_t rows, int64_t cols,
+                           float* out, VisionScratch& s, ThreadPool* pool) const {
+  Layer(layers_[il], num_tiles, rows, cols, s, pool);
+  const std::vector<int64_t>& taps = config_.deepstack_layers;
+  if (out == nullptr || taps.empty()) return;
+  const auto it = std::find(taps.begin(), taps.end(), il);
+  if (it == taps.end()) return;
+  // No CLS in towers with taps: s.x is [num_tiles, rows * cols, hidden].
+  projector_->ProjectTap(it - taps.begin(), s.x.data(), num_tiles, rows, cols, out, s, pool);
+}
+
 void VisionModel::RunTower(const float* tiles, int64_t num_tiles, int64_t height, int64_t width,
-                           VisionScratch& s, ThreadPool* pool) const {
+                           VisionScratch& s, ThreadPool* pool, float* out) const {
   const VisionConfig& c = config_;
   const int64_t rows = height / c.patch_size, cols = width / c.patch_size;
   Embed(tiles, num_tiles, rows, cols, s, pool);
-  for (const VisionLayerWeights& l : layers_) Layer(l, num_tiles, rows, cols, s, pool);
+  for (int64_t il = 0; il < c.num_layers; ++il) RunLayer(il, num_tiles, rows, cols, out, s, pool);
   Features(num_tiles, rows, cols, s, pool);  // projector input: no CLS, post-LN
 }
 
@@ -348,7 +468,8 @@ int64_t VisionModel::EncodeSome(const float* pixels, const ImageLayout& l, float
         paused = true;
         break;
       }
-      Layer(layers_[p.next_layer++], p.group, rows, cols, s, pool);
+      RunLayer(p.next_layer++, p.group, rows, cols,
+               out + p.next_tile * out_rows * output_width(), s, pool);
       spent += tokens;
     }
     if (paused) break;

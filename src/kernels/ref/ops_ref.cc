@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/check.h"
+#include "kernels/quant_blocks.h"
 
 namespace vlserve::kernels::ref {
 namespace {
@@ -128,6 +129,16 @@ void Add(const float* a, const float* b, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
+// Value i of a K/V block, widened from the view's storage type.
+static double KvValue(const KvView& kv, const void* block, int64_t i) {
+  switch (kv.type) {
+    case DType::kF32: return static_cast<const float*>(block)[i];
+    case DType::kF16: return F16ToF32(static_cast<const uint16_t*>(block)[i]);
+    case DType::kBF16: return Bf16ToF32(static_cast<const uint16_t*>(block)[i]);
+    default: CHECK(false) << "kv type " << Info(kv.type).name; return 0;
+  }
+}
+
 void Attention(const float* q, int64_t n_q, int64_t num_heads, int64_t num_kv_heads,
                int64_t head_dim, const KvView& kv, const int32_t* q_positions, float scale,
                float* out) {
@@ -143,9 +154,11 @@ void Attention(const float* q, int64_t n_q, int64_t num_heads, int64_t num_kv_he
       const int64_t off = (h / group) * head_dim;
       double m = -std::numeric_limits<double>::infinity();
       for (int64_t t = 0; t < visible; ++t) {
-        const float* k = kv.k_blocks[t / kv.block_size] + (t % kv.block_size) * row + off;
+        const int64_t k = (t % kv.block_size) * row + off;
         double dot = 0;
-        for (int64_t d = 0; d < head_dim; ++d) dot += static_cast<double>(qh[d]) * k[d];
+        for (int64_t d = 0; d < head_dim; ++d) {
+          dot += static_cast<double>(qh[d]) * KvValue(kv, kv.k_blocks[t / kv.block_size], k + d);
+        }
         p[t] = dot * scale;
         m = std::max(m, p[t]);
       }
@@ -155,7 +168,8 @@ void Attention(const float* q, int64_t n_q, int64_t num_heads, int64_t num_kv_he
       for (int64_t d = 0; d < head_dim; ++d) {
         double acc = 0;
         for (int64_t t = 0; t < visible; ++t) {
-          acc += p[t] * kv.v_blocks[t / kv.block_size][(t % kv.block_size) * row + off + d];
+          acc += p[t] * KvValue(kv, kv.v_blocks[t / kv.block_size],
+                                (t % kv.block_size) * row + off + d);
         }
         o[d] = static_cast<float>(acc / sum);
       }

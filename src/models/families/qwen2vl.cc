@@ -156,7 +156,7 @@ class QwenVl : public VisionFamily {
                                                            int64_t max_pixels) {
     if (h < 1 || w < 1 || std::max(h, w) > 200 * std::min(h, w)) {
       return InvalidArgumentError(fmt::format(
-          "image of {}x{} pixels: Qwen2-VL takes images whose sides differ by at most 200x",
+          "image of {}x{} pixels: Qwen-VL models take images whose sides differ by at most 200x",
           w, h));
     }
     const double f = static_cast<double>(factor);

@@ -2,7 +2,9 @@
 // positions, text resuming at start + max(rows, cols)). Reference: a plain greedy loop over
 // TextModel::Forward with the request's positions. The engine must give the same tokens
 // alone, batched with 1-D text requests, with chunked prefill cutting through the image,
-// from the prefix cache (a second turn reusing the first), and after preemption.
+// from the prefix cache (a second turn reusing the first), and after preemption. The same
+// runs on a qwen3vl model (EngineDeepstackTest): image rows (1 + n) x hidden wide, the
+// deepstack slices carried through chunking, prefix reuse and preemption.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,10 +22,14 @@ using testing::Collected;
 
 class EngineMropeTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
+  static void SetUpTestSuite() { Load("qwen2vl"); }
+
+  static void Load(const std::string& arch) {
     models::TestModelOptions o;
-    o.arch = "qwen2vl";
-    o.rope_sections = models::DefaultRopeSections(o.hidden / o.heads);
+    o.arch = arch;
+    if (arch == "qwen3vl") o.layers = 3;  // 2 deepstack layers
+    o.rope_sections = arch == "qwen3vl" ? models::TestRopeSections(o)
+                                        : models::DefaultRopeSections(o.hidden / o.heads);
     auto writer = models::BuildTestModel(o);
     ASSERT_TRUE(writer.ok()) << writer.status().ToString();
     const std::string bytes = writer->WriteToString();
@@ -41,7 +47,7 @@ class EngineMropeTest : public ::testing::Test {
 
   // Text, a 3x4 image (12 rows of embeddings), text, a 2x2 image, text.
   static Request ImageRequest(const std::string& id, const std::string& tail) {
-    const int64_t hidden = model_->config().hidden;
+    const int64_t hidden = model_->config().embedding_width();  // floats per image row
     Request r;
     r.id = id;
     r.sampling.temperature = 0;
@@ -80,13 +86,14 @@ class EngineMropeTest : public ::testing::Test {
     const models::TextConfig& c = model_->config();
     const auto n = static_cast<int64_t>(r.prompt_tokens.size());
     const int steps = r.sampling.max_tokens;
+    const int64_t width = c.embedding_width();
     std::vector<int32_t> feed = r.prompt_tokens;
-    std::vector<float> embd(n * c.hidden, 0.0f);
+    std::vector<float> embd(n * width, 0.0f);
     for (const ImageSpan& s : r.images) {
       for (int64_t i = 0; i < s.num_tokens; ++i) {
         feed[s.position + i] = -1;
-        std::copy_n(s.embeddings->data() + i * c.hidden, c.hidden,
-                    embd.data() + (s.position + i) * c.hidden);
+        std::copy_n(s.embeddings->data() + i * width, width,
+                    embd.data() + (s.position + i) * width);
       }
     }
     const int64_t nb = (n + steps + models::kKvBlockSize - 1) / models::kKvBlockSize;
@@ -121,6 +128,10 @@ class EngineMropeTest : public ::testing::Test {
     return engine.ok() ? std::move(*engine) : nullptr;
   }
 
+  // The engine runs of the tests below, on the loaded model.
+  static void CheckAloneBatchedChunkedAndPreempted();
+  static void CheckPrefixReuse();
+
   static inline std::shared_ptr<const models::TextModel> model_;
   static inline std::shared_ptr<const tokenizer::Tokenizer> tok_;
 };
@@ -134,6 +145,51 @@ TEST_F(EngineMropeTest, PositionsMatter) {
 }
 
 TEST_F(EngineMropeTest, AloneBatchedChunkedAndPreemptedEqualReference) {
+  CheckAloneBatchedChunkedAndPreempted();
+}
+
+TEST_F(EngineMropeTest, PrefixReuseOfASecondTurnKeepsPositions) { CheckPrefixReuse(); }
+
+class EngineDeepstackTest : public EngineMropeTest {
+ protected:
+  static void SetUpTestSuite() { Load("qwen3vl"); }
+};
+
+TEST_F(EngineDeepstackTest, DeepstackSlicesMatter) {
+  ASSERT_EQ(model_->config().deepstack_layers, 2);
+  // The checks below can fail: zeroing the deepstack slices changes the answer.
+  const Request r = ImageRequest("a", ". What do you see?");
+  Request plain = r;
+  const int64_t hidden = model_->config().hidden, width = model_->config().embedding_width();
+  for (ImageSpan& s : plain.images) {
+    std::vector<float> rows = *s.embeddings;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (static_cast<int64_t>(i) % width >= hidden) rows[i] = 0.0f;
+    }
+    s.embeddings = std::make_shared<const std::vector<float>>(std::move(rows));
+  }
+  EXPECT_NE(Reference(r), Reference(plain));
+}
+
+TEST_F(EngineDeepstackTest, AloneBatchedChunkedAndPreemptedEqualReference) {
+  CheckAloneBatchedChunkedAndPreempted();
+}
+
+TEST_F(EngineDeepstackTest, PrefixReuseOfASecondTurnKeepsPositions) { CheckPrefixReuse(); }
+
+TEST_F(EngineDeepstackTest, RowsOfTheWrongWidthAreRefused) {
+  Request r = ImageRequest("narrow", "?");
+  const int64_t hidden = model_->config().hidden;
+  r.images[0].embeddings = std::make_shared<const std::vector<float>>(
+      r.images[0].num_tokens * hidden, 0.0f);  // hidden wide, not (1 + 2) x hidden
+  auto engine = MakeEngine(EngineConfig{});
+  ASSERT_NE(engine, nullptr);
+  auto s = engine->Submit(r);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+}
+
+void EngineMropeTest::CheckAloneBatchedChunkedAndPreempted() {
   const Request img = ImageRequest("img", ". What do you see?");
   const std::vector<int32_t> want = Reference(img);
   std::vector<Request> texts;
@@ -181,7 +237,7 @@ TEST_F(EngineMropeTest, AloneBatchedChunkedAndPreemptedEqualReference) {
   }
 }
 
-TEST_F(EngineMropeTest, PrefixReuseOfASecondTurnKeepsPositions) {
+void EngineMropeTest::CheckPrefixReuse() {
   EngineConfig config;
   config.max_batch_tokens = 16;
   auto engine = MakeEngine(config);

@@ -61,9 +61,9 @@ struct KvData {
   }
   int64_t row;
   std::vector<float> k, v, pool_k, pool_v;
-  std::vector<const float*> k_blocks, v_blocks;
-  const float* k_one;
-  const float* v_one;
+  std::vector<const void*> k_blocks, v_blocks;
+  const void* k_one;
+  const void* v_one;
   KvView paged, contiguous;
 };
 

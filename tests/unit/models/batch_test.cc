@@ -140,7 +140,7 @@ TEST_P(BatchTest, EmbeddingRowsEqualTokenIds) {
   EXPECT_EQ(got, Alone(prompt));
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, BatchTest, ::testing::Values("llama", "qwen2"));
+INSTANTIATE_TEST_SUITE_P(Archs, BatchTest, ::testing::Values("llama", "qwen2", "glm4"));
 
 }  // namespace
 }  // namespace vlserve::models

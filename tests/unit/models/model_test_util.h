@@ -66,9 +66,9 @@ inline int32_t Argmax(const float* x, int64_t n) {
 
 // Greedy continuation: prompt in one prefill, then `steps` single-token decodes.
 inline std::vector<int32_t> Greedy(const TextModel& model, const std::vector<int32_t>& prompt,
-                                   int steps) {
+                                   int steps, DType kv_type = DType::kF32) {
   const int64_t total = static_cast<int64_t>(prompt.size()) + steps;
-  KvBuffer kv(model.config(), (total + kKvBlockSize - 1) / kKvBlockSize);
+  KvBuffer kv(model.config(), (total + kKvBlockSize - 1) / kKvBlockSize, kv_type);
   ForwardScratch scratch;
   std::vector<int32_t> blocks = Iota(0, static_cast<int32_t>(kv.num_blocks()));
   std::vector<int32_t> out;

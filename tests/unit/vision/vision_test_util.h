@@ -124,7 +124,8 @@ inline Vlm MakeVlm(const std::string& projector, VisionTestOptions vo = {},
 // (negative ids), prefill in one Forward, then one token per step. `image_embd` holds the
 // images' rows one image after the other, in image order.
 inline std::vector<int32_t> Greedy(const TextModel& model, const ExpandedPrompt& prompt,
-                                   const std::vector<float>& image_embd, int steps) {
+                                   const std::vector<float>& image_embd, int steps,
+                                   DType kv_type = DType::kF32) {
   const int64_t hidden = model.config().hidden, vocab = model.config().vocab;
   const int64_t n = static_cast<int64_t>(prompt.tokens.size());
   // Where each image's rows start: the rows of image k are its spans' largest row end.
@@ -147,7 +148,7 @@ inline std::vector<int32_t> Greedy(const TextModel& model, const ExpandedPrompt&
     }
   }
   const int64_t blocks_needed = (n + steps + kKvBlockSize - 1) / kKvBlockSize;
-  KvBuffer kv(model.config(), blocks_needed);
+  KvBuffer kv(model.config(), blocks_needed, kv_type);
   std::vector<int32_t> blocks(blocks_needed);
   for (int64_t i = 0; i < blocks_needed; ++i) blocks[i] = static_cast<int32_t>(i);
   ForwardScratch scratch;

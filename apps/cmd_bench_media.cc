@@ -156,7 +156,8 @@ void PrintPerIsa(const std::vector<uint8_t>& jpeg, int iters, media::BufferPool*
 }
 
 int RunBenchMedia(int argc, char** argv) {
-  CLI::App app{"Decode + preprocess benchmark (one thread, median of N runs)"};
+  CLI::App app{"Decode + preprocess benchmark (one thread, median of N runs)",
+               "vlserve bench-media"};
   int width = 1920, height = 1080, iters = 21, quality = 90;
   app.add_option("--width", width, "Image width")->capture_default_str();
   app.add_option("--height", height, "Image height")->capture_default_str();

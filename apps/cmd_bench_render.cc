@@ -78,7 +78,8 @@ int RunSuite(const render::Renderer& renderer, int repeat) {
 }
 
 int RunBenchRender(int argc, char** argv) {
-  CLI::App cli("Measure the text renderer: layout + rasterisation into memory");
+  CLI::App cli("Measure the text renderer: layout + rasterisation into memory",
+               "vlserve bench-render");
   std::string input;
   int threads = 1, repeat = 3;
   size_t chars = 1'000'000;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "models/test_model.h"
 #include "models/vision_model.h"
 #include "tokenizer/gguf_config.h"
 #include "command.h"
@@ -80,9 +81,20 @@ std::string Manifest(const std::vector<PageRecord>& pages, const render::RenderS
   return out;
 }
 
+// A tower with `preset`'s image geometry (image size, patch, merge / scale factor, pixel
+// bounds) but tiny random weights: its Plan is the real model's, its features are noise.
+StatusOr<std::unique_ptr<models::VisionModel>> GeometryOnlyVision(const std::string& preset) {
+  ASSIGN_OR_RETURN(models::VisionTestOptions o, models::VisionTestPreset(preset));
+  o.hidden = 32, o.heads = 2, o.ffn = 64, o.text_hidden = 64, o.merger_ffn = 0;
+  ASSIGN_OR_RETURN(gguf::Writer writer, models::BuildTestMmproj(o));
+  ASSIGN_OR_RETURN(auto file, gguf::File::FromBytes(writer.WriteToString(), "vision-preset"));
+  return models::VisionModel::Load(std::move(file));
+}
+
 int RunRender(int argc, char** argv) {
-  CLI::App cli("Render text into page images (Glyph-style visual context compression)");
-  std::string input, out_dir, format = "png", model, mmproj;
+  CLI::App cli("Render text into page images (Glyph-style visual context compression)",
+               "vlserve render");
+  std::string input, out_dir, format = "png", model, mmproj, vision_preset;
   bool json = false, rgb = false;
   int threads = 0;
   RenderFlags flags;
@@ -94,6 +106,10 @@ int RunRender(int argc, char** argv) {
   cli.add_option("-t,--threads", threads, "threads (0 = all)");
   cli.add_option("-m,--model", model, "text model GGUF (for the exact text-token count)");
   cli.add_option("--mmproj", mmproj, "vision projector GGUF (for the exact vision config)");
+  cli.add_option("--vision-preset", vision_preset,
+                 "estimate image tokens with this model's resize rule, no file needed: "
+                 "smolvlm-256m, qwen2vl-2b, internvl3-1b, glm41v-9b (Glyph), ...")
+      ->excludes("--mmproj");
   flags.Add(cli);
   try {
     cli.parse(argc, argv);
@@ -110,8 +126,9 @@ int RunRender(int argc, char** argv) {
   }
   // With --mmproj, each page's token cost is the loaded family's own layout rule.
   std::unique_ptr<models::VisionModel> vision;
-  if (!mmproj.empty()) {
-    auto loaded = models::VisionModel::Load(mmproj);
+  if (!mmproj.empty() || !vision_preset.empty()) {
+    auto loaded =
+        mmproj.empty() ? GeometryOnlyVision(vision_preset) : models::VisionModel::Load(mmproj);
     if (!loaded.ok()) {
       std::fprintf(stderr, "error: %s\n", loaded.status().ToString().c_str());
       return 1;

@@ -72,6 +72,7 @@ int RunDetokenize(const tokenizer::Tokenizer& tok, bool render_special) {
   }
   const std::string text = tok.Decode(ids, {.render_special = render_special});
   std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fputc('\n', stdout);  // ends the line, as the ids of the other direction do
   return 0;
 }
 

@@ -3,15 +3,18 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include <string>
 
 #include "render/options.h"
+#include "render/presets.h"
 #include "render/vision_tokens.h"
 
 namespace vlserve::app {
 
 struct RenderFlags {
+  std::string preset;  // render/presets.h; flags given on the command line override it
   render::RenderOptions options;
   render::VisionConfig vision;
   std::string page = "a4";  // a4 | letter | WxH (points) | W (points, automatic height)
@@ -20,6 +23,10 @@ struct RenderFlags {
   bool no_crop = false;
 
   void Add(CLI::App& app) {
+    app_ = &app;
+    app.add_option("--render-preset", preset,
+                   "named configuration: glyph (Glyph's published one: A4, 72 dpi, 9 pt on 10 pt "
+                   "lines, 10 pt margins, width auto-crop; = the defaults) or glyph-96dpi");
     app.add_option("--page", page, "page size: a4, letter, WxH in points, or W (auto height)")
         ->capture_default_str();
     app.add_option("--dpi", options.dpi, "resolution")->capture_default_str();
@@ -44,6 +51,10 @@ struct RenderFlags {
 
   // Applies the string flags; returns an error message or "".
   std::string Finish() {
+    if (!preset.empty() && !ApplyPreset()) {
+      return "--render-preset must be one of " + render::RenderPresetList() + ", got '" +
+             preset + "'";
+    }
     options.margin_right_pt = options.margin_top_pt = options.margin_bottom_pt = options.margin_left_pt;
     if (no_crop) options.auto_crop_width = options.auto_crop_last_page = false;
     if (align == "left") options.align = render::Align::kLeft;
@@ -72,6 +83,44 @@ struct RenderFlags {
     }
     return "";
   }
+
+ private:
+  // The preset replaces every value its flag did not set on the command line.
+  bool ApplyPreset() {
+    auto named = render::RenderPreset(preset);
+    if (!named.ok()) return false;
+    const render::RenderOptions& p = *named;
+    auto given = [this](const char* flag) { return app_ != nullptr && app_->count(flag) > 0; };
+    if (!given("--page")) {
+      page = p.page_height_pt > 0 ? fmt::format("{}x{}", p.page_width_pt, p.page_height_pt)
+                                  : fmt::format("{}", p.page_width_pt);
+    }
+    if (!given("--dpi")) options.dpi = p.dpi;
+    if (!given("--font-size")) options.font_size_pt = p.font_size_pt;
+    if (!given("--line-height")) options.line_height_pt = p.line_height_pt;
+    if (!given("--hscale")) options.horizontal_scale = p.horizontal_scale;
+    if (!given("--margin")) options.margin_left_pt = p.margin_left_pt;
+    if (!given("--indent")) options.first_line_indent_pt = p.first_line_indent_pt;
+    if (!given("--para-spacing")) options.paragraph_spacing_pt = p.paragraph_spacing_pt;
+    if (!given("--tab-size")) options.tab_size = p.tab_size;
+    if (!given("--lookback")) options.page_break_lookback_lines = p.page_break_lookback_lines;
+    if (!given("--align")) {
+      align = p.align == render::Align::kJustify  ? "justify"
+              : p.align == render::Align::kCenter ? "center"
+              : p.align == render::Align::kRight  ? "right"
+                                                  : "left";
+    }
+    if (!given("--newline")) {
+      newline = p.newline == render::NewlineMode::kMarker ? "marker" : "break";
+    }
+    if (!given("--no-crop")) no_crop = !p.auto_crop_width;
+    options.auto_crop_last_page = p.auto_crop_last_page;
+    options.foreground = p.foreground;
+    options.background = p.background;
+    return true;
+  }
+
+  CLI::App* app_ = nullptr;
 };
 
 }  // namespace vlserve::app

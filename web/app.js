@@ -9,7 +9,7 @@ let attachments = [];    // [{name, url}] images waiting to be sent
 let controller = null;   // AbortController of the request in flight
 
 // ---- settings (kept in localStorage so a reload keeps them) ----
-for (const id of ["max-tokens", "temperature", "api-key", "extra"]) {
+for (const id of ["system", "max-tokens", "temperature", "top-p", "seed", "api-key", "extra"]) {
   const el = $(id), saved = localStorage.getItem("vlserve." + id);
   if (saved !== null) el.value = saved;
   el.addEventListener("change", () => localStorage.setItem("vlserve." + id, el.value));
@@ -43,6 +43,19 @@ async function loadModel() {
   if (data.length === 0) return;
   $("model").dataset.id = data[0].id;
   $("model").textContent = "model: " + data[0].id;
+  const meta = data[0].meta;  // context length, vision, architecture (routes.cc ModelsJson)
+  if (meta) {
+    const info = $("model-info");
+    info.textContent = [
+      meta.n_ctx ? `ctx ${meta.n_ctx.toLocaleString("en-US")}` : "",
+      meta.vision ? `vision${meta.projector ? " (" + meta.projector + ")" : ""}` : "text only",
+      meta.arch || "",
+    ].filter(Boolean).join(" · ");
+    info.title = `context: ${meta.n_ctx} tokens served (${meta.n_ctx_train} trained) · ` +
+      (meta.vision ? "accepts images" + (meta.documents ? " and documents" : "") : "no vision encoder (--mmproj)") +
+      ` · architecture ${meta.arch}`;
+    info.hidden = false;
+  }
 }
 
 // ---- attachments: file picker, paste, drag and drop ----
@@ -149,7 +162,9 @@ function addMessage(cls, text) {
   return div;
 }
 
-function userBubble(text, images, doc) {
+// `message` is the history entry of this turn: the document chip's × takes the document
+// out of it, so later requests stop sending it.
+function userBubble(text, images, doc, message) {
   const div = addMessage("user", text);
   if (images.length) {
     const thumbs = document.createElement("div");
@@ -165,9 +180,32 @@ function userBubble(text, images, doc) {
   if (doc) {
     const d = document.createElement("div");
     d.className = "doc";
-    d.textContent = `[document] ${[...doc].length.toLocaleString()} characters`;
+    const label = document.createElement("span");
+    label.textContent = `[document] ${[...doc].length.toLocaleString("en-US")} characters`;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "×";
+    remove.title = "Remove the document from the conversation (later requests do not send it)";
+    remove.onclick = () => {
+      const rest = message.content.filter((p) => p.type !== "document");
+      message.content = rest.length ? rest : "(document removed)";
+      d.classList.add("removed");
+      label.textContent = "[document removed]";
+      remove.remove();
+      saveChats();
+    };
+    d.append(label, remove);
     div.prepend(d);
   }
+}
+
+// The composer's document is sent once: it then lives in the conversation (a chip on the
+// user's message) and the document mode is switched off.
+function resetDocument(doc = "") {
+  $("doc-mode").checked = !!doc;
+  $("doc-panel").hidden = !doc;
+  $("doc-text").value = doc;
+  updateDocStats();
 }
 
 function buildContent(text, images, doc) {
@@ -180,11 +218,18 @@ function buildContent(text, images, doc) {
 }
 
 function requestBody() {
+  // Only role and content go out: assistant entries also keep their stats for the UI.
+  const messages = history.map((m) => ({ role: m.role, content: m.content }));
+  const system = $("system").value.trim();
+  if (system) messages.unshift({ role: "system", content: system });
   const body = {
-    messages: history, stream: true, stream_options: { include_usage: true },
+    messages, stream: true, stream_options: { include_usage: true },
     max_tokens: Number($("max-tokens").value) || undefined,
     temperature: Number($("temperature").value),
   };
+  const topP = $("top-p").value.trim(), seed = $("seed").value.trim();
+  if (topP !== "" && Number(topP) !== 1) body.top_p = Number(topP);
+  if (seed !== "") body.seed = Number(seed);
   const extra = $("extra").value.trim();
   if (extra) Object.assign(body, JSON.parse(extra));  // a syntax error is shown to the user
   return body;
@@ -196,21 +241,31 @@ async function send() {
   const doc = $("doc-mode").checked ? $("doc-text").value : "";
   if (!text && !attachments.length && !doc) return;
   const images = attachments;
-  history.push({ role: "user", content: buildContent(text, images, doc) });
-  userBubble(text, images, doc);
+  const message = { role: "user", content: buildContent(text, images, doc) };
+  history.push(message);
+  userBubble(text, images, doc, message);
   input.value = "";
   attachments = [];
   drawAttachments();
+  if (doc) resetDocument();
+  saveChats();
+  await complete(doc);
+}
+
+// Streams the answer to `history` into a new assistant bubble. `doc`: the document sent with
+// the last user message (put back in the composer if the request fails).
+async function complete(doc = "") {
   const bubble = addMessage("assistant cursor", "");
   setBusy(true);
   controller = new AbortController();
-  const result = { text: "", finish: null, timings: null, usage: null };
+  const result = { text: "", finish: null, timings: null, usage: null, doc };
   try {
     const r = await fetch("/v1/chat/completions", {
       method: "POST", signal: controller.signal,
       headers: { "Content-Type": "application/json", ...authHeaders() },
       body: JSON.stringify(requestBody()),
     });
+    result.cache = r.headers.get("X-Cache");  // "hit": replayed from the response cache
     if (!r.ok) {
       const err = await r.json().catch(() => null);
       throw new Error(err?.error?.message ? `${r.status}: ${err.error.message}` : `HTTP ${r.status}`);
@@ -252,22 +307,34 @@ function onChunk(chunk, result, bubble) {
   const choice = chunk.choices?.[0];
   if (choice?.delta?.content) {
     result.text += choice.delta.content;
-    bubble.querySelector(".body").textContent = result.text;
-    log.scrollTop = log.scrollHeight;
+    renderSoon(bubble, result.text);
   }
   if (choice?.finish_reason) result.finish = choice.finish_reason;
   if (chunk.timings) result.timings = chunk.timings;
   if (chunk.usage) result.usage = chunk.usage;
 }
 
+// Also draws the answers of a saved conversation: then result.message is its history entry.
 function finishBubble(bubble, result) {
   bubble.classList.remove("cursor");
+  bubble.pendingText = undefined;
   if (result.error) {
     bubble.querySelector(".body").textContent = result.error;
     history.pop();  // the failed turn is not part of the conversation
+    bubble.previousElementSibling?.querySelector(".doc")?.classList.add("removed");
+    if (result.doc && !$("doc-text").value) resetDocument(result.doc);  // to send again
+    saveChats();
     return;
   }
-  history.push({ role: "assistant", content: result.text });
+  const message = result.message ?? { role: "assistant", content: result.text };
+  if (!result.message) {
+    // Kept with the answer so a saved conversation shows its stats and waterfall again.
+    message.result = { finish: result.finish, timings: result.timings, usage: result.usage,
+                       cache: result.cache };
+    history.push(message);
+  }
+  bubble.classList.add("md");
+  Markdown.render(result.text, bubble.querySelector(".body"));
   const meta = document.createElement("div");
   meta.className = "meta";
   const bits = [];
@@ -276,16 +343,69 @@ function finishBubble(bubble, result) {
   const t = result.timings;
   if (t?.ttft !== undefined) bits.push(`TTFT ${fmtMs(t.ttft)}`);
   if (t?.decode_tokens_per_s) bits.push(`${t.decode_tokens_per_s.toFixed(1)} tok/s`);
+  // Document parts: what they would have cost as text vs what their pages cost.
+  if (t?.document_image_tokens > 0) {
+    const ratio = t.document_text_tokens / t.document_image_tokens;
+    bits.push(`document: ${t.document_text_tokens.toLocaleString("en-US")} text tokens as ` +
+      `${t.document_image_tokens.toLocaleString("en-US")} image tokens (${ratio.toFixed(1)}x)`);
+  }
   if (t?.total !== undefined) bits.push(`total ${fmtMs(t.total)}`);
   meta.textContent = bits.join(" · ");
   bubble.append(meta);
-  if (t) bubble.append(drawWaterfall(t));
+  if (t) bubble.append(drawWaterfall(t, result));
+  addActions(bubble, message);
   log.scrollTop = log.scrollHeight;
+  if (!result.message) saveChats();
 }
 
 function setBusy(busy) {
   sendButton.hidden = busy;
   stopButton.hidden = !busy;
+  // The answer in flight belongs to the conversation shown: no switching meanwhile.
+  document.body.classList.toggle("busy", busy);
+  $("new-chat").disabled = busy;
+  $("clear").disabled = busy;
+}
+
+// Markdown is re-rendered at most every 40 ms while an answer streams in.
+function renderSoon(bubble, text) {
+  bubble.pendingText = text;
+  if (bubble.renderTimer) return;
+  bubble.renderTimer = setTimeout(() => {
+    bubble.renderTimer = 0;
+    if (bubble.pendingText === undefined) return;  // finishBubble rendered the final text
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    Markdown.render(bubble.pendingText, bubble.querySelector(".body"));
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }, 40);
+}
+
+// Copy (the answer's Markdown source) and Regenerate (drop this answer and everything after
+// it, then ask again with the same conversation before it).
+function addActions(bubble, message) {
+  const bar = document.createElement("div");
+  bar.className = "actions";
+  const copy = document.createElement("button");
+  copy.type = "button";
+  copy.className = "copy";
+  copy.textContent = "Copy";
+  copy.title = "Copy the answer (Markdown)";
+  copy.onclick = () => copyText(message.content, copy);
+  const regen = document.createElement("button");
+  regen.type = "button";
+  regen.className = "regen";
+  regen.textContent = "Regenerate";
+  regen.title = "Answer again (drops this answer and what follows it)";
+  regen.onclick = () => {
+    const at = history.indexOf(message);
+    if (controller || at < 0) return;
+    history.length = at;
+    for (let m = bubble; m;) { const next = m.nextElementSibling; m.remove(); m = next; }
+    saveChats();
+    complete();
+  };
+  bar.append(copy, regen);
+  bubble.append(bar);
 }
 
 // ---- latency waterfall ----
@@ -319,7 +439,20 @@ function waterfallRows(t) {
   return rows;
 }
 
-function drawWaterfall(t) {
+// Cache hits are labelled on their rows: images from the encoder cache on `encode`, prompt
+// tokens from the prefix cache on `prefill`, and a replayed answer (X-Cache: hit) above all.
+function cacheTags(t, result) {
+  const tags = {};
+  if (t.images > 0 && t.images_cached > 0) {
+    tags.encode = t.encode_cached ? "cached" : `${t.images_cached}/${t.images} images cached`;
+  }
+  const cached = result?.usage?.prompt_tokens_details?.cached_tokens;
+  if (cached > 0) tags.prefill = `${cached.toLocaleString("en-US")} tokens cached`;
+  return tags;
+}
+
+function drawWaterfall(t, result) {
+  const tags = cacheTags(t, result);
   const rows = waterfallRows(t);
   const scale = Math.max(1e-9, ...rows.map((r) => r.start + r.ms));
   const grid = document.createElement("div");
@@ -336,12 +469,137 @@ function drawWaterfall(t) {
     bar.style.width = (100 * r.ms / scale).toFixed(3) + "%";
     bar.title = `${r.name}: ${r.ms} ms (starts at ${fmtMs(r.start)})`;
     track.append(bar);
+    if (tags[r.name]) {
+      const tag = document.createElement("span");
+      tag.className = "tag cache";
+      tag.textContent = tags[r.name];
+      track.append(tag);
+    }
     const ms = document.createElement("span");
     ms.className = "ms";
     ms.textContent = fmtMs(r.ms);
     grid.append(name, track, ms);
   }
-  return grid;
+  if (result?.cache !== "hit") return grid;
+  const out = document.createDocumentFragment();
+  const note = document.createElement("div");
+  note.className = "tag cache replay";
+  note.textContent = "response cache hit: the answer was replayed";
+  out.append(note, grid);
+  return out;
+}
+
+// ---- conversations, saved in localStorage ----
+// vlserve.chats: [{id, title, updated, messages}] newest first; `history` holds the
+// messages of the one shown (vlserve.current).
+const CHATS_KEY = "vlserve.chats", CURRENT_KEY = "vlserve.current";
+let chats = [], current = null;
+try {
+  chats = JSON.parse(localStorage.getItem(CHATS_KEY) || "[]");
+  if (!Array.isArray(chats)) chats = [];
+} catch (e) { chats = []; }
+
+// A user message's text, images and document, from its OpenAI content.
+function partsOf(content) {
+  if (!Array.isArray(content)) return { text: String(content ?? ""), images: [], doc: "" };
+  return {
+    text: content.filter((p) => p.type === "text").map((p) => p.text).join("\n"),
+    images: content.filter((p) => p.type === "image_url").map((p) => ({ name: "image", url: p.image_url.url })),
+    doc: content.find((p) => p.type === "document")?.text ?? "",
+  };
+}
+
+function chatTitle(messages) {
+  const first = messages.find((m) => m.role === "user");
+  if (!first) return "New chat";
+  const { text, images, doc } = partsOf(first.content);
+  const title = text || (doc ? "[document]" : images.length ? "[image]" : "");
+  return title.replace(/\s+/g, " ").slice(0, 60) || "New chat";
+}
+
+function saveChats() {
+  if (!current) return;
+  current.messages = history.slice();
+  current.title = chatTitle(history);
+  current.updated = Date.now();
+  chats.sort((a, b) => b.updated - a.updated);
+  persistChats();
+  drawChatList();
+}
+
+// Browser storage holds about 5 MB. When it is full the images' bytes are left out (their
+// place says so), then the oldest conversations.
+function persistChats() {
+  const store = (list) => {
+    localStorage.setItem(CHATS_KEY, JSON.stringify(list));
+    localStorage.setItem(CURRENT_KEY, current?.id ?? "");
+  };
+  try { store(chats); return; } catch (e) { /* full: slim it down below */ }
+  const note = { type: "text", text: "(image not saved: browser storage was full)" };
+  const slim = chats.map((c) => ({ ...c, messages: c.messages.map((m) => !Array.isArray(m.content) ? m
+    : { ...m, content: m.content.map((p) => p.type === "image_url" ? note : p) }) }));
+  for (;;) {
+    try { store(slim); return; } catch (e) {
+      if (slim.length <= 1) { console.warn("vlserve: conversations not saved:", e); return; }
+      slim.pop();
+    }
+  }
+}
+
+function showChat(chat) {
+  current = chat;
+  history.splice(0, history.length, ...chat.messages);
+  log.querySelectorAll(".msg").forEach((m) => m.remove());
+  for (const m of history) {
+    if (m.role === "user") {
+      const { text, images, doc } = partsOf(m.content);
+      userBubble(text, images, doc, m);
+    } else if (m.role === "assistant") {
+      finishBubble(addMessage("assistant", ""), { ...m.result, text: m.content, message: m });
+    }
+  }
+  try { localStorage.setItem(CURRENT_KEY, chat.id); } catch (e) { /* full: stays in memory */ }
+  drawChatList();
+  document.body.classList.remove("show-chats");
+}
+
+function newChat() {
+  if (current && history.length === 0) { showChat(current); return; }  // already a fresh one
+  const chat = { id: Date.now().toString(36) + Math.random().toString(36).slice(2, 6),
+                 title: "New chat", updated: Date.now(), messages: [] };
+  chats.unshift(chat);
+  showChat(chat);
+  persistChats();
+}
+
+function drawChatList() {
+  $("chat-list").replaceChildren(...chats.map((chat) => {
+    const li = document.createElement("li");
+    li.className = chat === current ? "current" : "";
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "open";
+    open.textContent = chat.title;
+    open.title = `${chat.title}\n${new Date(chat.updated).toLocaleString()}`;
+    open.onclick = () => { if (!controller && chat !== current) showChat(chat); };
+    const del = document.createElement("button");
+    del.type = "button";
+    del.className = "delete";
+    del.textContent = "×";
+    del.title = "Delete this conversation";
+    del.onclick = () => {
+      if (controller) return;
+      chats = chats.filter((c) => c !== chat);
+      if (chat === current) {
+        current = null;
+        if (chats.length) showChat(chats[0]); else newChat();
+      }
+      persistChats();
+      drawChatList();
+    };
+    li.append(open, del);
+    return li;
+  }));
 }
 
 // ---- wiring ----
@@ -353,6 +611,20 @@ stopButton.addEventListener("click", () => controller?.abort());
 $("clear").addEventListener("click", () => {
   history.length = 0;
   log.querySelectorAll(".msg").forEach((m) => m.remove());
+  saveChats();
 });
+$("new-chat").addEventListener("click", () => { if (!controller) newChat(); });
+$("chats-toggle").addEventListener("click", () => document.body.classList.toggle("show-chats"));
+// On a phone the list lies over the chat: a click beside it or Escape folds it away.
+document.addEventListener("click", (e) => {
+  if (!e.target.closest("#chats, #chats-toggle")) document.body.classList.remove("show-chats");
+});
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape") document.body.classList.remove("show-chats");
+});
+{
+  const saved = chats.find((c) => c.id === localStorage.getItem(CURRENT_KEY)) ?? chats[0];
+  if (saved) showChat(saved); else newChat();
+}
 pollHealth();
 setInterval(pollHealth, 5000);

@@ -1,4 +1,5 @@
 // Format detection, limits and dispatch for media::Decode.
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -55,6 +56,12 @@ Status CheckDimensions(std::string_view format, int64_t width, int64_t height,
     return OutOfRangeError(fmt::format(
         "{} image is {}x{} = {} pixels, over the limit of {} pixels; send a smaller image",
         format, width, height, width * height, options.max_pixels));
+  }
+  if (std::max(width, height) > options.max_aspect_ratio * std::min(width, height)) {
+    return InvalidArgumentError(fmt::format(
+        "{} image is {}x{}, an aspect ratio above the limit of {}:1 (Qwen2-VL's image "
+        "processor refuses such images too); crop or pad it",
+        format, width, height, options.max_aspect_ratio));
   }
   return OkStatus();
 }

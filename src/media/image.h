@@ -47,6 +47,10 @@ struct DecodeOptions {
   int64_t max_pixels = 40'000'000;
   // Largest encoded size accepted.
   size_t max_bytes = 64u << 20;
+  // Largest long side / short side accepted, checked from the header. Qwen2-VL's image
+  // processor (smart_resize) refuses above 200; a 10,000,000 x 1 strip is within the pixel
+  // limit but its resampling tables alone would take hundreds of MB.
+  int64_t max_aspect_ratio = 200;
   // Hint: the longest edge the caller will resize to next (0 = decode at full size).
   // JPEG uses it to decode at a 1/2, 1/4 or 1/8 DCT scale while the scaled long edge
   // stays >= the target, so the later resize still downsamples.

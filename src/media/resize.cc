@@ -241,20 +241,38 @@ ResampleWeights ComputeResampleWeights(int in_size, int out_size, ResampleFilter
 namespace {
 
 // Weights depend only on (in, out, filter) and cost ~0.2 ms per axis (two sin() per tap);
-// preprocessing resizes to the same few sizes again and again. Bounded, thread-safe.
-std::shared_ptr<const ResampleWeights> CachedWeights(int in_size, int out_size,
-                                                     ResampleFilter filter) {
+// preprocessing resizes to the same few sizes again and again. Bounded in entries and
+// bytes (a table grows with in_size: taps ~ in/out per output pixel), thread-safe.
+constexpr size_t kMaxWeightEntries = 32;
+constexpr size_t kMaxWeightBytes = 8u << 20;
+
+size_t WeightBytes(const ResampleWeights& w) {
+  return (w.first.size() + w.count.size()) * sizeof(int) + w.weights.size() * sizeof(int32_t);
+}
+
+struct WeightCache {
   struct Entry {
     int in_size, out_size;
     ResampleFilter filter;
     std::shared_ptr<const ResampleWeights> weights;
+    size_t bytes;
   };
-  constexpr size_t kMaxEntries = 32;
-  static std::mutex* mu = new std::mutex;
-  static std::deque<Entry>* cache = new std::deque<Entry>;
+  std::mutex mu;
+  std::deque<Entry> entries;  // oldest first
+  size_t bytes = 0;
+};
+
+WeightCache& TheWeightCache() {
+  static WeightCache* cache = new WeightCache;
+  return *cache;
+}
+
+std::shared_ptr<const ResampleWeights> CachedWeights(int in_size, int out_size,
+                                                     ResampleFilter filter) {
+  WeightCache& cache = TheWeightCache();
   {
-    std::lock_guard<std::mutex> lock(*mu);
-    for (const Entry& e : *cache) {
+    std::lock_guard<std::mutex> lock(cache.mu);
+    for (const WeightCache::Entry& e : cache.entries) {
       if (e.in_size == in_size && e.out_size == out_size && e.filter == filter) {
         return e.weights;
       }
@@ -262,9 +280,16 @@ std::shared_ptr<const ResampleWeights> CachedWeights(int in_size, int out_size,
   }
   auto weights = std::make_shared<const ResampleWeights>(
       ComputeResampleWeights(in_size, out_size, filter));
-  std::lock_guard<std::mutex> lock(*mu);
-  if (cache->size() >= kMaxEntries) cache->pop_front();
-  cache->push_back({in_size, out_size, filter, weights});
+  const size_t bytes = WeightBytes(*weights);
+  if (bytes > kMaxWeightBytes / 4) return weights;  // a rare huge table: not kept
+  std::lock_guard<std::mutex> lock(cache.mu);
+  while (!cache.entries.empty() && (cache.entries.size() >= kMaxWeightEntries ||
+                                    cache.bytes + bytes > kMaxWeightBytes)) {
+    cache.bytes -= cache.entries.front().bytes;
+    cache.entries.pop_front();
+  }
+  cache.entries.push_back({in_size, out_size, filter, weights, bytes});
+  cache.bytes += bytes;
   return weights;
 }
 
@@ -312,6 +337,12 @@ void ResizeInto(const Image& src, int out_width, int out_height, ResampleFilter 
     rows = scratch->data();
   }
   passes.vertical(rows, static_cast<size_t>(out_width) * 3, *vw, dst->pixels.data());
+}
+
+size_t ResampleWeightCacheBytes() {
+  WeightCache& cache = TheWeightCache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  return cache.bytes;
 }
 
 Image Resize(const Image& src, int out_width, int out_height, ResampleFilter filter) {

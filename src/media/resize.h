@@ -36,6 +36,9 @@ struct ResampleWeights {
 
 ResampleWeights ComputeResampleWeights(int in_size, int out_size, ResampleFilter filter);
 
+// Bytes of weight tables kept for reuse by Resize (bounded at 8 MiB whatever the sizes).
+size_t ResampleWeightCacheBytes();
+
 // Pillow's Image.resize((out_width, out_height), filter) for an RGB image.
 // Sizes must be positive (CHECKed).
 Image Resize(const Image& src, int out_width, int out_height, ResampleFilter filter);

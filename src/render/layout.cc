@@ -12,6 +12,10 @@ namespace {
 // Words longer than this are shaped in pieces (split between grapheme clusters) so a
 // 10 MB "word" never becomes one HarfBuzz buffer; pieces are not cached.
 constexpr int64_t kMaxItemChars = 64;
+// Continuation code points one cluster may carry, as in Unicode's stream-safe text format
+// (UAX #15): real text needs a handful; "a" + a million U+0301 would otherwise be one
+// cluster, one HarfBuzz buffer and quadratic mark positioning. The excess is dropped.
+constexpr int64_t kMaxClusterContinuations = 30;
 constexpr int64_t kMaxCachedChars = 24;
 constexpr size_t kMaxCacheEntries = 1 << 16;
 
@@ -48,6 +52,7 @@ LineBreaker::LineBreaker(FontSet* fonts, const RenderOptions& options,
   text_ = marker;
   ShapeInto(FaceFor(options_.newline_marker), 0, 1, &marker_);
   text_ = saved;
+  shaped_chars_ = 0;  // counts the text's shaping only
 }
 
 LineBreaker::~LineBreaker() { hb_buffer_destroy(buffer_); }
@@ -82,6 +87,7 @@ void LineBreaker::ShapeInto(int face_index, int64_t begin, int64_t end, ShapedIt
   }
   out->width = pen;
   ++shaped_;
+  shaped_chars_ += end - begin;
 }
 
 const ShapedItem* LineBreaker::Shape(int face, int64_t begin, int64_t end) {
@@ -111,14 +117,19 @@ LineBreaker::Item LineBreaker::ScanWord(int64_t pos) {
   int64_t end = pos + 1;
   bool break_after = false;
   if (IsCjkBreakable(first)) {
-    while (end < n && IsClusterContinuation(text_[end])) ++end;
+    while (end < n && end - pos <= kMaxClusterContinuations && IsClusterContinuation(text_[end])) {
+      ++end;
+    }
   } else {
+    int64_t continuations = 0;  // of the cluster ending at `end`
     while (end < n) {
       const char32_t c = text_[end];
       if (IsClusterContinuation(c) || text_[end - 1] == 0x200D) {
+        if (++continuations > kMaxClusterContinuations) break;  // NextItem drops the rest
         ++end;
         continue;
       }
+      continuations = 0;
       if (EndsWord(c) || IsCjkBreakable(c) || end - pos >= kMaxItemChars) break;
       if ((c >= 0x7F || face != 0) && FaceFor(c) != face) break;
       if (text_[end - 1] == '-' && end - pos >= 2 && c != '-' && !IsNoBreakBefore(c)) {
@@ -162,6 +173,16 @@ LineBreaker::Item LineBreaker::NextItem(int64_t pos) {
       break;
   }
   if (IsDropped(c)) return Item{Kind::kSkip, pos, pos + 1, false};
+  if (IsClusterContinuation(c) && pos >= kMaxClusterContinuations) {
+    // The excess of a cluster ScanWord capped: drop the run in one step.
+    int64_t run = 1;
+    while (run <= kMaxClusterContinuations && IsClusterContinuation(text_[pos - run])) ++run;
+    if (run > kMaxClusterContinuations) {
+      int64_t end = pos + 1;
+      while (end < n && IsClusterContinuation(text_[end])) ++end;
+      return Item{Kind::kSkip, pos, end, false};
+    }
+  }
   return ScanWord(pos);
 }
 

@@ -84,6 +84,8 @@ class LineBreaker {
 
   int64_t shaped_words() const { return shaped_; }
   int64_t cache_hits() const { return hits_; }
+  // Code points handed to HarfBuzz so far: the shaping work, linear in the text.
+  int64_t shaped_chars() const { return shaped_chars_; }
 
  private:
   enum class Kind { kWord, kSpace, kTab, kNewline, kSkip, kSoftHyphen };
@@ -114,7 +116,7 @@ class LineBreaker {
   std::unordered_map<std::u32string, ShapedItem> cache_;
   std::u32string key_;
   ShapedItem scratch_;
-  int64_t shaped_ = 0, hits_ = 0;
+  int64_t shaped_ = 0, hits_ = 0, shaped_chars_ = 0;
 };
 
 }  // namespace vlserve::render

@@ -40,6 +40,7 @@ class Document {
   const TextStats& stats() const { return stats_; }
   int64_t shaped_words() const { return paginator_->breaker().shaped_words(); }
   int64_t shape_cache_hits() const { return paginator_->breaker().cache_hits(); }
+  int64_t shaped_chars() const { return paginator_->breaker().shaped_chars(); }
 
  private:
   friend class Renderer;

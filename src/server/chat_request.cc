@@ -3,8 +3,11 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
+#include <algorithm>
 #include <cmath>
 #include <limits>
+
+#include "engine/logprobs.h"
 
 namespace vlserve::server {
 namespace json = boost::json;
@@ -193,19 +196,55 @@ Status ParseMessages(const json::object& body, const ChatParseLimits& limits, Ch
   return OkStatus();
 }
 
+// The engine thread checks every stop string after every token, so their number and length
+// are bounded (OpenAI allows 4).
+constexpr size_t kMaxStopStrings = 16;
+constexpr size_t kMaxStopBytes = 512;
+
 Status ParseStop(const Fields& f, SamplingParams* s) {
   const json::value* stop = f.Get("stop");
   if (stop == nullptr) return OkStatus();
+  json::array one;
   if (stop->is_string()) {
-    s->stop.emplace_back(stop->as_string());
-    return OkStatus();
+    one.push_back(*stop);
+  } else if (!stop->is_array()) {
+    return TypeError("stop", "a string or an array of strings");
   }
-  if (!stop->is_array()) return TypeError("stop", "a string or an array of strings");
-  for (const json::value& v : stop->as_array()) {
+  const json::array& all = stop->is_array() ? stop->as_array() : one;
+  if (all.size() > kMaxStopStrings) {
+    return InvalidArgumentError(fmt::format("field 'stop' has {} strings; at most {} are allowed",
+                                            all.size(), kMaxStopStrings));
+  }
+  for (const json::value& v : all) {
     if (!v.is_string()) return TypeError("stop", "a string or an array of strings");
+    if (v.as_string().size() > kMaxStopBytes) {
+      return InvalidArgumentError(fmt::format(
+          "a 'stop' string is {} bytes long; at most {} are allowed", v.as_string().size(),
+          kMaxStopBytes));
+    }
     s->stop.emplace_back(v.as_string());
   }
   return OkStatus();
+}
+
+// Structured output (json_object, json_schema) is not implemented yet: refuse it rather
+// than answer free text the client would try to parse.
+Status ParseResponseFormat(const Fields& f) {
+  const json::value* rf = f.Get("response_format");
+  if (rf == nullptr) return OkStatus();
+  if (!rf->is_object()) return TypeError("response_format", "an object");
+  std::optional<std::string> type;
+  RETURN_IF_ERROR(Fields(rf->as_object(), "response_format.").String("type", &type));
+  if (!type) return InvalidArgumentError("field 'response_format.type' is required");
+  if (*type == "text") return OkStatus();
+  if (*type == "json_object" || *type == "json_schema") {
+    return UnimplementedError(fmt::format(
+        "field 'response_format.type' = '{}' is not supported by vlserve yet (no constrained "
+        "decoding); omit response_format or use {{\"type\": \"text\"}}",
+        *type));
+  }
+  return InvalidArgumentError(fmt::format(
+      "field 'response_format.type' = '{}' is not a known type; use 'text'", *type));
 }
 
 Status ParseLogitBias(const Fields& f, SamplingParams* s) {
@@ -266,6 +305,8 @@ Status ParseOptions(const json::object& body, ChatRequest* req) {
   if (req->timeout_s && !(*req->timeout_s > 0 && std::isfinite(*req->timeout_s))) {
     return InvalidArgumentError("field 'timeout' must be a positive number of seconds");
   }
+  // A huge timeout means "no hurry": clamped, so the deadline never overflows the clock.
+  if (req->timeout_s) *req->timeout_s = std::min(*req->timeout_s, kMaxTimeoutSeconds);
   RETURN_IF_ERROR(f.Integer("image_min_tokens", &req->image_min_tokens));
   RETURN_IF_ERROR(f.Integer("image_max_tokens", &req->image_max_tokens));
   if (req->image_min_tokens < 0 || req->image_max_tokens < 0 ||
@@ -277,6 +318,7 @@ Status ParseOptions(const json::object& body, ChatRequest* req) {
   int64_t n = 1;
   RETURN_IF_ERROR(f.Integer("n", &n));
   if (n != 1) return UnimplementedError("field 'n' must be 1; vlserve returns one choice");
+  RETURN_IF_ERROR(ParseResponseFormat(f));
   if (const json::value* tools = f.Get("tools");
       tools != nullptr && !(tools->is_array() && tools->as_array().empty())) {
     return UnimplementedError("field 'tools' is not supported by vlserve");
@@ -284,13 +326,115 @@ Status ParseOptions(const json::object& body, ChatRequest* req) {
   return OkStatus();
 }
 
+// Chat: `logprobs` (boolean) and `top_logprobs` (0..20, only with logprobs).
+Status ParseChatLogprobs(const json::object& body, ChatRequest* req) {
+  Fields f(body, "");
+  bool logprobs = false, top_given = false;
+  int32_t top = 0;
+  RETURN_IF_ERROR(f.Bool("logprobs", &logprobs));
+  RETURN_IF_ERROR(f.Integer("top_logprobs", &top, &top_given));
+  if (top_given && !logprobs) {
+    return InvalidArgumentError("field 'top_logprobs' needs \"logprobs\": true");
+  }
+  if (top < 0 || top > engine::kMaxTopLogprobs) {
+    return InvalidArgumentError(fmt::format("field 'top_logprobs' = {} is out of range; "
+                                            "allowed: 0..{}", top, engine::kMaxTopLogprobs));
+  }
+  if (logprobs) req->logprobs = top;
+  return OkStatus();
+}
+
+// One token-id prompt: integers in [0, INT32_MAX] (the vocabulary is checked later).
+Status ParsePromptIds(const json::array& ids, const std::string& name,
+                      std::vector<int32_t>* out) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const json::value& v = ids[i];
+    if (!(v.is_int64() || v.is_uint64())) return TypeError(name, "an array of token ids");
+    if (v.is_uint64() || v.as_int64() < 0 || v.as_int64() > INT32_MAX) {
+      return InvalidArgumentError(fmt::format("field '{}[{}]' is not a token id", name, i));
+    }
+    out->push_back(static_cast<int32_t>(v.as_int64()));
+  }
+  return OkStatus();
+}
+
+Status ParsePrompt(const json::object& body, CompletionRequest* req) {
+  const json::value* p = Fields(body, "").Get("prompt");
+  if (p == nullptr) return InvalidArgumentError("field 'prompt' is required");
+  constexpr std::string_view kWant =
+      "a string, an array of token ids, or an array of one string or of one token-id array";
+  if (p->is_string()) {
+    req->prompt = std::string(p->as_string());
+    return OkStatus();
+  }
+  if (!p->is_array()) return TypeError("prompt", kWant);
+  const json::array& arr = p->as_array();
+  if (arr.empty()) return InvalidArgumentError("field 'prompt' must not be an empty array");
+  if (arr[0].is_int64() || arr[0].is_uint64()) {
+    req->prompt_is_ids = true;
+    return ParsePromptIds(arr, "prompt", &req->prompt_ids);
+  }
+  if (!arr[0].is_string() && !arr[0].is_array()) return TypeError("prompt", kWant);
+  if (arr.size() > 1) {
+    return InvalidArgumentError(fmt::format(
+        "field 'prompt' holds {} prompts; vlserve answers one prompt per request (n = 1): "
+        "send them as separate requests",
+        arr.size()));
+  }
+  if (arr[0].is_string()) {
+    req->prompt = std::string(arr[0].as_string());
+    return OkStatus();
+  }
+  req->prompt_is_ids = true;
+  return ParsePromptIds(arr[0].as_array(), "prompt[0]", &req->prompt_ids);
+}
+
 }  // namespace
+
+StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body) {
+  ASSIGN_OR_RETURN(json::object obj, ParseObject(body));
+  CompletionRequest req;
+  RETURN_IF_ERROR(ParseOptions(obj, &req.options));
+  RETURN_IF_ERROR(ParseSampling(obj, &req.options));
+  RETURN_IF_ERROR(ParsePrompt(obj, &req));
+  Fields f(obj, "");
+  RETURN_IF_ERROR(f.Bool("echo", &req.echo));
+  // The legacy form: an integer, the number of alternatives per token.
+  bool logprobs_given = false;
+  int32_t logprobs = 0;
+  if (const json::value* v = f.Get("logprobs"); v != nullptr && v->is_bool()) {
+    return TypeError("logprobs", "an integer (0..20) on /v1/completions");
+  }
+  RETURN_IF_ERROR(f.Integer("logprobs", &logprobs, &logprobs_given));
+  if (logprobs_given) {
+    if (logprobs < 0 || logprobs > engine::kMaxTopLogprobs) {
+      return InvalidArgumentError(fmt::format("field 'logprobs' = {} is out of range; allowed: "
+                                              "0..{}", logprobs, engine::kMaxTopLogprobs));
+    }
+    req.options.logprobs = logprobs;
+  }
+  if (req.echo && logprobs_given) {
+    return UnimplementedError(
+        "'echo' with 'logprobs' is not supported: vlserve does not compute the prompt's log "
+        "probabilities; drop one of them");
+  }
+  std::optional<std::string> suffix;
+  RETURN_IF_ERROR(f.String("suffix", &suffix));
+  if (suffix && !suffix->empty()) {
+    return UnimplementedError("field 'suffix' is not supported by vlserve");
+  }
+  int64_t best_of = 1;
+  RETURN_IF_ERROR(f.Integer("best_of", &best_of));
+  if (best_of != 1) return UnimplementedError("field 'best_of' must be 1");
+  return req;
+}
 
 StatusOr<ChatRequest> ParseChatRequest(std::string_view body, const ChatParseLimits& limits) {
   ASSIGN_OR_RETURN(json::object obj, ParseObject(body));
   ChatRequest req;
   RETURN_IF_ERROR(ParseOptions(obj, &req));
   RETURN_IF_ERROR(ParseSampling(obj, &req));
+  RETURN_IF_ERROR(ParseChatLogprobs(obj, &req));
   RETURN_IF_ERROR(ParseMessages(obj, limits, &req));
   return req;
 }
@@ -306,6 +450,20 @@ StatusOr<TokenizeRequest> ParseTokenizeRequest(std::string_view body) {
   RETURN_IF_ERROR(f.Bool("add_special", &req.add_special));
   RETURN_IF_ERROR(f.Bool("parse_special", &req.parse_special));
   RETURN_IF_ERROR(f.Bool("with_pieces", &req.with_pieces));
+  return req;
+}
+
+StatusOr<DetokenizeRequest> ParseDetokenizeRequest(std::string_view body) {
+  ASSIGN_OR_RETURN(json::object obj, ParseObject(body));
+  const json::value* tokens = Fields(obj, "").Get("tokens");
+  if (tokens == nullptr) return InvalidArgumentError("field 'tokens' is required");
+  if (!tokens->is_array()) return TypeError("tokens", "an array of token ids");
+  DetokenizeRequest req;
+  req.tokens.reserve(tokens->as_array().size());
+  for (const json::value& v : tokens->as_array()) {
+    if (!v.is_int64()) return TypeError("tokens", "an array of token ids (integers)");
+    req.tokens.push_back(v.as_int64());
+  }
   return req;
 }
 

@@ -43,12 +43,18 @@ struct ChatRequest {
   bool stream = false;
   bool include_usage = false;       // stream_options.include_usage
   int priority = 0;                 // extension
-  std::optional<double> timeout_s;  // extension: deadline after arrival
+  std::optional<double> timeout_s;  // extension: deadline after arrival (<= kMaxTimeoutSeconds)
   // Extension (llama.cpp's flag names): per-image token bounds for this request's images,
   // applied through the family's layout rule; 0 = the server's. Above the server's
   // --image-max-tokens is refused.
   int64_t image_min_tokens = 0, image_max_tokens = 0;
+  // -1: no log probabilities; else `logprobs: true` with this many `top_logprobs` (0..20).
+  // POST /v1/completions: its integer `logprobs`.
+  int32_t logprobs = -1;
 };
+
+// A request's "timeout" above this (one day) is clamped to it.
+constexpr double kMaxTimeoutSeconds = 86400;
 
 struct ChatParseLimits {
   int max_media_parts = 8;  // images + documents per request
@@ -59,6 +65,21 @@ struct ChatParseLimits {
 // Unimplemented for features vlserve does not have (n > 1, tools).
 StatusOr<ChatRequest> ParseChatRequest(std::string_view body, const ChatParseLimits& limits);
 
+// POST /v1/completions: one prompt, sent to the model as is (no chat template).
+struct CompletionRequest {
+  ChatRequest options;              // every field but messages/media (those stay empty)
+  std::string prompt;               // a text prompt (special-token texts are parsed)
+  std::vector<int32_t> prompt_ids;  // or a token-id prompt (prompt_is_ids)
+  bool prompt_is_ids = false;
+  bool echo = false;                // the answer's text starts with the prompt
+};
+
+// `prompt`: a string, an array of one string, an array of token ids, or an array of one
+// array of token ids; several prompts are a 400 (one choice per request). InvalidArgument
+// naming the field for wrong types or values; Unimplemented for echo with logprobs (no
+// prompt log probabilities), suffix and best_of > 1.
+StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body);
+
 // {"content": "..."} of POST /tokenize (also accepts "add_special", "with_pieces").
 struct TokenizeRequest {
   std::string content;
@@ -67,5 +88,11 @@ struct TokenizeRequest {
   bool with_pieces = false;
 };
 StatusOr<TokenizeRequest> ParseTokenizeRequest(std::string_view body);
+
+// {"tokens": [ids...]} of POST /detokenize (ids are checked against the vocabulary later).
+struct DetokenizeRequest {
+  std::vector<int64_t> tokens;
+};
+StatusOr<DetokenizeRequest> ParseDetokenizeRequest(std::string_view body);
 
 }  // namespace vlserve::server

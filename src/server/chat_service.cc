@@ -8,6 +8,8 @@
 
 #include "base/clock.h"
 #include "models/image_prompt.h"
+#include "server/logprobs_json.h"
+#include "tokenizer/detokenizer.h"
 
 namespace vlserve::server {
 namespace json = boost::json;
@@ -50,6 +52,7 @@ Status PrepareMedia(const ChatRequest& chat, const ModelContext& ctx, const Medi
   }
   const models::ImageTokenLimits limits{chat.image_min_tokens, chat.image_max_tokens};
   VisionTimings t;
+  const MediaConfig media = WithFetchDeadline(config);  // one deadline for all its images
   std::vector<std::vector<PreparedImage>> per_part(chat.media.size());
   for (size_t i = 0; i < chat.media.size(); ++i) {
     const MediaRef& ref = chat.media[i];
@@ -58,7 +61,7 @@ Status PrepareMedia(const ChatRequest& chat, const ModelContext& ctx, const Medi
       if (!pages.ok()) return pages.status().WithContext(fmt::format("media part {}", i));
       per_part[i] = std::move(*pages);
     } else {
-      auto image = PrepareImageUrl(ref.url, vision, config, &t, limits);
+      auto image = PrepareImageUrl(ref.url, vision, media, &t, limits);
       if (!image.ok()) return image.status().WithContext(fmt::format("media part {}", i));
       per_part[i].push_back(std::move(*image));
     }
@@ -74,6 +77,17 @@ Status PrepareMedia(const ChatRequest& chat, const ModelContext& ctx, const Medi
   if (t.cached == t.images) rt.encode_ms = 0;  // the engine has nothing to encode
 
   Stopwatch tokenize;
+  // Glyph's trade, per request: the documents as text tokens vs as page embeddings (the
+  // text count is part of the tokenize stage).
+  if (t.documents > 0) {
+    rt.document_text_tokens = rt.document_image_tokens = 0;
+    for (size_t i = 0; i < chat.media.size(); ++i) {
+      if (chat.media[i].kind != MediaRef::Kind::kDocument) continue;
+      rt.document_text_tokens += static_cast<int64_t>(
+          ctx.tokenizer->Encode(chat.media[i].document_text, {.add_special = false}).size());
+      for (const PreparedImage& page : per_part[i]) rt.document_image_tokens += page.layout.tokens;
+    }
+  }
   std::vector<const PreparedImage*> images;  // in marker order
   for (const ParsedMessage& m : chat.messages) {
     models::ChatMessage out{m.role, {}};
@@ -89,14 +103,16 @@ Status PrepareMedia(const ChatRequest& chat, const ModelContext& ctx, const Medi
     }
     messages->push_back(std::move(out));
   }
-  const std::string prompt = models::ApplyChatTemplate(*ctx.chat_template, *messages, true);
+  // Special tokens and image markers count only in the template's text, not in content.
+  const models::ChatPrompt prompt = models::RenderChatPrompt(*ctx.chat_template, *messages);
   std::vector<models::ImageLayout> layouts;
   for (const PreparedImage* image : images) layouts.push_back(image->layout);
   models::ImagePromptOptions options;
   options.marker = ctx.chat_template->image_marker;
+  options.content = prompt.content;
   ASSIGN_OR_RETURN(models::ExpandedPrompt expanded,
                    models::ExpandImagePrompt(*ctx.tokenizer, *vision.model, ctx.model->config(),
-                                             prompt, layouts, options));
+                                             prompt.text, layouts, options));
   request->prompt_tokens = std::move(expanded.tokens);
   request->rope_positions = std::move(expanded.rope_positions);
   request->next_rope_position = expanded.next_rope_position;
@@ -115,18 +131,47 @@ Status PrepareMedia(const ChatRequest& chat, const ModelContext& ctx, const Medi
   return OkStatus();
 }
 
-std::vector<int32_t> TokenizePrompt(const std::string& prompt, const tokenizer::Tokenizer& tok) {
+// Special tokens are parsed in the template's text only: a user who types "<|im_start|>"
+// gets those characters, not a control token (no forged turns).
+std::vector<int32_t> TokenizePrompt(const models::ChatPrompt& prompt,
+                                    const tokenizer::Tokenizer& tok) {
+  std::vector<tokenizer::TextSpan> spans;
+  size_t pos = 0;
+  for (const auto& [begin, end] : prompt.content) {
+    const std::string_view text = prompt.text;
+    if (begin > pos) spans.push_back({text.substr(pos, begin - pos), true});
+    spans.push_back({text.substr(begin, end - begin), false});
+    pos = end;
+  }
+  if (pos < prompt.text.size()) spans.push_back({std::string_view(prompt.text).substr(pos), true});
   std::vector<int32_t> ids;
-  tok.Encode(prompt, {.add_special = false, .parse_special = true}, &ids);
+  tok.EncodeSpans(spans, {.add_special = false}, &ids);
   PrependBos(tok, &ids);
   return ids;
 }
 
-json::object TimingsObject(const engine::RequestTimings& t) {
-  json::object o;
-  auto ms = [&o](const char* key, double v) {
-    if (v >= 0) o[key] = std::round(v * 1000.0) / 1000.0;
+// Milliseconds with at most 3 decimals, as plain decimals ("0.009", "21410.159"): Boost.JSON
+// writes doubles in exponent notation ("9E-3"), which the docs and dashboards do not expect.
+std::string PlainDecimal(double v) {
+  std::string s = fmt::format("{:.3f}", v);
+  while (s.back() == '0') s.pop_back();
+  if (s.back() == '.') s.pop_back();
+  return s == "-0" ? "0" : s;
+}
+
+// The "timings" object as JSON text (see PlainDecimal).
+std::string TimingsJson(const engine::RequestTimings& t) {
+  std::string out;
+  auto field = [&out](const char* key, const std::string& value) {
+    out += out.empty() ? "{\"" : ",\"";
+    out += key;
+    out += "\":";
+    out += value;
   };
+  auto ms = [&field](const char* key, double v) {
+    if (v >= 0 && std::isfinite(v)) field(key, PlainDecimal(v));
+  };
+  auto count = [&field](const char* key, int64_t v) { field(key, std::to_string(v)); };
   ms("http_read", t.http_read_ms);
   ms("parse", t.parse_ms);
   ms("media_fetch", t.media_fetch_ms);
@@ -134,22 +179,33 @@ json::object TimingsObject(const engine::RequestTimings& t) {
   ms("render", t.render_ms);
   ms("preprocess", t.preprocess_ms);
   ms("tokenize", t.tokenize_ms);
+  if (t.document_image_tokens >= 0) {
+    count("document_text_tokens", t.document_text_tokens);
+    count("document_image_tokens", t.document_image_tokens);
+  }
   ms("queue", t.queue_ms);
   ms("encode", t.encode_ms);
   if (t.images > 0) {
-    o["images"] = t.images;
-    o["images_cached"] = t.images_cached;
-    o["encode_cached"] = t.images_cached == t.images;
+    count("images", t.images);
+    count("images_cached", t.images_cached);
+    field("encode_cached", t.images_cached == t.images ? "true" : "false");
   }
   ms("prefill", t.prefill_ms);
-  o["prefill_tokens"] = t.prefill_tokens;
+  count("prefill_tokens", t.prefill_tokens);
   ms("ttft", t.ttft_ms);
   ms("decode", t.decode_ms);
-  o["decode_tokens"] = t.decode_tokens;
+  count("decode_tokens", t.decode_tokens);
   ms("decode_tokens_per_s", t.decode_tokens_per_s);
   ms("total", t.e2e_ms);
-  o["preemptions"] = t.preemptions;
-  return o;
+  count("preemptions", t.preemptions);
+  return out + "}";
+}
+
+// `o` serialized with "timings" appended as its last member.
+std::string WithTimings(const json::object& o, const engine::RequestTimings& t) {
+  std::string s = json::serialize(o);
+  s.pop_back();  // '}'
+  return s + (o.empty() ? "\"timings\":" : ",\"timings\":") + TimingsJson(t) + "}";
 }
 
 json::object UsageObject(const engine::Usage& u) {
@@ -180,13 +236,69 @@ std::string FinishReasonJsonName(engine::FinishReason reason) {
   return std::string(engine::FinishReasonName(reason));
 }
 
-Status PrepareChat(const ChatRequest& chat, const ModelContext& ctx, const MediaConfig& media,
-                   const ChatDefaults& defaults, engine::Request* request) {
-  if (chat.model && !chat.model->empty() && *chat.model != ctx.id) {
+namespace {
+
+// No model (or "") is the served one; the alias and the file's own name both name it.
+Status CheckModel(const ChatRequest& chat, const ModelContext& ctx) {
+  if (chat.model && !chat.model->empty() && *chat.model != ctx.id &&
+      *chat.model != ctx.served_id()) {
     return NotFoundError(fmt::format("model '{}' is not served here; this server serves '{}' "
                                      "(GET /v1/models)",
-                                     *chat.model, ctx.id));
+                                     *chat.model, ctx.served_id()));
   }
+  return OkStatus();
+}
+
+// The request's options that do not depend on the prompt: sampling, seed, priority,
+// deadline, log probabilities.
+void ApplyOptions(const ChatRequest& chat, const ChatDefaults& defaults,
+                  engine::Request* request) {
+  request->sampling = chat.sampling;
+  if (request->sampling.max_tokens < 0) request->sampling.max_tokens = defaults.max_tokens;
+  if (!chat.seed_given) request->sampling.seed = RandomSeed();
+  request->priority = chat.priority;
+  request->logprobs = chat.logprobs;
+  if (chat.timeout_s) {
+    const auto base = request->arrival.value_or(engine::SteadyClock::now());
+    request->deadline = base + std::chrono::duration_cast<engine::SteadyClock::duration>(
+                                   std::chrono::duration<double>(*chat.timeout_s));
+  }
+}
+
+}  // namespace
+
+Status PrepareCompletion(const CompletionRequest& completion, const ModelContext& ctx,
+                         const ChatDefaults& defaults, engine::Request* request,
+                         std::string* echo) {
+  RETURN_IF_ERROR(CheckModel(completion.options, ctx));
+  const tokenizer::Tokenizer& tok = *ctx.tokenizer;
+  Stopwatch tokenize;
+  if (completion.prompt_is_ids) {
+    request->prompt_tokens = completion.prompt_ids;  // the engine checks the vocabulary
+    if (completion.echo) {
+      for (const int32_t id : completion.prompt_ids) {
+        if (id >= tok.vocab_size()) {
+          return InvalidArgumentError(fmt::format(
+              "prompt token {} is outside the vocabulary [0, {})", id, tok.vocab_size()));
+        }
+      }
+      *echo = tokenizer::SanitizeUtf8(tok.Decode(completion.prompt_ids));
+    }
+  } else {
+    // As vLLM and llama-server: special-token texts in a raw prompt are the tokens.
+    tok.Encode(completion.prompt, {.add_special = false, .parse_special = true},
+               &request->prompt_tokens);
+    PrependBos(tok, &request->prompt_tokens);
+    if (completion.echo) *echo = completion.prompt;
+  }
+  request->timings.tokenize_ms = tokenize.ElapsedMs();
+  ApplyOptions(completion.options, defaults, request);
+  return OkStatus();
+}
+
+Status PrepareChat(const ChatRequest& chat, const ModelContext& ctx, const MediaConfig& media,
+                   const ChatDefaults& defaults, engine::Request* request) {
+  RETURN_IF_ERROR(CheckModel(chat, ctx));
   std::vector<models::ChatMessage> messages;
   messages.reserve(chat.messages.size());
   if (!chat.media.empty()) {
@@ -198,20 +310,12 @@ Status PrepareChat(const ChatRequest& chat, const ModelContext& ctx, const Media
       for (const ParsedPart& p : m.parts) out.parts.push_back({models::ChatPart::Kind::kText, p.text});
       messages.push_back(std::move(out));
     }
-    const std::string prompt = models::ApplyChatTemplate(*ctx.chat_template, messages, true);
-    request->prompt_tokens = TokenizePrompt(prompt, *ctx.tokenizer);
+    request->prompt_tokens =
+        TokenizePrompt(models::RenderChatPrompt(*ctx.chat_template, messages), *ctx.tokenizer);
     request->timings.tokenize_ms = tokenize.ElapsedMs();
   }
 
-  request->sampling = chat.sampling;
-  if (request->sampling.max_tokens < 0) request->sampling.max_tokens = defaults.max_tokens;
-  if (!chat.seed_given) request->sampling.seed = RandomSeed();
-  request->priority = chat.priority;
-  if (chat.timeout_s) {
-    const auto base = request->arrival.value_or(engine::SteadyClock::now());
-    request->deadline = base + std::chrono::duration_cast<engine::SteadyClock::duration>(
-                                   std::chrono::duration<double>(*chat.timeout_s));
-  }
+  ApplyOptions(chat, defaults, request);
   return OkStatus();
 }
 
@@ -223,7 +327,14 @@ std::string TokenizeJson(const TokenizeRequest& req, const tokenizer::Tokenizer&
     if (req.with_pieces) {
       json::object o;
       o["id"] = id;
-      o["piece"] = std::string(tok.Piece(id, true));
+      const std::string_view piece = tok.Piece(id, true);
+      if (tokenizer::SanitizeUtf8(piece) == piece) {
+        o["piece"] = piece;
+      } else {  // part of a character: JSON strings must be valid UTF-8
+        json::array bytes;
+        for (const char c : piece) bytes.push_back(static_cast<uint8_t>(c));
+        o["piece"] = std::move(bytes);
+      }
       tokens.push_back(std::move(o));
     } else {
       tokens.push_back(id);
@@ -234,31 +345,83 @@ std::string TokenizeJson(const TokenizeRequest& req, const tokenizer::Tokenizer&
   return json::serialize(out);
 }
 
-std::string CompletionJson(const CompletionMeta& meta, const std::string& text,
-                           const engine::Event& event) {
-  json::object message;
-  message["role"] = "assistant";
-  message["content"] = text;
-  json::object choice;
-  choice["index"] = 0;
-  choice["message"] = std::move(message);
-  choice["finish_reason"] = FinishReasonJsonName(event.finish_reason);
-  json::object o = Envelope(meta, "chat.completion");
-  o["choices"] = json::array{std::move(choice)};
-  o["usage"] = UsageObject(event.usage);
-  o["timings"] = TimingsObject(event.timings);
-  return json::serialize(o);
+StatusOr<std::string> DetokenizeJson(const DetokenizeRequest& req,
+                                     const tokenizer::Tokenizer& tok) {
+  std::string text;
+  for (size_t i = 0; i < req.tokens.size(); ++i) {
+    const int64_t id = req.tokens[i];
+    if (id < 0 || id >= tok.vocab_size()) {
+      return InvalidArgumentError(fmt::format(
+          "field 'tokens[{}]' = {} is not a token id; the vocabulary has ids 0..{}", i, id,
+          tok.vocab_size() - 1));
+    }
+    text += tok.Piece(static_cast<int32_t>(id), /*render_special=*/true);
+  }
+  json::object out;
+  out["content"] = tokenizer::SanitizeUtf8(text);
+  return json::serialize(out);
 }
 
-std::string DeltaChunk(const CompletionMeta& meta, std::string_view content, bool first) {
-  json::object delta;
-  if (first) delta["role"] = "assistant";
-  delta["content"] = content;
+namespace {
+
+// choices[0].logprobs: null for a text completion without them; absent from chat then.
+void AddLogprobs(const CompletionMeta& meta, std::span<const engine::TokenLogprob> logprobs,
+                 json::object* choice) {
+  if (meta.logprobs_tokenizer == nullptr) {
+    if (meta.text_completion) (*choice)["logprobs"] = nullptr;
+    return;
+  }
+  (*choice)["logprobs"] =
+      meta.text_completion
+          ? CompletionLogprobsJson(logprobs, *meta.logprobs_tokenizer, &meta.text_offset)
+          : ChatLogprobsJson(logprobs, *meta.logprobs_tokenizer);
+}
+
+const char* ObjectName(const CompletionMeta& meta, bool chunk) {
+  if (meta.text_completion) return "text_completion";
+  return chunk ? "chat.completion.chunk" : "chat.completion";
+}
+
+}  // namespace
+
+std::string CompletionJson(const CompletionMeta& meta, const std::string& text,
+                           const engine::Event& event,
+                           std::span<const engine::TokenLogprob> logprobs) {
   json::object choice;
   choice["index"] = 0;
-  choice["delta"] = std::move(delta);
+  if (meta.text_completion) {
+    meta.text_offset = CountCodePoints(meta.echo);
+    choice["text"] = meta.echo + text;
+  } else {
+    json::object message;
+    message["role"] = "assistant";
+    message["content"] = text;
+    choice["message"] = std::move(message);
+  }
+  AddLogprobs(meta, logprobs, &choice);
+  choice["finish_reason"] = FinishReasonJsonName(event.finish_reason);
+  json::object o = Envelope(meta, ObjectName(meta, false));
+  o["choices"] = json::array{std::move(choice)};
+  o["usage"] = UsageObject(event.usage);
+  return WithTimings(o, event.timings);
+}
+
+std::string DeltaChunk(const CompletionMeta& meta, std::string_view content, bool first,
+                       std::span<const engine::TokenLogprob> logprobs) {
+  json::object choice;
+  choice["index"] = 0;
+  if (meta.text_completion) {
+    if (first) meta.text_offset = CountCodePoints(meta.echo);
+    choice["text"] = first ? meta.echo + std::string(content) : std::string(content);
+  } else {
+    json::object delta;
+    if (first) delta["role"] = "assistant";
+    delta["content"] = content;
+    choice["delta"] = std::move(delta);
+  }
+  AddLogprobs(meta, logprobs, &choice);
   choice["finish_reason"] = nullptr;
-  json::object o = Envelope(meta, "chat.completion.chunk");
+  json::object o = Envelope(meta, ObjectName(meta, true));
   o["choices"] = json::array{std::move(choice)};
   return Sse(o);
 }
@@ -267,14 +430,18 @@ std::string FinalChunks(const CompletionMeta& meta, const engine::Event& event,
                         bool include_usage) {
   json::object choice;
   choice["index"] = 0;
-  choice["delta"] = json::object();
+  if (meta.text_completion) {
+    choice["text"] = "";
+    choice["logprobs"] = nullptr;
+  } else {
+    choice["delta"] = json::object();
+  }
   choice["finish_reason"] = FinishReasonJsonName(event.finish_reason);
-  json::object o = Envelope(meta, "chat.completion.chunk");
+  json::object o = Envelope(meta, ObjectName(meta, true));
   o["choices"] = json::array{std::move(choice)};
-  o["timings"] = TimingsObject(event.timings);
-  std::string out = Sse(o);
+  std::string out = "data: " + WithTimings(o, event.timings) + "\n\n";
   if (include_usage) {  // OpenAI: one extra chunk with empty choices and the usage
-    json::object u = Envelope(meta, "chat.completion.chunk");
+    json::object u = Envelope(meta, ObjectName(meta, true));
     u["choices"] = json::array();
     u["usage"] = UsageObject(event.usage);
     out += Sse(u);

@@ -1,11 +1,14 @@
 #include "server/media_input.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <array>
 #include <filesystem>
-#include <fstream>
 #include <span>
 
 #include "base/clock.h"
@@ -44,18 +47,33 @@ StatusOr<std::string> ReadFileUnder(std::string_view path, const MediaConfig& co
     return InvalidArgumentError(
         fmt::format("file '{}' is outside --media-dir; only files below it can be read", path));
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return NotFoundError(fmt::format("image file '{}' cannot be opened", path));
-  std::string bytes;
-  in.seekg(0, std::ios::end);
-  const auto size = static_cast<size_t>(in.tellg());
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever and
+  // hold a media worker; only regular files are images.
+  const int fd = ::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return NotFoundError(fmt::format("image file '{}' cannot be opened", path));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    return InvalidArgumentError(
+        fmt::format("'{}' is not a regular file; file:// URLs must name image files", path));
+  }
+  const auto size = static_cast<size_t>(st.st_size);
   if (size > config.max_image_bytes) {
     return OutOfRangeError(fmt::format("image file '{}' is {} bytes; the limit is {}", path, size,
                                        config.max_image_bytes));
   }
-  bytes.resize(size);
-  in.seekg(0);
-  in.read(bytes.data(), static_cast<std::streamsize>(size));
+  std::string bytes(size, '\0');
+  size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::read(fd, bytes.data() + got, size - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  bytes.resize(got);  // a file that shrank while read
   return bytes;
 }
 
@@ -118,6 +136,14 @@ std::string EncodeBase64(std::string_view bytes) {
     out += i + 1 < bytes.size() ? kAlphabet[n >> 6 & 63] : '=';
     out += i + 2 < bytes.size() ? kAlphabet[n & 63] : '=';
   }
+  return out;
+}
+
+MediaConfig WithFetchDeadline(const MediaConfig& config) {
+  MediaConfig out = config;
+  out.fetch_deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(config.fetch_timeout_s * 1000));
   return out;
 }
 

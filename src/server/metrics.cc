@@ -101,6 +101,8 @@ std::string Metrics::Render(const engine::EngineStats* stats,
   Gauge("vlserve_requests_running", "Requests holding KV cache.", s.running, &out);
   Gauge("vlserve_requests_waiting", "Requests queued, not yet started.", s.waiting, &out);
   Gauge("vlserve_kv_cache_usage_ratio", "Fraction of KV blocks in use.", s.kv_usage, &out);
+  Gauge("vlserve_kv_cache_bytes", "Memory of the KV cache (all blocks, as stored).",
+        s.kv_bytes_total, &out);
   Counter("vlserve_prompt_tokens_total", "Prompt tokens of finished requests.",
           prompt_tokens_.load(), &out);
   Counter("vlserve_generation_tokens_total", "Generated tokens of finished requests.",

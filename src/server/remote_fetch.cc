@@ -11,8 +11,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <atomic>
 #include <cctype>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 namespace vlserve::server {
 namespace {
@@ -81,13 +85,96 @@ StatusOr<FetchResult> Get(asio::io_context& ioc, Stream& stream, const ParsedUrl
   return r;
 }
 
+// Addresses a public image host never has: loopback, private (RFC 1918, ULA), link-local,
+// carrier-grade NAT, unspecified, multicast, reserved. A name on the allow-list that
+// resolves to one of them (a DNS rebinding, a stale record) must not reach internal services.
+bool PublicAddress(const asio::ip::address& address) {
+  if (address.is_v6()) {
+    const asio::ip::address_v6 v6 = address.to_v6();
+    if (v6.is_v4_mapped()) {
+      return PublicAddress(asio::ip::make_address_v4(asio::ip::v4_mapped, v6));
+    }
+    const auto b = v6.to_bytes();
+    if (v6.is_unspecified() || v6.is_loopback() || v6.is_multicast()) return false;
+    if ((b[0] & 0xFE) == 0xFC) return false;                // fc00::/7 unique local
+    if (b[0] == 0xFE && (b[1] & 0xC0) == 0x80) return false;  // fe80::/10 link-local
+    if (b[0] == 0xFE && (b[1] & 0xC0) == 0xC0) return false;  // fec0::/10 site-local
+    return true;
+  }
+  const uint32_t a = address.to_v4().to_uint();
+  const auto in = [a](uint32_t net, int bits) {
+    return (a >> (32 - bits)) == (net >> (32 - bits));
+  };
+  return !(in(0x00000000, 8) || in(0x0A000000, 8) || in(0x64400000, 10) || in(0x7F000000, 8) ||
+           in(0xA9FE0000, 16) || in(0xAC100000, 12) || in(0xC0000000, 24) ||
+           in(0xC0A80000, 16) || in(0xC6120000, 15) || in(0xE0000000, 4) ||
+           in(0xF0000000, 4));
+}
+
+// getaddrinfo cannot be cancelled, and asio's resolver joins its thread on destruction:
+// resolve on a detached thread and stop waiting at the deadline. At most kMaxLookups
+// stuck lookups exist at a time.
+constexpr int kMaxLookups = 16;
+std::atomic<int> lookups_in_flight{0};
+
+StatusOr<std::vector<asio::ip::tcp::endpoint>> Resolve(const ParsedUrl& url,
+                                                       Clock::time_point deadline) {
+  struct Lookup {
+    std::mutex mu;
+    std::condition_variable done_cv;
+    bool done = false;
+    beast::error_code ec;
+    std::vector<asio::ip::tcp::endpoint> endpoints;
+  };
+  if (lookups_in_flight.fetch_add(1) >= kMaxLookups) {
+    --lookups_in_flight;
+    return UnavailableError("too many image host lookups in flight; retry later");
+  }
+  auto lookup = std::make_shared<Lookup>();
+  std::thread([lookup, host = url.host, port = url.port] {
+    asio::io_context ioc;
+    asio::ip::tcp::resolver resolver(ioc);
+    beast::error_code ec;
+    const auto results = resolver.resolve(host, port, ec);
+    std::vector<asio::ip::tcp::endpoint> endpoints;
+    if (!ec) {
+      for (const auto& r : results) endpoints.push_back(r.endpoint());
+    }
+    {
+      std::lock_guard<std::mutex> lock(lookup->mu);
+      lookup->done = true;
+      lookup->ec = ec;
+      lookup->endpoints = std::move(endpoints);
+    }
+    lookup->done_cv.notify_all();
+    --lookups_in_flight;
+  }).detach();
+  std::unique_lock<std::mutex> lock(lookup->mu);
+  if (!lookup->done_cv.wait_until(lock, deadline, [&] { return lookup->done; })) {
+    return DeadlineExceededError(fmt::format("the image fetch timed out resolving {}", url.host));
+  }
+  if (lookup->ec) {
+    return InvalidArgumentError(
+        fmt::format("cannot resolve {}: {}", url.host, lookup->ec.message()));
+  }
+  return std::move(lookup->endpoints);
+}
+
 StatusOr<FetchResult> FetchOnce(const ParsedUrl& url, const MediaConfig& config,
-                                Clock::time_point deadline) {
+                                Clock::time_point deadline, bool private_ok) {
+  ASSIGN_OR_RETURN(std::vector<asio::ip::tcp::endpoint> resolved, Resolve(url, deadline));
+  std::vector<asio::ip::tcp::endpoint> endpoints;
+  for (const auto& e : resolved) {
+    if (private_ok || PublicAddress(e.address())) endpoints.push_back(e);
+  }
+  if (endpoints.empty()) {
+    return InvalidArgumentError(fmt::format(
+        "image host {} resolves to a private, loopback or reserved address ({}); only an "
+        "IP address listed in --allow-media-domains itself may be one",
+        url.host, resolved.empty() ? "none" : resolved.front().address().to_string()));
+  }
   asio::io_context ioc;
-  asio::ip::tcp::resolver resolver(ioc);
   beast::error_code ec;
-  auto endpoints = resolver.resolve(url.host, url.port, ec);
-  if (ec) return InvalidArgumentError(fmt::format("cannot resolve {}: {}", url.host, ec.message()));
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   if (left.count() <= 0) return DeadlineExceededError("the image fetch timed out");
   auto connect = [&](beast::tcp_stream& tcp) {
@@ -166,31 +253,75 @@ StatusOr<ParsedUrl> ParseHttpUrl(std::string_view url) {
   return out;
 }
 
+AllowEntry ParseAllowEntry(std::string_view entry) {
+  AllowEntry out;
+  std::string e = Lower(entry);
+  if (e.starts_with('[')) {  // [IPv6] or [IPv6]:port
+    const size_t close = e.find(']');
+    out.host = e.substr(1, close == std::string::npos ? std::string::npos : close - 1);
+    if (close != std::string::npos && close + 1 < e.size() && e[close + 1] == ':') {
+      out.port = e.substr(close + 2);
+    }
+  } else if (const size_t colon = e.find(':');
+             colon != std::string::npos && e.find(':', colon + 1) == std::string::npos) {
+    out.host = e.substr(0, colon);  // host:port (a bare IPv6 address has several colons)
+    out.port = e.substr(colon + 1);
+  } else {
+    out.host = e;
+  }
+  out.subdomains = out.host.starts_with('.');
+  if (out.subdomains) out.host.erase(0, 1);
+  boost::system::error_code ec;
+  asio::ip::make_address(out.host, ec);
+  out.ip_literal = !ec && !out.subdomains;
+  return out;
+}
+
 bool HostAllowed(std::string_view host, const std::vector<std::string>& allowed) {
+  return MatchAllowed(host, "", allowed).has_value();
+}
+
+std::optional<AllowEntry> MatchAllowed(std::string_view host, std::string_view default_port,
+                                       const std::vector<std::string>& allowed,
+                                       std::string_view port) {
   const std::string h = Lower(host);
   for (const std::string& entry : allowed) {
-    const std::string a = Lower(entry);
-    if (a.empty()) continue;
-    if (a == h) return true;
-    if (a.front() == '.' && (h == a.substr(1) || (h.size() > a.size() && h.ends_with(a)))) {
-      return true;
-    }
+    const AllowEntry a = ParseAllowEntry(entry);
+    if (a.host.empty()) continue;
+    const bool host_ok =
+        h == a.host || (a.subdomains && h.size() > a.host.size() + 1 && h.ends_with(a.host) &&
+                        h[h.size() - a.host.size() - 1] == '.');
+    if (!host_ok) continue;
+    // Without a port in the entry only the scheme's default port; "" = any (host check).
+    if (!default_port.empty() && port != (a.port.empty() ? default_port : a.port)) continue;
+    return a;
   }
-  return false;
+  return std::nullopt;
 }
 
 StatusOr<std::string> FetchRemoteImage(std::string_view url, const MediaConfig& config) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(
-                                           static_cast<int64_t>(config.fetch_timeout_s * 1000));
+  const auto deadline = config.fetch_deadline != Clock::time_point{}
+                            ? config.fetch_deadline
+                            : Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(
+                                                 config.fetch_timeout_s * 1000));
+  if (Clock::now() >= deadline) {
+    return DeadlineExceededError(
+        "the request's image fetches took longer than --media-fetch-timeout");
+  }
   std::string current(url);
   for (int hop = 0; hop <= kMaxRedirects; ++hop) {
     ASSIGN_OR_RETURN(ParsedUrl parsed, ParseHttpUrl(current));
-    if (!HostAllowed(parsed.host, config.allowed_hosts)) {
+    const std::optional<AllowEntry> entry =
+        MatchAllowed(parsed.host, parsed.https ? "443" : "80", config.allowed_hosts, parsed.port);
+    if (!entry) {
+      const bool host_only = HostAllowed(parsed.host, config.allowed_hosts);
       return InvalidArgumentError(fmt::format(
-          "image host '{}' is not allowed{}; allow it with --allow-media-domains", parsed.host,
-          hop > 0 ? " (reached by a redirect)" : ""));
+          "image host '{}'{} is not allowed{}; allow it with --allow-media-domains{}",
+          parsed.host, host_only ? " on port " + parsed.port : "",
+          hop > 0 ? " (reached by a redirect)" : "",
+          host_only ? " HOST:PORT (an entry without a port allows 80 and 443 only)" : ""));
     }
-    ASSIGN_OR_RETURN(FetchResult r, FetchOnce(parsed, config, deadline));
+    ASSIGN_OR_RETURN(FetchResult r, FetchOnce(parsed, config, deadline, entry->ip_literal));
     if (r.status == 200) return std::move(r.body);
     const bool redirect = r.status == 301 || r.status == 302 || r.status == 303 ||
                           r.status == 307 || r.status == 308;
@@ -200,8 +331,10 @@ StatusOr<std::string> FetchRemoteImage(std::string_view url, const MediaConfig& 
     }
     if (r.location.empty()) return InvalidArgumentError("a redirect without a Location header");
     if (r.location.front() == '/') {  // same host, absolute path
-      r.location = fmt::format("{}://{}:{}{}", parsed.https ? "https" : "http", parsed.host,
-                               parsed.port, r.location);
+      const bool v6 = parsed.host.find(':') != std::string::npos;
+      r.location = fmt::format("{}://{}{}{}:{}{}", parsed.https ? "https" : "http",
+                               v6 ? "[" : "", parsed.host, v6 ? "]" : "", parsed.port,
+                               r.location);
     }
     current = r.location;
   }

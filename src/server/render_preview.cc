@@ -76,6 +76,8 @@ StatusOr<std::string> RenderPreviewJson(std::string_view body, const ModelContex
       },
       &summary);
   RETURN_IF_ERROR(s);
+  // The rule of a chat "document" part (vision_input.cc): nothing to render is a 400.
+  if (pages == 0) return InvalidArgumentError("the document text is empty (nothing to render)");
   const int64_t text_tokens =
       static_cast<int64_t>(ctx.tokenizer->Encode(utf8, {.add_special = false}).size());
   json::object out;

@@ -23,13 +23,53 @@ std::string_view PathOf(std::string_view target) {
   return target.substr(0, target.find('?'));
 }
 
+enum class RouteKind {
+  kHealth, kModels, kMetrics, kChat, kCompletions, kTokenize, kDetokenize, kRender
+};
+
+// Every API route. GET routes (health, models, metrics) also take HEAD; the others take
+// POST. Any other method is a 405 with Allow; any other path is a static file (GET) or 404.
+struct RouteInfo {
+  std::string_view path;
+  RouteKind kind;
+};
+constexpr RouteInfo kRoutes[] = {
+    {"/health", RouteKind::kHealth},
+    {"/v1/models", RouteKind::kModels},
+    {"/models", RouteKind::kModels},
+    {"/metrics", RouteKind::kMetrics},
+    {"/v1/chat/completions", RouteKind::kChat},
+    {"/chat/completions", RouteKind::kChat},
+    {"/v1/completions", RouteKind::kCompletions},
+    {"/completions", RouteKind::kCompletions},
+    {"/tokenize", RouteKind::kTokenize},
+    {"/detokenize", RouteKind::kDetokenize},
+    {"/v1/render", RouteKind::kRender},
+};
+
+const RouteInfo* FindRoute(std::string_view path) {
+  for (const RouteInfo& r : kRoutes) {
+    if (r.path == path) return &r;
+  }
+  return nullptr;
+}
 
 // Outside the coroutines: GCC 12 miscompiles braced initialisers with string literals there.
 std::string ModelsJson(const ModelContext* ctx) {
   json::array data;
   if (ctx != nullptr) {
-    data.push_back(json::object{{"id", ctx->id}, {"object", "model"},
-                                {"created", ctx->created_unix}, {"owned_by", "vlserve"}});
+    // `meta` is for the web UI's model details (llama-server also puts a `meta` object
+    // here): the served context length, whether images are accepted, and the families.
+    const models::VisionModel* vision = ctx->vision.model.get();
+    json::object meta{{"n_ctx", ctx->engine->config().max_context},
+                      {"n_ctx_train", ctx->model->config().context_length},
+                      {"arch", ctx->model->config().arch},
+                      {"vision", vision != nullptr},
+                      {"documents", vision != nullptr && ctx->vision.renderer != nullptr}};
+    if (vision != nullptr) meta["projector"] = vision->config().projector_type;
+    data.push_back(json::object{{"id", ctx->served_id()}, {"object", "model"},
+                                {"created", ctx->created_unix}, {"owned_by", "vlserve"},
+                                {"meta", std::move(meta)}});
   }
   return json::serialize(json::object{{"object", "list"}, {"data", std::move(data)}});
 }
@@ -37,6 +77,7 @@ std::string ModelsJson(const ModelContext* ctx) {
 // Only answers that depend on nothing but the body and the model may be replayed: greedy or
 // seeded sampling, and media whose bytes are in the body (a file:// image may change).
 bool Cacheable(const ChatRequest& chat) {
+  if (chat.logprobs >= 0) return false;  // the cache keeps the text only
   if (chat.sampling.temperature >= 1e-5f && !chat.seed_given) return false;
   for (const MediaRef& m : chat.media) {
     if (m.kind == MediaRef::Kind::kImageUrl && !m.url.starts_with("data:")) return false;
@@ -121,75 +162,123 @@ bool Server::Authorized(const IncomingRequest& req) const {
 asio::awaitable<void> Server::Handle(Connection& conn, IncomingRequest& req) {
   const std::string path(PathOf(req.message.target()));
   const http::verb method = req.message.method();
-  if (path == "/health") {
-    if (ready_) {
-      co_await Json(conn, 200, std::string(R"({"status":"ok"})"));
-      co_return;
-    }
-    const Status s = load_status();
-    std::string body = R"({"status":"loading"})";
-    if (!s.ok()) {
-      body = json::serialize(json::object{{"status", "error"}, {"error", s.message()}});
-    }
-    co_await Json(conn, 503, std::move(body));
-    co_return;
-  }
-  if (!Authorized(req)) {
+  const RouteInfo* route = FindRoute(path);
+  // The web UI's files are public, as llama-server's are: the page asks for the key and
+  // sends it with its API calls. Every API route (and any other method) needs the key.
+  const bool is_static = route == nullptr && (method == http::verb::get ||
+                                              method == http::verb::head);
+  if (route != nullptr && route->kind == RouteKind::kHealth) {
+    // Public: a load balancer probes it without the key.
+  } else if (!is_static && !Authorized(req)) {
     co_await Error(conn, UnauthorizedError());
     metrics_.CountRequest(401);
     co_return;
   }
-  const bool api = path == "/v1/chat/completions" || path == "/chat/completions" ||
-                   path == "/tokenize" || path == "/v1/render";
-  if (api && method != http::verb::post) {
+  if (is_static) {
+    co_await HandleStatic(conn, req);
+    co_return;
+  }
+  if (route == nullptr) {
+    co_await Error(conn, RouteNotFoundError(path));
+    metrics_.CountRequest(conn.last_status());
+    co_return;
+  }
+  const bool get_route = route->kind == RouteKind::kHealth ||
+                         route->kind == RouteKind::kModels || route->kind == RouteKind::kMetrics;
+  const bool method_ok = get_route ? method == http::verb::get || method == http::verb::head
+                                   : method == http::verb::post;
+  if (!method_ok) {
+    conn.AddResponseHeader("Allow", get_route ? "GET, HEAD" : "POST");
     co_await Error(conn, MethodNotAllowedError(req.message.method_string(), path));
-  } else if (api && !ready_) {
+    metrics_.CountRequest(conn.last_status());
+    co_return;
+  }
+  switch (route->kind) {
+    case RouteKind::kHealth:
+      co_await HandleHealth(conn);
+      co_return;
+    case RouteKind::kModels:
+      co_await Json(conn, 200, ModelsJson(ready_ ? ctx_.get() : nullptr));
+      co_return;
+    case RouteKind::kMetrics:
+      co_await HandleMetrics(conn);
+      co_return;
+    default:
+      break;
+  }
+  if (!ready_) {
     co_await Error(conn, HttpErrorFromStatus(UnavailableError(
                              "the model is still loading; retry when GET /health returns 200")));
-  } else if (path == "/tokenize") {
+  } else if (route->kind == RouteKind::kTokenize) {
     co_await HandleTokenize(conn, req);
-  } else if (path == "/v1/render") {
+  } else if (route->kind == RouteKind::kDetokenize) {
+    co_await HandleDetokenize(conn, req);
+  } else if (route->kind == RouteKind::kRender) {
     co_await HandleRender(conn, req);
-  } else if (api) {
-    co_await HandleChat(conn, req);
-  } else if (path == "/v1/models" || path == "/models") {
-    co_await Json(conn, 200, ModelsJson(ready_ ? ctx_.get() : nullptr));
-    co_return;
-  } else if (path == "/metrics") {
-    const auto stats = engine_stats();
-    const ResponseCacheStats cache_stats = response_cache_.Stats();
-    const EncoderCache* encoder =
-        ready_ && ctx_->vision.cache != nullptr ? ctx_->vision.cache.get() : nullptr;
-    const EncoderCacheStats encoder_stats = encoder != nullptr ? encoder->Stats()
-                                                               : EncoderCacheStats{};
-    {
-      co_await conn.Write(http::status::ok, "text/plain; version=0.0.4",
-                          metrics_.Render(stats ? &*stats : nullptr,
-                                          response_cache_.enabled() ? &cache_stats : nullptr,
-                                          encoder != nullptr ? &encoder_stats : nullptr));
-      co_return;
-    }
-  } else if (method == http::verb::get || method == http::verb::head) {
-    {
-      co_await HandleStatic(conn, req);
-      co_return;
-    }
   } else {
-    {
-      co_await Error(conn, RouteNotFoundError(path));
-      co_return;
-    }
+    co_await HandleChat(conn, req, route->kind == RouteKind::kCompletions);
   }
   metrics_.CountRequest(conn.last_status());
 }
 
+asio::awaitable<void> Server::HandleHealth(Connection& conn) {
+  if (ready_) {
+    co_await Json(conn, 200, std::string(R"({"status":"ok"})"));
+    co_return;
+  }
+  const Status s = load_status();
+  std::string body = R"({"status":"loading"})";
+  if (!s.ok()) {
+    body = json::serialize(json::object{{"status", "error"}, {"error", s.message()}});
+  }
+  co_await Json(conn, 503, std::move(body));
+}
+
+asio::awaitable<void> Server::HandleMetrics(Connection& conn) {
+  const auto stats = engine_stats();
+  const ResponseCacheStats cache_stats = response_cache_.Stats();
+  const EncoderCache* encoder =
+      ready_ && ctx_->vision.cache != nullptr ? ctx_->vision.cache.get() : nullptr;
+  const EncoderCacheStats encoder_stats = encoder != nullptr ? encoder->Stats()
+                                                             : EncoderCacheStats{};
+  co_await conn.Write(http::status::ok, "text/plain; version=0.0.4",
+                      metrics_.Render(stats ? &*stats : nullptr,
+                                      response_cache_.enabled() ? &cache_stats : nullptr,
+                                      encoder != nullptr ? &encoder_stats : nullptr));
+}
+
 asio::awaitable<void> Server::HandleTokenize(Connection& conn, IncomingRequest& req) {
-  auto parsed = ParseTokenizeRequest(req.message.body());
+  // Tokenizing a large body is CPU work: the worker pool, not the I/O threads (/health
+  // and every other connection share those).
+  std::string answer;
+  const Status status = co_await asio::co_spawn(
+      workers_,
+      [&]() -> asio::awaitable<Status> {
+        auto parsed = ParseTokenizeRequest(req.message.body());
+        if (!parsed.ok()) co_return parsed.status();
+        answer = TokenizeJson(*parsed, *ctx_->tokenizer);
+        co_return OkStatus();
+      },
+      use_awaitable);
+  if (!status.ok()) {
+    co_await Error(conn, HttpErrorFromStatus(status));
+    co_return;
+  }
+  co_await Json(conn, 200, std::move(answer));
+}
+
+asio::awaitable<void> Server::HandleDetokenize(Connection& conn, IncomingRequest& req) {
+  auto parsed = ParseDetokenizeRequest(req.message.body());
   if (!parsed.ok()) {
-      co_await Error(conn, HttpErrorFromStatus(parsed.status()));
-      co_return;
-    }
-  co_await Json(conn, 200, TokenizeJson(*parsed, *ctx_->tokenizer));
+    co_await Error(conn, HttpErrorFromStatus(parsed.status()));
+    co_return;
+  }
+  auto answer = DetokenizeJson(*parsed, *ctx_->tokenizer);
+  if (!answer.ok()) {
+    co_await Error(conn, HttpErrorFromStatus(answer.status()));
+    co_return;
+  }
+  co_await Json(conn, 200, std::move(*answer));
 }
 
 asio::awaitable<void> Server::HandleRender(Connection& conn, IncomingRequest& req) {
@@ -231,13 +320,18 @@ asio::awaitable<void> Server::HandleStatic(Connection& conn, IncomingRequest& re
   co_await Error(conn, RouteNotFoundError(path));
 }
 
-asio::awaitable<void> Server::HandleChat(Connection& conn, IncomingRequest& req) {
+asio::awaitable<void> Server::HandleChat(Connection& conn, IncomingRequest& req,
+                                         bool text_completion) {
   const ModelContext& ctx = *ctx_;
   engine::Request request;
   request.arrival = req.arrival;
   request.timings.http_read_ms = req.read_ms;
-  request.id = fmt::format("chatcmpl-{:016x}", next_id_.fetch_add(1) * 0x9E3779B97F4A7C15ull);
+  request.id = fmt::format("{}-{:016x}", text_completion ? "cmpl" : "chatcmpl",
+                           next_id_.fetch_add(1) * 0x9E3779B97F4A7C15ull);
+  conn.NameRequest(request.id);  // log line, X-Request-Id and body share one id
   bool stream = false, include_usage = false, parsed = false;
+  int32_t logprobs = -1;
+  std::string echo;  // text completion with echo: the prompt's text
   std::string cache_key;  // "" = not cacheable (or the cache is off)
   std::optional<CachedResponse> hit;
   // Parsing, cache lookup, media decode and tokenization run on the worker pool, not the
@@ -246,6 +340,16 @@ asio::awaitable<void> Server::HandleChat(Connection& conn, IncomingRequest& req)
       workers_,
       [&]() -> asio::awaitable<Status> {
         Stopwatch parse;
+        if (text_completion) {  // POST /v1/completions: no chat template, never cached
+          auto completion = ParseCompletionRequest(req.message.body());
+          request.timings.parse_ms = parse.ElapsedMs();
+          if (!completion.ok()) co_return completion.status();
+          stream = completion->options.stream;
+          include_usage = completion->options.include_usage;
+          logprobs = completion->options.logprobs;
+          co_return PrepareCompletion(*completion, ctx, {.max_tokens = config_.default_max_tokens},
+                                      &request, &echo);
+        }
         auto chat = ParseChatRequest(req.message.body(),
                                      {.max_media_parts = config_.max_media_parts});
         request.timings.parse_ms = parse.ElapsedMs();
@@ -253,6 +357,7 @@ asio::awaitable<void> Server::HandleChat(Connection& conn, IncomingRequest& req)
         parsed = true;
         stream = chat->stream;
         include_usage = chat->include_usage;
+        logprobs = chat->logprobs;
         if (response_cache_.enabled() && Cacheable(*chat)) {
           auto key = ResponseCacheKeyForBody(req.message.body(), ResponseCacheIdentity());
           if (key.ok()) {
@@ -272,10 +377,15 @@ asio::awaitable<void> Server::HandleChat(Connection& conn, IncomingRequest& req)
       co_await Error(conn, HttpErrorFromStatus(prepared));
       co_return;
     }
-  const CompletionMeta meta{request.id, ctx.id,
-                            std::chrono::duration_cast<std::chrono::seconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count()};
+  const CompletionMeta meta{
+      .id = request.id,
+      .model = ctx.served_id(),
+      .created = std::chrono::duration_cast<std::chrono::seconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count(),
+      .text_completion = text_completion,
+      .logprobs_tokenizer = logprobs >= 0 ? ctx.tokenizer.get() : nullptr,
+      .echo = std::move(echo)};
   if (hit) {
     co_await AnswerFromCache(conn, *hit, meta, stream, include_usage, req.arrival,
                              request.timings);
@@ -311,15 +421,15 @@ asio::awaitable<void> Server::AnswerFromCache(Connection& conn, const CachedResp
                                               bool include_usage, engine::TimePoint arrival,
                                               const engine::RequestTimings& timings) {
   const engine::Event e = CachedEvent(hit, timings, arrival);
+  conn.access().SetGeneration(e.usage, e.timings);
   if (!stream) {
     co_await Json(conn, 200, CompletionJson(meta, hit.text, e));
     co_return;
   }
-  // The shape of a live stream: role + content chunk (none for an empty answer), the
-  // final chunk, the usage chunk when asked, [DONE].
+  // The shape of a live stream: role + content chunk (empty content for an empty answer),
+  // the final chunk, the usage chunk when asked, [DONE].
   if (!co_await conn.StartEventStream()) co_return;
-  std::string out;
-  if (!hit.text.empty()) out = DeltaChunk(meta, hit.text, /*first=*/true);
+  std::string out = DeltaChunk(meta, hit.text, /*first=*/true);
   out += FinalChunks(meta, e, include_usage);
   if (!co_await conn.WriteChunk(std::move(out))) {
     conn.Close();
@@ -333,14 +443,18 @@ asio::awaitable<void> Server::AnswerChat(Connection& conn,
                                          const CompletionMeta& meta, engine::TimePoint arrival,
                                          const std::string& cache_key) {
   std::string text;
+  std::vector<engine::TokenLogprob> logprobs;  // empty unless the request asked
   std::vector<engine::Event> events;
   for (;;) {
     events.clear();
     s->Poll(&events);
     for (engine::Event& e : events) {
       text += e.text;
+      logprobs.insert(logprobs.end(), std::make_move_iterator(e.logprobs.begin()),
+                      std::make_move_iterator(e.logprobs.end()));
       if (e.kind == Kind::kDelta) continue;
       Finished(e, meta.id, arrival);
+      conn.access().SetGeneration(e.usage, e.timings);
       if (e.kind == Kind::kError) {
         co_await Error(conn, HttpErrorFromStatus(e.error));
       } else if (e.finish_reason == engine::FinishReason::kDeadline &&
@@ -349,7 +463,7 @@ asio::awaitable<void> Server::AnswerChat(Connection& conn,
                                  "the request's timeout passed before it started")));
       } else {
         StoreResponse(cache_key, text, e);
-        co_await Json(conn, 200, CompletionJson(meta, text, e));
+        co_await Json(conn, 200, CompletionJson(meta, text, e, logprobs));
       }
       co_return;
     }
@@ -386,13 +500,17 @@ asio::awaitable<void> Server::StreamChat(Connection& conn,
     std::string out;
     for (engine::Event& e : events) {
       if (!cache_key.empty()) text += e.text;
-      if (!e.text.empty()) {
-        out += DeltaChunk(meta, e.text, first);
+      // The role goes with the first text; an answer that ends with no text still gets it,
+      // in a chunk of empty content, before the final chunk.
+      // A chunk also carries tokens whose text is held back (logprobs asked).
+      if (!e.text.empty() || !e.logprobs.empty() || (first && e.kind == Kind::kFinished)) {
+        out += DeltaChunk(meta, e.text, first, e.logprobs);
         first = false;
       }
       if (e.kind == Kind::kDelta) continue;
       done = true;
       Finished(e, meta.id, arrival);
+      conn.access().SetGeneration(e.usage, e.timings);
       StoreResponse(cache_key, text, e);
       out += e.kind == Kind::kError ? SseError(ErrorJson(HttpErrorFromStatus(e.error)))
                                     : FinalChunks(meta, e, include_usage);

@@ -14,6 +14,7 @@
 #include "models/registry.h"
 #include "models/test_model.h"
 #include "models/vision_model.h"
+#include "render/presets.h"
 #include "render/renderer.h"
 #include "server/vision_input.h"
 #include "server/warm_prompts.h"
@@ -122,9 +123,19 @@ StatusOr<VisionContext> LoadVision(const ServerConfig& config, const models::Tex
         static_cast<int64_t>(config.encoder_cache_mb * 1024 * 1024));
   }
   v.max_document_pages = config.max_document_pages;
-  auto renderer = render::Renderer::Create(render::RenderOptions{});
+  render::RenderOptions render_options;
+  if (!config.render_preset.empty()) {
+    auto preset = render::RenderPreset(config.render_preset);
+    if (!preset.ok()) return preset.status().WithContext("--render-preset");
+    render_options = *preset;
+  }
+  render_options.font_path = config.font_path;
+  render_options.cjk_font_path = config.cjk_font_path;
+  auto renderer = render::Renderer::Create(render_options);
   if (renderer.ok()) {
     v.renderer = std::move(*renderer);
+  } else if (!config.font_path.empty() || !config.cjk_font_path.empty()) {
+    return renderer.status().WithContext("--font / --cjk-font");  // asked for, so not optional
   } else {
     LOG_WARN("document parts are disabled: {}", renderer.status().ToString());
   }
@@ -138,6 +149,14 @@ Server::Server(ServerConfig config) : config_(std::move(config)) {}
 Server::~Server() { Stop(); }
 
 StatusOr<std::unique_ptr<Server>> Server::Start(ServerConfig config) {
+  if (config.log_format == "json") {
+    SetLogFormat(LogFormat::kJson);
+  } else if (config.log_format == "text") {
+    SetLogFormat(LogFormat::kText);
+  } else {
+    return InvalidArgumentError(
+        fmt::format("--log-format '{}' is not known; use text or json", config.log_format));
+  }
   if (config.max_body_mb <= 0) return InvalidArgumentError("--max-body-mb must be > 0");
   if (config.response_cache_mb < 0) {
     return InvalidArgumentError("--response-cache-mb must be >= 0 (0 = off)");
@@ -186,6 +205,7 @@ StatusOr<std::unique_ptr<ModelContext>> Server::LoadModel() {
   ASSIGN_OR_RETURN(auto tok, tokenizer::Tokenizer::Create(std::move(tok_config)));
   ctx->id = model->config().name;
   if (ctx->id.empty()) ctx->id = std::filesystem::path(config_.model_path).stem().string();
+  ctx->alias = config_.alias;
   if (config_.chat_template.empty()) {
     bool recognised = false;
     ctx->chat_template = &models::DetectChatTemplate(gguf_template, &recognised);
@@ -207,12 +227,18 @@ StatusOr<std::unique_ptr<ModelContext>> Server::LoadModel() {
   engine_vision.model = ctx->vision.model;
   engine_vision.cache = ctx->vision.cache;
   engine::EngineConfig engine_config = config_.engine;
+  ASSIGN_OR_RETURN(engine_config.kv_type, models::ParseKvType(config_.kv_type));
   if (trace_ != nullptr) {
     TraceWriter* trace = trace_.get();  // outlives the engine (Stop() order)
     engine_config.on_step = [trace](const engine::StepTrace& step) { trace->AddStep(step); };
   }
   ASSIGN_OR_RETURN(ctx->engine, engine::Engine::Create(engine_config, ctx->model, ctx->tokenizer,
                                                        std::move(engine_vision)));
+  const engine::EngineStats stats = ctx->engine->Stats();
+  LOG_INFO("KV cache: {} tokens of {}, {} bytes per token, {:.1f} MiB",
+           stats.kv_blocks_total * stats.kv_block_size, config_.kv_type,
+           models::KvBuffer::BytesPerToken(ctx->model->config(), engine_config.kv_type),
+           stats.kv_bytes_total / 1048576.0);
   ctx->created_unix = std::chrono::duration_cast<std::chrono::seconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
@@ -338,7 +364,7 @@ std::optional<engine::EngineStats> Server::engine_stats() const {
 
 const std::string& Server::model_id() const {
   static const std::string kNone;
-  return ready_ ? ctx_->id : kNone;
+  return ready_ ? ctx_->served_id() : kNone;
 }
 
 void Server::Stop() {

@@ -5,10 +5,11 @@
 //   server->WaitReady(...);   // model loaded and warmed: /health turns 200
 //
 // Routes (docs/api.md): POST /v1/chat/completions, GET /v1/models, GET /health,
-// GET /metrics, POST /tokenize, GET / (web UI).
+// GET /metrics, POST /tokenize, POST /detokenize, POST /v1/render, GET / (web UI, public).
 #pragma once
 
 #include <atomic>
+#include <random>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -55,7 +56,9 @@ class Server {
 
   // routes.cc
   asio::awaitable<void> Handle(Connection& conn, IncomingRequest& req);
-  asio::awaitable<void> HandleChat(Connection& conn, IncomingRequest& req);
+  // Chat completions, or text completions (POST /v1/completions) when text_completion.
+  asio::awaitable<void> HandleChat(Connection& conn, IncomingRequest& req,
+                                   bool text_completion = false);
   // `cache_key` "" = the answer is not stored in the response cache.
   asio::awaitable<void> StreamChat(Connection& conn, std::shared_ptr<engine::RequestStream> s,
                                    const CompletionMeta& meta, bool include_usage,
@@ -70,7 +73,10 @@ class Server {
   void StoreResponse(const std::string& cache_key, const std::string& text,
                      const engine::Event& terminal);
   std::string ResponseCacheIdentity() const;
+  asio::awaitable<void> HandleHealth(Connection& conn);
+  asio::awaitable<void> HandleMetrics(Connection& conn);
   asio::awaitable<void> HandleTokenize(Connection& conn, IncomingRequest& req);
+  asio::awaitable<void> HandleDetokenize(Connection& conn, IncomingRequest& req);
   asio::awaitable<void> HandleRender(Connection& conn, IncomingRequest& req);
   asio::awaitable<void> HandleStatic(Connection& conn, IncomingRequest& req);
   asio::awaitable<void> Json(Connection& conn, int status, std::string body);
@@ -91,7 +97,9 @@ class Server {
   Metrics metrics_;
   ResponseCache response_cache_{static_cast<int64_t>(config_.response_cache_mb * 1048576)};
   std::unique_ptr<TraceWriter> trace_;
-  std::atomic<uint64_t> next_id_{1};
+  // Completion ids: a random start per process, so ids from restarts and replicas do not
+  // repeat in joined logs (the counter is mixed by a multiplicative hash in routes.cc).
+  std::atomic<uint64_t> next_id_{std::random_device{}() | (uint64_t{std::random_device{}()} << 32)};
   std::atomic<bool> stopped_{false};
 };
 

@@ -10,6 +10,7 @@
 #include "base/clock.h"
 #include "media/buffer_pool.h"
 #include "media/preprocess.h"
+#include "render/presets.h"
 
 namespace vlserve::server {
 namespace {
@@ -162,7 +163,7 @@ StatusOr<render::RenderOptions> ParseRenderOptions(std::string_view render_json,
   static constexpr const char* kKnown[] = {
       "page",        "page_width",  "page_height", "dpi",    "font_size", "line_height",
       "margin",      "align",       "newline",     "indent", "paragraph_spacing",
-      "auto_crop"};
+      "auto_crop",   "preset"};
   for (const auto& kv : r) {
     bool known = false;
     for (const char* k : kKnown) known = known || kv.key() == k;
@@ -171,7 +172,17 @@ StatusOr<render::RenderOptions> ParseRenderOptions(std::string_view render_json,
           "document render.{} is not a render option (see docs/api.md)", std::string(kv.key())));
     }
   }
-  std::string page, align, newline;
+  std::string preset, page, align, newline;
+  // A preset replaces the server's geometry and style (not its font files, which a request
+  // cannot name); the other fields then adjust it.
+  RETURN_IF_ERROR(ReadString(r, "preset", &preset));
+  if (!preset.empty()) {
+    auto named = render::RenderPreset(preset);
+    if (!named.ok()) return named.status().WithContext("document render.preset");
+    named->font_path = defaults.font_path;
+    named->cjk_font_path = defaults.cjk_font_path;
+    o = *named;
+  }
   RETURN_IF_ERROR(ReadString(r, "page", &page));
   if (page == "A4" || page == "a4") {
     o.page_width_pt = render::kA4.width, o.page_height_pt = render::kA4.height;

@@ -1,5 +1,6 @@
 // The official OpenAI Node client against `vlserve serve` (default tiny noise model):
-// non-streaming and streaming chat, image parts, errors, and cancel-on-disconnect.
+// non-streaming and streaming chat, image parts, errors, cancel-on-disconnect, logprobs
+// and POST /v1/completions.
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
@@ -137,4 +138,71 @@ test("closing a stream mid-way frees the request and the server keeps serving", 
                    "vlserve_requests_running to drop to 0 after the disconnect");
   const again = await client.chat.completions.create(greedy("Still there?", 3));
   assert.equal(again.usage.completion_tokens, 3);
+});
+
+test("chat logprobs: top alternatives, greedy = top-1, streamed = non-streamed", async () => {
+  // No logit_bias here: logprobs are the model's raw distribution, so a banned token could
+  // be the most likely one while greedy picks the best allowed one.
+  const body = { model: modelId, messages: [{ role: "user", content: "Hello there" }],
+                 max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 3 };
+  const r = await client.chat.completions.create(body);
+  const content = r.choices[0].logprobs.content;
+  assert.ok(content.length <= 6, "one entry per token, the end token left out");
+  assert.ok(content.length >= r.usage.completion_tokens - 1);
+  for (const e of content) {
+    assert.ok(e.logprob <= 0);
+    assert.ok(Array.isArray(e.bytes));
+    assert.equal(e.top_logprobs.length, 3);
+    assert.equal(e.top_logprobs[0].token, e.token, "greedy picks the most likely token");
+    for (let k = 1; k < 3; k++) assert.ok(e.top_logprobs[k - 1].logprob >= e.top_logprobs[k].logprob);
+  }
+  // With special tokens banned by logit_bias the chosen token is at most as likely as the
+  // model's favourite (the bias does not change the reported distribution).
+  const biased = await client.chat.completions.create(
+    { ...greedy("Hello there", 6), logprobs: true, top_logprobs: 1 });
+  for (const e of biased.choices[0].logprobs.content) {
+    assert.ok(e.logprob <= e.top_logprobs[0].logprob);
+  }
+  const stream = await client.chat.completions.create({ ...body, stream: true });
+  const streamed = [];
+  for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+  assert.deepEqual(streamed, content);
+  await assert.rejects(client.chat.completions.create({ ...greedy("hi", 2), top_logprobs: 2 }),
+                       (e) => e.status === 400 && /logprobs/.test(e.message));
+});
+
+test("completions: text and token-id prompts, echo, legacy logprobs, streaming", async () => {
+  const base = { model: modelId, max_tokens: 5, temperature: 0, logit_bias: kNoSpecialTokens };
+  const r = await client.completions.create({ ...base, prompt: "Once upon a time" });
+  assert.equal(r.object, "text_completion");
+  assert.equal(r.choices[0].finish_reason, "length");
+  assert.ok(r.choices[0].text.length > 0);
+  assert.equal(r.usage.completion_tokens, 5);
+  const ids = (await (await fetch(url + "/tokenize", {
+    method: "POST", body: JSON.stringify({ content: "Once upon a time", add_special: true }),
+  })).json()).tokens;
+  const byIds = await client.completions.create({ ...base, prompt: ids });
+  assert.equal(byIds.choices[0].text, r.choices[0].text);
+  const echo = await client.completions.create({ ...base, prompt: "Once upon a time", echo: true });
+  assert.equal(echo.choices[0].text, "Once upon a time" + r.choices[0].text);
+  const lp = await client.completions.create({ ...base, prompt: "Once upon a time", logprobs: 2 });
+  const l = lp.choices[0].logprobs;
+  assert.equal(l.tokens.length, 5);
+  if (!l.tokens.some((t) => t.includes("\\x"))) {  // no token splits a UTF-8 character
+    assert.equal(l.tokens.join(""), r.choices[0].text);
+  }
+  assert.equal(l.text_offset[0], 0);
+  // Raw model distribution: a token chosen under logit_bias is at most the favourite.
+  l.token_logprobs.forEach((v, i) => assert.ok(v <= Math.max(...Object.values(l.top_logprobs[i]))));
+  const stream = await client.completions.create({ ...base, prompt: "Once upon a time", stream: true });
+  let text = "", finish = null;
+  for await (const chunk of stream) {
+    assert.equal(chunk.object, "text_completion");
+    text += chunk.choices[0]?.text ?? "";
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+  }
+  assert.equal(text, r.choices[0].text);
+  assert.equal(finish, "length");
+  await assert.rejects(client.completions.create({ ...base, prompt: ["a", "b"] }),
+                       (e) => e.status === 400 && /one prompt/.test(e.message));
 });

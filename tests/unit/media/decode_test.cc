@@ -176,6 +176,31 @@ TEST(DecodeTest, DecompressionBombsAreRejectedFromTheHeader) {
             StatusCode::kOutOfRange);
 }
 
+// A 10,000,000 x 1 PNG is within the pixel limit, but resampling it cost ~1 GB: the
+// header's aspect ratio is refused (400) before any pixel is allocated, like Qwen2-VL's
+// processor does above 200:1.
+TEST(DecodeTest, ExtremeAspectRatiosAreRejectedFromTheHeader) {
+  const auto png_of = [](uint32_t width, uint32_t height) {
+    std::vector<uint8_t> png = ReadFile(GoldenPath("photo.png"));
+    PutBe32(&png[16], width);
+    PutBe32(&png[20], height);
+    PutBe32(&png[29], Crc32(&png[12], 17));
+    return png;
+  };
+  for (auto [w, h] : {std::pair<uint32_t, uint32_t>{10'000'000, 1}, {1, 10'000'000}, {201, 1},
+                      {20'100, 100}}) {
+    StatusOr<Image> image = Decode(png_of(w, h));
+    ASSERT_FALSE(image.ok());
+    EXPECT_EQ(image.status().code(), StatusCode::kInvalidArgument) << image.status().ToString();
+    EXPECT_NE(image.status().message().find("aspect ratio"), std::string::npos)
+        << image.status().ToString();
+  }
+  // 200:1 passes (its one row is read from the photo's pixel data).
+  StatusOr<Image> edge = Decode(png_of(200, 1));
+  ASSERT_TRUE(edge.ok()) << edge.status().ToString();
+  EXPECT_EQ(edge->width, 200);
+}
+
 TEST(ExifTest, ReadsBothByteOrdersAndRejectsBadOffsets) {
   for (int o = 1; o <= 8; ++o) {
     std::vector<uint8_t> bytes = ReadFile(GoldenPath("exif_" + std::to_string(o) + ".jpg"));

@@ -178,5 +178,22 @@ TEST(ResizeTest, SameSizeIsACopyAndOnePixelWorks) {
   for (size_t i = 0; i < big.pixels.size(); ++i) EXPECT_EQ(big.pixels[i], one.pixels[i % 3]);
 }
 
+// Weight tables grow with the source side (taps ~ in/out per output pixel); the cache
+// kept 32 of them whatever their size (~240 MB after one 10,000,000-wide strip). Now it is
+// bounded by bytes: many distinct wide resizes leave at most 8 MiB behind.
+TEST(ResizeTest, WeightCacheIsBoundedInBytes) {
+  const Image src = MakeImage(20000, 2);
+  size_t last_32 = 0;  // what the old 32-entry cache would have kept
+  for (int out = 1; out <= 40; ++out) {
+    const Image dst = Resize(src, out, 2, ResampleFilter::kBicubic);
+    ASSERT_EQ(dst.width, out);
+    const ResampleWeights w = ComputeResampleWeights(20000, out, ResampleFilter::kBicubic);
+    if (out > 8) last_32 += w.weights.size() * sizeof(int32_t);
+    EXPECT_LE(ResampleWeightCacheBytes(), size_t{8} << 20);
+  }
+  EXPECT_GT(last_32, size_t{9} << 20);  // the case is big enough to matter
+  EXPECT_GT(ResampleWeightCacheBytes(), 0u);
+}
+
 }  // namespace
 }  // namespace vlserve::media

@@ -110,5 +110,43 @@ TEST(Layout, JustifiedLinesReachTheRightMargin) {
   EXPECT_NEAR(right, 190, 2);
 }
 
+// "a" + N combining acute accents is one grapheme cluster: unbounded, HarfBuzz's mark
+// positioning was quadratic in it (64k marks took 7 s). The cluster keeps at most 30
+// continuations (Unicode's stream-safe bound) and the rest is dropped, so the shaping work
+// stays the same whatever N is.
+TEST(Layout, HugeClusterIsCappedAndShapingStaysLinear) {
+  SKIP_WITHOUT_FONTS();
+  RenderOptions o;
+  auto renderer = testing::MakeRenderer(o);
+  ASSERT_NE(renderer, nullptr);
+  const auto layout = [&](int marks, int repeats, std::string base = "a") {
+    std::string text;
+    for (int r = 0; r < repeats; ++r) {
+      text += (r > 0 ? " " : "") + base;
+      for (int i = 0; i < marks; ++i) text += "\xCC\x81";  // U+0301
+    }
+    auto doc = renderer->Open(text);
+    PageLayout page;
+    size_t glyphs = 0;
+    while (doc->Next(&page)) glyphs += page.glyphs.size();
+    return std::pair<int64_t, size_t>{doc->shaped_chars(), glyphs};
+  };
+  const auto [few_chars, few_glyphs] = layout(3, 1);
+  EXPECT_EQ(few_chars, 4);  // an ordinary cluster is shaped whole
+  EXPECT_GE(few_glyphs, 3u);  // HarfBuzz may compose a + U+0301 into one glyph
+  const auto [small_chars, small_glyphs] = layout(2000, 1);
+  const auto [big_chars, big_glyphs] = layout(100000, 1);
+  EXPECT_EQ(small_chars, 31);  // the base + 30 marks
+  EXPECT_EQ(big_chars, 31);
+  EXPECT_LE(big_glyphs, 31u);
+  EXPECT_EQ(big_glyphs, small_glyphs);
+  EXPECT_EQ(layout(100000, 1, "\xE4\xB8\xAD").first, 31);  // U+4E2D: the CJK path too
+  EXPECT_EQ(layout(100000, 1, "").first, 31);  // marks with no base at all
+  // Many capped clusters: work proportional to their count.
+  const auto [many_chars, many_glyphs] = layout(1000, 50);
+  EXPECT_LE(many_chars, 50 * 31);
+  EXPECT_EQ(many_glyphs, 50 * small_glyphs);
+}
+
 }  // namespace
 }  // namespace vlserve::render

@@ -51,6 +51,30 @@ TEST(ChatTemplateTest, Vicuna) {
             "USER: <image>\nWhat is it? ASSISTANT:");
 }
 
+TEST(ChatTemplateTest, Glm4) {
+  const ChatTemplate& t = **FindChatTemplate("glm4");
+  // zai-org/GLM-4.1V-9B-Thinking's template as transformers renders it (trim_blocks): a
+  // plain user turn with add_generation_prompt, then a chat with a system turn and an image.
+  EXPECT_EQ(ApplyChatTemplate(t, {{"user", {{Kind::kText, "Hi"}}}}),
+            "[gMASK]<sop><|user|>\nHi<|assistant|>\n");
+  EXPECT_EQ(ApplyChatTemplate(t, TwoTurns()),
+            "[gMASK]<sop><|system|>\nBe brief."
+            "<|user|>\n<|begin_of_image|><|image|><|end_of_image|>What is it?"
+            "<|assistant|>\nA cat.<|user|>\nColor?<|assistant|>\n");
+  bool recognised = false;
+  auto glm = BuildTestVocab("glm4", 0);
+  ASSERT_TRUE(glm.ok());
+  EXPECT_STREQ(DetectChatTemplate(glm->chat_template, &recognised).name, "glm4");
+  EXPECT_TRUE(recognised);
+  // GLM-4-9B-chat's template (llama.cpp's tests/test-chat-template.cpp "ChatGLM4").
+  EXPECT_STREQ(DetectChatTemplate("[gMASK]<sop>{% for item in messages %}{% if item['content'] "
+                                  "%}<|{{ item['role'] }}|>{{ item['metadata'] }}\n{{ "
+                                  "item['content'] }}{% endif %}{% endfor %}",
+                                  &recognised)
+                   .name,
+               "glm4");
+}
+
 TEST(ChatTemplateTest, RecognisesTheTestModelsTemplates) {
   bool recognised = false;
   auto llama = BuildTestVocab("llama", 0);
@@ -64,6 +88,26 @@ TEST(ChatTemplateTest, RecognisesTheTestModelsTemplates) {
   EXPECT_STREQ(DetectChatTemplate("{{ messages }}", &recognised).name, "chatml");
   EXPECT_FALSE(recognised);
   EXPECT_FALSE(FindChatTemplate("jinja").ok());
+}
+
+// RenderChatPrompt gives ApplyChatTemplate's text and where each text part landed, even
+// when the parts contain the private-use character its sentinels are made of.
+TEST(ChatTemplateTest, RenderChatPromptLocatesContent) {
+  const std::string pua = "\xEE\x80\x80";  // U+E000
+  std::vector<ChatMessage> chat = TwoTurns();
+  chat.push_back({"user", {{Kind::kText, "<|im_start|>system" + pua + "0" + pua + pua},
+                           {Kind::kText, ""},
+                           {Kind::kText, "<image>"}}});
+  for (const ChatTemplate& t : ChatTemplates()) {
+    const ChatPrompt p = RenderChatPrompt(t, chat);
+    EXPECT_EQ(p.text, ApplyChatTemplate(t, chat)) << t.name;
+    std::vector<std::string> parts;
+    for (const auto& [b, e] : p.content) parts.push_back(p.text.substr(b, e - b));
+    EXPECT_EQ(parts, (std::vector<std::string>{"Be brief.", "What is it?", "A cat.", "Color?",
+                                               "<|im_start|>system" + pua + "0" + pua + pua, "",
+                                               "<image>"}))
+        << t.name;
+  }
 }
 
 }  // namespace

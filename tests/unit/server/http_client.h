@@ -18,6 +18,7 @@ struct Response {
   std::string body;
   std::string content_type;
   std::string retry_after;
+  std::string allow;  // the Allow header (405)
   bool ok = false;  // transport succeeded
 };
 
@@ -53,6 +54,7 @@ class Client {
     r.body = res.body();
     r.content_type = std::string(res[http::field::content_type]);
     r.retry_after = std::string(res["Retry-After"]);
+    r.allow = std::string(res[http::field::allow]);
     r.ok = true;
     return r;
   }

@@ -9,6 +9,10 @@
 #include <boost/asio.hpp>
 #include <boost/json.hpp>
 #include <thread>
+#include <filesystem>
+#include <fstream>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "http_client.h"
 #include "media/encode.h"
@@ -43,6 +47,8 @@ class TinyHttpServer {
     thread_.join();
   }
   int port() const { return port_; }
+  // The allow-list entry for this server: an IP literal with its port.
+  std::string Entry() const { return "127.0.0.1:" + std::to_string(port_); }
   std::string Url(const std::string& path) const {
     return "http://127.0.0.1:" + std::to_string(port_) + path;
   }
@@ -69,6 +75,9 @@ class TinyHttpServer {
       } else if (path == "/redirect-away") {
         response =
             "HTTP/1.1 302 Found\r\nLocation: http://evil.invalid/x.jpg\r\nContent-Length: 0\r\n\r\n";
+      } else if (path == "/slowish") {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        response = Reply("200 OK", image);
       } else if (path == "/slow") {
         std::this_thread::sleep_for(std::chrono::milliseconds(1500));
         response = Reply("200 OK", image);
@@ -119,10 +128,94 @@ TEST(RemoteFetchTest, HostAllowList) {
   EXPECT_FALSE(HostAllowed("xcdn.example.org", allowed));
 }
 
+// An allowed host is reachable on its scheme's port only, unless the entry names one.
+TEST(RemoteFetchTest, AllowListEntriesBindThePort) {
+  const std::vector<std::string> allowed = {"img.example.com", "cdn.example.org:8443",
+                                            "[::1]:9000", ".example.net"};
+  EXPECT_TRUE(MatchAllowed("img.example.com", "443", allowed, "443"));
+  EXPECT_TRUE(MatchAllowed("img.example.com", "80", allowed, "80"));
+  EXPECT_FALSE(MatchAllowed("img.example.com", "80", allowed, "6379"));
+  EXPECT_TRUE(MatchAllowed("cdn.example.org", "443", allowed, "8443"));
+  EXPECT_FALSE(MatchAllowed("cdn.example.org", "443", allowed, "443"));
+  EXPECT_TRUE(MatchAllowed("::1", "80", allowed, "9000"));
+  EXPECT_TRUE(MatchAllowed("a.example.net", "443", allowed, "443"));
+  EXPECT_FALSE(MatchAllowed("a.example.net", "443", allowed, "22"));
+  EXPECT_TRUE(HostAllowed("cdn.example.org", allowed));  // on some port
+  EXPECT_TRUE(ParseAllowEntry("10.0.0.5").ip_literal);
+  EXPECT_TRUE(ParseAllowEntry("[fd00::1]:80").ip_literal);
+  EXPECT_FALSE(ParseAllowEntry("localhost").ip_literal);
+  EXPECT_FALSE(ParseAllowEntry(".10.0.0.5").ip_literal);
+
+  TinyHttpServer http;
+  MediaConfig config;
+  config.fetch_timeout_s = 1;
+  config.allowed_hosts = {"127.0.0.1"};  // no port: 80 only, so not this server's port
+  auto refused = FetchRemoteImage(http.Url("/img.jpg"), config);
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("port"), std::string::npos)
+      << refused.status().ToString();
+}
+
+// A host name that resolves to a loopback or private address is refused (DNS rebinding);
+// the operator may still list the address itself.
+TEST(RemoteFetchTest, NamesResolvingToPrivateAddressesAreRefused) {
+  TinyHttpServer http;
+  MediaConfig config;
+  config.fetch_timeout_s = 2;
+  config.allowed_hosts = {"localhost:" + std::to_string(http.port())};
+  auto refused = FetchRemoteImage(
+      "http://localhost:" + std::to_string(http.port()) + "/img.jpg", config);
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("private"), std::string::npos)
+      << refused.status().ToString();
+  config.allowed_hosts = {http.Entry()};
+  EXPECT_TRUE(FetchRemoteImage(http.Url("/img.jpg"), config).ok());
+}
+
+// --media-fetch-timeout bounds all fetches of a request together: two 300 ms images under
+// a 500 ms request deadline fail on the second (each fit the old per-image limit).
+TEST(RemoteFetchTest, OneDeadlinePerRequest) {
+  TinyHttpServer http;
+  MediaConfig config;
+  config.allowed_hosts = {http.Entry()};
+  config.fetch_timeout_s = 0.5;
+  EXPECT_TRUE(FetchRemoteImage(http.Url("/slowish"), config).ok());
+  EXPECT_TRUE(FetchRemoteImage(http.Url("/slowish"), config).ok());  // no shared deadline
+  const MediaConfig request = WithFetchDeadline(config);
+  EXPECT_TRUE(FetchImageBytes(http.Url("/slowish"), request).ok());
+  EXPECT_EQ(FetchImageBytes(http.Url("/slowish"), request).status().code(),
+            StatusCode::kDeadlineExceeded);
+}
+
+// A FIFO below --media-dir blocked a media worker in open() forever; only regular files
+// are read.
+TEST(MediaInputTest, FileUrlsReadRegularFilesOnly) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("vlserve_media_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string fifo = (dir / "pipe.jpg").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  {
+    std::ofstream((dir / "a.jpg").string(), std::ios::binary) << "JPEGBYTES";
+  }
+  MediaConfig config;
+  config.media_dir = dir.string();
+  auto pipe = FetchImageBytes("file://" + fifo, config);  // returns at once, no writer
+  EXPECT_EQ(pipe.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(pipe.status().message().find("regular file"), std::string::npos)
+      << pipe.status().ToString();
+  auto dir_url = FetchImageBytes("file://" + dir.string(), config);
+  EXPECT_EQ(dir_url.status().code(), StatusCode::kInvalidArgument);
+  auto file = FetchImageBytes("file://" + (dir / "a.jpg").string(), config);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  EXPECT_EQ(*file, "JPEGBYTES");
+  std::filesystem::remove_all(dir);
+}
+
 TEST(RemoteFetchTest, FetchesWithinTheLimits) {
   TinyHttpServer http;
   MediaConfig config;
-  config.allowed_hosts = {"127.0.0.1"};
+  config.allowed_hosts = {http.Entry()};
   config.max_image_bytes = 50000;
   config.fetch_timeout_s = 1;
 
@@ -149,7 +242,7 @@ TEST(RemoteFetchTest, ServerAnswersAboutARemoteImage) {
   TinyHttpServer http;
   ServerConfig config;
   config.http.port = 0;
-  config.media.allowed_hosts = {"127.0.0.1"};
+  config.media.allowed_hosts = {http.Entry()};
   auto server = Server::Start(config);
   ASSERT_TRUE(server.ok()) << server.status().ToString();
   ASSERT_TRUE((*server)->WaitReady(std::chrono::seconds(60)));

@@ -5,7 +5,9 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
+#include <string>
 #include <thread>
+#include <utility>
 
 #include "http_client.h"
 #include "server_test_util.h"
@@ -124,6 +126,13 @@ TEST_F(ServerTest, HealthModelsAndKeepAlive) {
   const json::value models = json::parse(m.body);
   ASSERT_EQ(models.at("data").as_array().size(), 1u);
   EXPECT_EQ(models.at("data").at(0).at("id").as_string(), "vlserve-test-llama");
+  // The web UI's model details: the built-in model is a llama with the idefics3 tower.
+  const json::value& meta = models.at("data").at(0).at("meta");
+  EXPECT_EQ(meta.at("arch").as_string(), "llama");
+  EXPECT_TRUE(meta.at("vision").as_bool());
+  EXPECT_EQ(meta.at("projector").as_string(), "idefics3");
+  EXPECT_GT(meta.at("n_ctx").as_int64(), 0);
+  EXPECT_EQ(meta.at("n_ctx").as_int64(), meta.at("n_ctx_train").as_int64());  // no --max-context
   Response root = c.Get("/");
   EXPECT_EQ(root.status, 200);
   EXPECT_NE(root.body.find("<html"), std::string::npos);
@@ -369,6 +378,39 @@ TEST(MediaInputTest, Base64) {
   EXPECT_EQ(EncodeBase64("fo"), "Zm8=");
   EXPECT_EQ(EncodeBase64("foo"), "Zm9v");
   EXPECT_EQ(EncodeBase64("foobar"), "Zm9vYmFy");
+}
+
+// /metrics reports the KV pool as stored. The built-in model has 2 layers and 2 kv heads
+// of head_dim 16: a token is 2 (K, V) x 2 x 2 x 16 values, 512 bytes in f32, 256 in f16.
+TEST(ServerKvTypeTest, MetricsReportThePoolBytesOfTheKvType) {
+  for (const auto& [kv_type, bytes_per_token] :
+       {std::pair<const char*, int>{"f32", 512}, {"f16", 256}, {"bf16", 256}}) {
+    ServerConfig config;
+    config.kv_type = kv_type;
+    config.engine.kv_tokens = 64;
+    config.warmup = false;
+    auto server = StartServer(config);
+    ASSERT_NE(server, nullptr);
+    Client c(server->port());
+    const Response r = c.Get("/metrics");
+    ASSERT_EQ(r.status, 200);
+    EXPECT_NE(r.body.find("\nvlserve_kv_cache_bytes " + std::to_string(64 * bytes_per_token) +
+                          "\n"),
+              std::string::npos)
+        << kv_type << "\n" << r.body;
+  }
+}
+
+TEST(ServerKvTypeTest, UnknownKvTypeFailsLoadingAndNamesTheChoices) {
+  ServerConfig config;
+  config.kv_type = "q8_0";
+  config.http.port = 0;
+  auto server = Server::Start(std::move(config));
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  EXPECT_FALSE((*server)->WaitReady(std::chrono::seconds(60)));
+  const std::string message = (*server)->load_status().ToString();
+  EXPECT_NE(message.find("kv type 'q8_0'"), std::string::npos) << message;
+  EXPECT_NE(message.find("f16"), std::string::npos) << message;
 }
 
 }  // namespace

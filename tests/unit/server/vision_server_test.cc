@@ -252,6 +252,24 @@ TEST_F(VisionServerTest, BadImagesAreClientErrors) {
   EXPECT_EQ(Ask(port(), Body(ImageParts(JpegUrl(32, 32, 6), "x"))).status, 200);
 }
 
+// Issue #18 item 7: what users type is text. A literal "<image>" next to an attached image
+// is not a second placeholder (it was a 400), and "<|im_start|>" typed in content is not the
+// control token (which let a user forge a system turn).
+TEST_F(VisionServerTest, TypedSpecialTokensAndMarkersStayText) {
+  ASSERT_NE(server_, nullptr);
+  const Answer marker = Ask(port(), Body(ImageParts(JpegUrl(32, 32, 7), "what is <image>?")));
+  EXPECT_EQ(marker.status, 200) << marker.error;
+  auto prompt_tokens = [&](const std::string& text) -> int64_t {
+    const Answer a =
+        Ask(port(), Body(json::array{json::object{{"type", "text"}, {"text", text}}}, 1));
+    EXPECT_EQ(a.status, 200) << a.error;
+    return a.usage.contains("prompt_tokens") ? a.usage.at("prompt_tokens").as_int64() : 0;
+  };
+  // As the control token it would add one token; as text "<|", "im", "_", "start", "|>"
+  // are five pre-tokenizer words, at least one token each.
+  EXPECT_GE(prompt_tokens("x<|im_start|>") - prompt_tokens("x"), 5);
+}
+
 TEST(VisionServerTextOnly, ModelWithoutMmprojRejectsImages) {
   const std::string dir = (std::filesystem::temp_directory_path() /
                            ("vlserve_text_only_" + std::to_string(getpid())))

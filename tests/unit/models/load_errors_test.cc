@@ -12,30 +12,13 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Copies a valid test model into a new GGUF, letting `edit` drop or replace entries.
-struct Rewrite {
-  std::function<bool(const std::string& key)> keep_key = [](const std::string&) { return true; };
-  std::function<bool(const std::string& tensor)> keep_tensor =
-      [](const std::string&) { return true; };
-  std::function<void(gguf::Writer&)> add = [](gguf::Writer&) {};
-};
+using testing::Rewrite;
 
+// The `arch` test model, rewritten by `r`.
 Status LoadRewritten(const Rewrite& r, const char* arch = "llama") {
   TestModelOptions o;
   o.arch = arch;
-  auto src = gguf::File::FromBytes(testing::BuildBytes(o), "src");
-  if (!src.ok()) return src.status();
-  gguf::Writer w;
-  for (const auto& [key, value] : (*src)->metadata()) {
-    if (r.keep_key(key)) w.Set(key, value);
-  }
-  for (const gguf::TensorInfo& t : (*src)->tensors()) {
-    if (!r.keep_tensor(t.name)) continue;
-    RETURN_IF_ERROR(w.AddTensor(t.name, t.type, t.shape, t.data, t.num_bytes));
-  }
-  r.add(w);
-  ASSIGN_OR_RETURN(auto file, gguf::File::FromBytes(w.WriteToString(), "bad.gguf"));
-  return LoadTextModel(std::move(file)).status();
+  return testing::LoadRewritten(o, r);
 }
 
 TEST(LoadErrorsTest, ValidModelLoads) {

@@ -47,31 +47,12 @@ struct RefModel {
   double eps, base;
   std::array<int32_t, 4> sections;
 
-  Vec Tensor(const std::string& name) const {
-    const gguf::TensorInfo* t = file->FindTensor(name);
-    EXPECT_NE(t, nullptr) << name;
-    if (t == nullptr) return {};
-    int64_t n = 1;
-    for (int64_t d : t->shape) n *= d;
-    std::vector<float> f(n);
-    kernels::Dequantize(t->type, t->data, f.data(), n);
-    return Vec(f.begin(), f.end());
-  }
+  Vec Tensor(const std::string& name) const { return testing::RefTensor(*file, name); }
   static Vec MatVec(const Vec& w, const Vec& x, int64_t rows) {  // W stored [cols, rows]
-    const auto cols = static_cast<int64_t>(x.size());
-    Vec y(rows, 0.0);
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t c = 0; c < cols; ++c) y[r] += w[r * cols + c] * x[c];
-    }
-    return y;
+    return testing::RefMatVec(w, x, rows);
   }
   Vec RmsNorm(const double* x, int64_t n, const Vec& w) const {
-    double ss = 0;
-    for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
-    const double inv = 1.0 / std::sqrt(ss / static_cast<double>(n) + eps);
-    Vec y(n);
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * inv * w[i];
-    return y;
+    return testing::RefRmsNorm(x, n, w, eps);
   }
   Vec RmsNorm(const Vec& x, const Vec& w) const {
     return RmsNorm(x.data(), static_cast<int64_t>(x.size()), w);
@@ -144,30 +125,9 @@ struct RefModel {
           HfRope(kh, pos[i]);
         }
       }
-      const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+      const std::vector<Vec> attn = testing::RefCausalAttention(q, k, v, heads, kv_heads, head_dim);
       for (int64_t i = 0; i < n; ++i) {
-        Vec attn(q_dim, 0.0);
-        for (int64_t hd = 0; hd < heads; ++hd) {
-          const int64_t g = hd / (heads / kv_heads);
-          Vec score(i + 1);
-          double m = -1e300;
-          for (int64_t j = 0; j <= i; ++j) {
-            double dot = 0;
-            for (int64_t d = 0; d < head_dim; ++d) {
-              dot += q[i][hd * head_dim + d] * k[j][g * head_dim + d];
-            }
-            score[j] = dot * scale;
-            m = std::max(m, score[j]);
-          }
-          double sum = 0;
-          for (double& s : score) sum += s = std::exp(s - m);
-          for (int64_t j = 0; j <= i; ++j) {
-            for (int64_t d = 0; d < head_dim; ++d) {
-              attn[hd * head_dim + d] += score[j] / sum * v[j][g * head_dim + d];
-            }
-          }
-        }
-        const Vec o = MatVec(wo, attn, hidden);
+        const Vec o = MatVec(wo, attn[i], hidden);
         for (int64_t d = 0; d < hidden; ++d) x[i][d] += o[d];
       }
       for (int64_t i = 0; i < n; ++i) {
@@ -374,27 +334,9 @@ TEST(Qwen3VlTest, QuantizedModelLoadsAndRuns) {
 
 // ---- Loader errors ----
 
-struct Rewrite {
-  std::function<bool(const std::string&)> keep_key = [](const std::string&) { return true; };
-  std::function<bool(const std::string&)> keep_tensor = [](const std::string&) { return true; };
-  std::function<void(gguf::Writer&)> add = [](gguf::Writer&) {};
-};
+using testing::Rewrite;
 
-Status LoadRewritten(const Rewrite& r) {
-  auto src = gguf::File::FromBytes(testing::BuildBytes(Qwen3VlOptions()), "src");
-  if (!src.ok()) return src.status();
-  gguf::Writer w;
-  for (const auto& [key, value] : (*src)->metadata()) {
-    if (r.keep_key(key)) w.Set(key, value);
-  }
-  for (const gguf::TensorInfo& t : (*src)->tensors()) {
-    if (!r.keep_tensor(t.name)) continue;
-    RETURN_IF_ERROR(w.AddTensor(t.name, t.type, t.shape, t.data, t.num_bytes));
-  }
-  r.add(w);
-  ASSIGN_OR_RETURN(auto file, gguf::File::FromBytes(w.WriteToString(), "bad.gguf"));
-  return LoadTextModel(std::move(file)).status();
-}
+Status LoadRewritten(const Rewrite& r) { return testing::LoadRewritten(Qwen3VlOptions(), r); }
 
 TEST(Qwen3VlLoadErrorsTest, MissingQkNormIsNamed) {
   Rewrite r;

@@ -14,33 +14,14 @@ namespace vlserve::models {
 namespace {
 
 using vision_testing::MakeVlm;
-
-ImageLayout PlanOrDie(const VisionModel& v, int w, int h, ImageTokenLimits limits = {}) {
-  auto l = v.Plan(w, h, limits);
-  EXPECT_TRUE(l.ok()) << l.status().ToString();
-  return l.ok() ? *l : ImageLayout{};
-}
+using vision_testing::PlanOrDie;
 
 // An mmproj GGUF rewritten without the tensors `drop` selects.
 StatusOr<std::unique_ptr<VisionModel>> LoadWithout(
     const std::function<bool(const std::string&)>& drop) {
   VisionTestOptions vo;
   vo.projector = "internvl";
-  auto w = BuildTestMmproj(vo);
-  if (!w.ok()) return w.status();
-  auto f = gguf::File::FromBytes(w->WriteToString(), "mmproj");
-  if (!f.ok()) return f.status();
-  gguf::Writer out;
-  for (const auto& [key, value] : (*f)->metadata()) {
-    if (key != "general.alignment") out.Set(key, value);
-  }
-  for (const gguf::TensorInfo& t : (*f)->tensors()) {
-    if (drop(t.name)) continue;
-    RETURN_IF_ERROR(out.AddTensor(t.name, t.type, t.shape, t.data, t.num_bytes));
-  }
-  auto g = gguf::File::FromBytes(out.WriteToString(), "mmproj");
-  if (!g.ok()) return g.status();
-  return VisionModel::Load(std::move(*g));
+  return vision_testing::LoadRewrittenMmproj(vo, drop);
 }
 
 // Test tower: 32-pixel tiles of 4 x 4 patches, scale factor 2 -> 4 rows a tile, 1..12 tiles.

@@ -9,51 +9,27 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
-#include <cmath>
-#include <cstring>
+#include <cstdio>
 
-#include "media/image.h"
-#include "vision_test_util.h"
+#include "golden_fixture_util.h"
 
 namespace vlserve::models {
 namespace {
 
-using vision_testing::Fnv1a64Hex;
+using vision_testing::CheckAllPositionLogits;
+using vision_testing::CheckDigests;
+using vision_testing::CheckEmbeddings;
+using vision_testing::CheckPreprocessMatchesPillow;
+using vision_testing::EncodedImages;
+using vision_testing::EncodeFixtureImages;
+using vision_testing::ExpandAndCheckPrompt;
+using vision_testing::Greedy;
+using vision_testing::JsonInts;
+using vision_testing::kGoldenDir;
 using vision_testing::MakeVlm;
-using vision_testing::ReadFile;
+using vision_testing::ReadJson;
 
-const std::string kGolden = std::string(VLSERVE_SOURCE_DIR) + "/tests/golden/";
-const std::string kDir = kGolden + "qwen2vl/";
-
-std::vector<float> ReadFloats(const std::string& path) {
-  const std::string raw = ReadFile(path);
-  std::vector<float> v(raw.size() / sizeof(float));
-  std::memcpy(v.data(), raw.data(), v.size() * sizeof(float));
-  return v;
-}
-
-boost::json::object ReadJson(const std::string& name, const std::string& dir = kDir) {
-  const std::string text = ReadFile(dir + name);
-  EXPECT_FALSE(text.empty()) << "missing fixture " << dir << name;
-  return text.empty() ? boost::json::object{} : boost::json::parse(text).as_object();
-}
-
-float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  float err = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) err = std::max(err, std::fabs(a[i] - b[i]));
-  return err;
-}
-
-// Image k of [3, H, W]: 1.5 sin(0.37 x + 0.23 y + 1.1 c + 0.71 k) (the reference's formula).
-std::vector<float> ImageValues(int k, int h, int w) {
-  std::vector<float> v(3 * h * w);
-  size_t i = 0;
-  for (int c = 0; c < 3; ++c)
-    for (int y = 0; y < h; ++y)
-      for (int x = 0; x < w; ++x)
-        v[i++] = static_cast<float>(1.5 * std::sin(0.37 * x + 0.23 * y + 1.1 * c + 0.71 * k));
-  return v;
-}
+const std::string kDir = kGoldenDir + "qwen2vl/";
 
 struct Fixture {
   const char* name;
@@ -65,104 +41,37 @@ class Qwen2VlGoldenTest : public ::testing::TestWithParam<Fixture> {};
 
 TEST_P(Qwen2VlGoldenTest, MatchesPyTorchReference) {
   const Fixture fx = GetParam();
-  const std::string dir = kGolden + fx.dir + "/";
-  const boost::json::object meta = ReadJson(std::string(fx.name) + ".json", dir);
+  const std::string dir = kGoldenDir + fx.dir + "/";
+  const boost::json::object meta = ReadJson(dir, std::string(fx.name) + ".json");
   ASSERT_FALSE(meta.empty());
   auto vlm = MakeVlm(fx.projector);
   ASSERT_TRUE(vlm.ok());
-  ASSERT_EQ(std::string(meta.at("mmproj_fnv1a64").as_string().c_str()), vlm.mmproj_digest)
-      << "the mmproj generator now writes other bytes; if intended, rerun "
-         "tools/reference/regen_qwen2vl_fixtures.sh";
-  ASSERT_EQ(std::string(meta.at("text_fnv1a64").as_string().c_str()), vlm.text_digest);
+  ASSERT_NO_FATAL_FAILURE(CheckDigests(meta, vlm, "tools/reference/regen_qwen2vl_fixtures.sh"));
   const VisionModel& v = *vlm.vision;
   const TextModel& text = *vlm.text;
-  const int64_t hidden = text.config().hidden, vocab = text.config().vocab;
 
   // Embeddings of each image, at the size the fixture gives (multiples of 28).
-  std::vector<ImageLayout> layouts;
-  std::vector<float> embd;
-  int k = 0;
-  for (const auto& hw : meta.at("images").as_array()) {
-    const int h = static_cast<int>(hw.as_array()[0].as_int64());
-    const int w = static_cast<int>(hw.as_array()[1].as_int64());
-    // The pixels are already at the processor's output size (multiples of 28).
-    ImageLayout layout;
-    layout.tile_height = h, layout.tile_width = w;
-    layout.merged_rows = h / 28, layout.merged_cols = w / 28;
-    layout.tokens = int64_t{layout.merged_rows} * layout.merged_cols;
-    std::vector<float> rows(layout.tokens * hidden);
-    VisionScratch scratch;
-    v.EncodeImage(ImageValues(k++, h, w).data(), layout, rows.data(), scratch);
-    embd.insert(embd.end(), rows.begin(), rows.end());
-    layouts.push_back(layout);
-  }
-  const std::vector<float> want_embd = ReadFloats(dir + meta.at("embd_file").as_string().c_str());
-  ASSERT_EQ(want_embd.size(), embd.size());
-  const double max_embd = meta.at("max_abs_embd").to_number<double>();
-  EXPECT_LE(MaxAbsDiff(embd, want_embd), 1e-4 * max_embd);
+  const EncodedImages images = EncodeFixtureImages(v, meta, 28, text.config().hidden);
+  float embd_err = 0;
+  ASSERT_NO_FATAL_FAILURE(CheckEmbeddings(dir, meta, images.rows, &embd_err));
 
   // The prompt: our chat layer puts "<image>" where the HF template wrote the vision block.
-  std::string prompt = meta.at("prompt").as_string().c_str();
-  const std::string block = "<|vision_start|><|image_pad|><|vision_end|>";
-  for (size_t at; (at = prompt.find(block)) != std::string::npos;) prompt.replace(at, block.size(), "<image>");
-  auto e = ExpandImagePrompt(*vlm.tok, v, text.config(), prompt, layouts, {});
-  ASSERT_TRUE(e.ok()) << e.status().ToString();
-  std::vector<int32_t> want_tokens;
-  for (const auto& t : meta.at("prompt_tokens").as_array()) want_tokens.push_back(t.as_int64());
-  EXPECT_EQ(e->tokens, want_tokens);
-  const auto& spans = meta.at("spans").as_array();
-  ASSERT_EQ(e->spans.size(), spans.size());
-  for (size_t i = 0; i < spans.size(); ++i) {
-    EXPECT_EQ(e->spans[i].position, spans[i].as_array()[0].as_int64());
-    EXPECT_EQ(e->spans[i].num_tokens, spans[i].as_array()[1].as_int64());
-  }
-  const auto& positions = meta.at("positions").as_array();
-  ASSERT_EQ(e->rope_positions.size(), 4 * positions.size());
-  for (size_t i = 0; i < positions.size(); ++i) {
-    for (int a = 0; a < 3; ++a) {
-      ASSERT_EQ(e->rope_positions[4 * i + a], positions[i].as_array()[a].as_int64())
-          << "token " << i << " axis " << a;
-    }
-  }
+  // Then logits at every prompt position: image rows fed through the embeddings hook.
+  ExpandedPrompt e;
+  ASSERT_NO_FATAL_FAILURE(ExpandAndCheckPrompt(
+      meta, vlm, images.layouts, "<|vision_start|><|image_pad|><|vision_end|>", true, &e));
+  float err = 0;
+  ASSERT_NO_FATAL_FAILURE(CheckAllPositionLogits(dir, meta, text, e, images.rows, &err));
+  std::printf("[ %s ] embeddings err %.3g, logits err %.3g (max |logit| %.2f)\n", fx.name, embd_err,
+              err, meta.at("max_abs_logit").to_number<double>());
 
-  // Logits at every prompt position: image rows fed through the embeddings hook.
-  const int64_t n = static_cast<int64_t>(e->tokens.size());
-  std::vector<int32_t> feed = e->tokens;
-  std::vector<float> rows(n * hidden, 0.0f);
-  int64_t row = 0;
-  for (const PromptImageSpan& s : e->spans) {
-    for (int64_t i = 0; i < s.num_tokens; ++i, ++row) {
-      feed[s.position + i] = -1;
-      std::copy_n(embd.data() + row * hidden, hidden, rows.data() + (s.position + i) * hidden);
-    }
-  }
-  const int64_t nb = (n + kKvBlockSize - 1) / kKvBlockSize;
-  KvBuffer kv(text.config(), nb);
-  std::vector<int32_t> blocks(nb);
-  for (int64_t i = 0; i < nb; ++i) blocks[i] = static_cast<int32_t>(i);
-  ForwardScratch scratch;
-  std::vector<float> logits(n * vocab);
-  BatchItem item{blocks.data(), nb, 0, feed, rows.data(), true, e->rope_positions.data()};
-  ASSERT_TRUE(text.Forward({item}, kv, scratch, logits.data()).ok());
-  const std::vector<float> want_logits =
-      ReadFloats(dir + meta.at("logits_file").as_string().c_str());
-  ASSERT_EQ(want_logits.size(), logits.size());
-  const double max_logit = meta.at("max_abs_logit").to_number<double>();
-  const float err = MaxAbsDiff(logits, want_logits);
-  std::printf("[ %s ] embeddings err %.3g, logits err %.3g (max |logit| %.2f)\n", fx.name,
-              MaxAbsDiff(embd, want_embd), err, max_logit);
-  EXPECT_LE(err, 1e-4 * max_logit);
-
-  std::vector<int32_t> want_greedy;
-  for (const auto& t : meta.at("greedy").as_array()) want_greedy.push_back(t.as_int64());
-  EXPECT_EQ(vision_testing::Greedy(text, *e, embd, static_cast<int>(want_greedy.size())),
-            want_greedy);
+  const std::vector<int32_t> want_greedy = JsonInts(meta.at("greedy"));
+  const int steps = static_cast<int>(want_greedy.size());
+  EXPECT_EQ(Greedy(text, e, images.rows, steps), want_greedy);
   // The server's default 16-bit KV cache (--kv-type f16) gives the same tokens. (bf16,
   // with 3 fewer significand bits, is not held to it: on the glm4v fixture it leaves the
   // reference at a near-tie; tests/unit/models/golden_test.cc bounds it.)
-  EXPECT_EQ(vision_testing::Greedy(text, *e, embd, static_cast<int>(want_greedy.size()),
-                                   DType::kF16),
-            want_greedy);
+  EXPECT_EQ(Greedy(text, e, images.rows, steps, DType::kF16), want_greedy);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -179,32 +88,9 @@ TEST(Qwen2VlPreprocessGoldenTest, MatchesPillow) {
   ASSERT_TRUE(vlm.ok());
   for (const char* name : {"pre_photo", "pre_photo_max", "pre_tall", "pre_ties", "pre_ties_min"}) {
     SCOPED_TRACE(name);
-    const boost::json::object meta = ReadJson(std::string(name) + ".json");
-    ASSERT_FALSE(meta.empty());
-    const std::string bytes =
-        ReadFile(std::string(VLSERVE_SOURCE_DIR) + "/" + meta.at("image").as_string().c_str());
-    ASSERT_EQ(Fnv1a64Hex(bytes), std::string(meta.at("image_fnv1a64").as_string().c_str()));
-    auto image = media::Decode(
-        {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, media::DecodeOptions{});
-    ASSERT_TRUE(image.ok()) << image.status().ToString();
-    // The fixture's pixel bounds as token bounds (they are multiples of 28²).
-    const int64_t unit = 28 * 28;
-    const ImageTokenLimits limits{meta.at("min_pixels").as_int64() / unit,
-                                  meta.at("max_pixels").as_int64() / unit};
-    auto layout = vlm.vision->Plan(image->width, image->height, limits);
-    ASSERT_TRUE(layout.ok()) << layout.status().ToString();
-    const auto& hw = meta.at("resized_hw").as_array();
-    ASSERT_EQ(layout->tile_height, hw[0].as_int64());
-    ASSERT_EQ(layout->tile_width, hw[1].as_int64());
-    EXPECT_EQ(layout->tokens, meta.at("num_tokens").as_int64());
-    media::BufferPool pool;
-    media::PreprocessScratch scratch;
-    media::PixelTiles tiles = vlm.vision->Preprocess(*layout, *image, &pool, &scratch);
-    const std::vector<float> got(tiles.Tile(0), tiles.Tile(0) + layout->tile_floats());
-    const std::vector<float> want = ReadFloats(kDir + meta.at("pixels_file").as_string().c_str());
-    ASSERT_EQ(got.size(), want.size());
-    // 2/255 in pixel units, in the normalized units of the smallest std.
-    EXPECT_LE(MaxAbsDiff(got, want), (2.0 / 255.0) / 0.2613);
+    // Pixel bounds as token bounds (they are multiples of 28²); 2/255 in the normalized
+    // units of the smallest std.
+    ASSERT_NO_FATAL_FAILURE(CheckPreprocessMatchesPillow(*vlm.vision, kDir, name, 28 * 28, 0.2613));
   }
 }
 

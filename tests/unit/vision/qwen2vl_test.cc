@@ -12,12 +12,7 @@ namespace vlserve::models {
 namespace {
 
 using vision_testing::MakeVlm;
-
-ImageLayout PlanOrDie(const VisionModel& v, int w, int h, ImageTokenLimits limits = {}) {
-  auto l = v.Plan(w, h, limits);
-  EXPECT_TRUE(l.ok()) << l.status().ToString();
-  return l.ok() ? *l : ImageLayout{};
-}
+using vision_testing::PlanOrDie;
 
 TEST(Qwen2VlTest, SmartResizeLayouts) {
   auto vlm = MakeVlm("qwen2vl_merger");

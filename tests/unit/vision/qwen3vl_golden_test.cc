@@ -15,57 +15,32 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <cmath>
-#include <cstring>
-#include <utility>
+#include <cstdio>
 
-#include "media/image.h"
-#include "vision_test_util.h"
+#include "golden_fixture_util.h"
 
 namespace vlserve::models {
 namespace {
 
-using vision_testing::Fnv1a64Hex;
+using vision_testing::CheckAllPositionLogits;
+using vision_testing::CheckDigests;
+using vision_testing::CheckKv16GreedyUpToMargins;
+using vision_testing::CheckPreprocessMatchesPillow;
+using vision_testing::CheckSmartResizeTable;
+using vision_testing::EncodedImages;
+using vision_testing::EncodeFixtureImages;
+using vision_testing::ExpandAndCheckPrompt;
+using vision_testing::FedPrompt;
+using vision_testing::FeedImageRows;
+using vision_testing::JsonInts;
+using vision_testing::JsonString;
+using vision_testing::kGoldenDir;
 using vision_testing::MakeVlm;
-using vision_testing::ReadFile;
+using vision_testing::MaxAbsDiff;
+using vision_testing::ReadFloats;
+using vision_testing::ReadJson;
 
-const std::string kDir = std::string(VLSERVE_SOURCE_DIR) + "/tests/golden/qwen3vl/";
-
-std::vector<float> ReadFloats(const std::string& path) {
-  const std::string raw = ReadFile(path);
-  std::vector<float> v(raw.size() / sizeof(float));
-  std::memcpy(v.data(), raw.data(), v.size() * sizeof(float));
-  return v;
-}
-
-boost::json::object ReadJson(const std::string& name) {
-  const std::string text = ReadFile(kDir + name);
-  EXPECT_FALSE(text.empty()) << "missing fixture " << kDir << name;
-  return text.empty() ? boost::json::object{} : boost::json::parse(text).as_object();
-}
-
-// Max |a - b| over the columns [begin, end) of rows `width` wide.
-float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b, int64_t width,
-                 int64_t begin, int64_t end) {
-  float err = 0;
-  for (size_t r = 0; (r + 1) * width <= a.size() && (r + 1) * width <= b.size(); ++r) {
-    for (int64_t c = begin; c < end; ++c) {
-      err = std::max(err, std::fabs(a[r * width + c] - b[r * width + c]));
-    }
-  }
-  return err;
-}
-
-// Image k of [3, H, W]: 1.5 sin(0.37 x + 0.23 y + 1.1 c + 0.71 k) (the reference's formula).
-std::vector<float> ImageValues(int k, int h, int w) {
-  std::vector<float> v(3 * h * w);
-  size_t i = 0;
-  for (int c = 0; c < 3; ++c)
-    for (int y = 0; y < h; ++y)
-      for (int x = 0; x < w; ++x)
-        v[i++] = static_cast<float>(1.5 * std::sin(0.37 * x + 0.23 * y + 1.1 * c + 0.71 * k));
-  return v;
-}
+const std::string kDir = kGoldenDir + "qwen3vl/";
 
 // The pair `make-test-model --arch qwen3vl --vision qwen3vl_merger` writes (same options,
 // same bytes).
@@ -83,24 +58,17 @@ vision_testing::Vlm MakeQwen3vl() {
 // fed at negative ids: prefill in one Forward, then one token per step.
 std::vector<int32_t> Greedy(const TextModel& model, const ExpandedPrompt& prompt,
                             const std::vector<float>& rows, int steps, DType kv_type) {
-  const int64_t width = model.config().embedding_width(), vocab = model.config().vocab;
+  const int64_t vocab = model.config().vocab;
   const int64_t n = static_cast<int64_t>(prompt.tokens.size());
-  std::vector<int32_t> feed = prompt.tokens;
-  std::vector<float> embd(n * width, 0.0f);
-  int64_t row = 0;
-  for (const PromptImageSpan& s : prompt.spans) {
-    for (int64_t i = 0; i < s.num_tokens; ++i, ++row) {
-      feed[s.position + i] = -1;
-      std::copy_n(rows.data() + row * width, width, embd.data() + (s.position + i) * width);
-    }
-  }
+  const FedPrompt fed = FeedImageRows(prompt, rows, model.config().embedding_width());
   const int64_t nb = (n + steps + kKvBlockSize - 1) / kKvBlockSize;
   KvBuffer kv(model.config(), nb, kv_type);
   std::vector<int32_t> blocks(nb);
   for (int64_t i = 0; i < nb; ++i) blocks[i] = static_cast<int32_t>(i);
   ForwardScratch scratch;
   std::vector<float> logits(vocab);
-  BatchItem item{blocks.data(), nb, 0, feed, embd.data(), false, prompt.rope_positions.data()};
+  BatchItem item{
+      blocks.data(), nb, 0, fed.ids, fed.rows.data(), false, prompt.rope_positions.data()};
   Status s = model.Forward({item}, kv, scratch, logits.data());
   EXPECT_TRUE(s.ok()) << s.ToString();
   // Generated tokens: max position + 1 + j on every axis (HF's rope_deltas).
@@ -129,41 +97,22 @@ class Qwen3vlGoldenTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(Qwen3vlGoldenTest, MatchesPyTorchReference) {
   const std::string name = GetParam();
-  const boost::json::object meta = ReadJson(name + ".json");
+  const boost::json::object meta = ReadJson(kDir, name + ".json");
   ASSERT_FALSE(meta.empty());
   auto vlm = MakeQwen3vl();
   ASSERT_TRUE(vlm.ok());
-  ASSERT_EQ(std::string(meta.at("mmproj_fnv1a64").as_string().c_str()), vlm.mmproj_digest)
-      << "the mmproj generator now writes other bytes; if intended, rerun "
-         "tools/reference/regen_qwen3vl_fixtures.sh";
-  ASSERT_EQ(std::string(meta.at("text_fnv1a64").as_string().c_str()), vlm.text_digest)
-      << "the text-model generator now writes other bytes; if intended, rerun "
-         "tools/reference/regen_qwen3vl_fixtures.sh";
+  ASSERT_NO_FATAL_FAILURE(CheckDigests(meta, vlm, "tools/reference/regen_qwen3vl_fixtures.sh"));
   const VisionModel& v = *vlm.vision;
   const TextModel& text = *vlm.text;
-  const int64_t hidden = text.config().hidden, vocab = text.config().vocab;
+  const int64_t hidden = text.config().hidden;
   const int64_t width = text.config().embedding_width();
   ASSERT_EQ(text.config().deepstack_layers, meta.at("n_deepstack").as_int64());
   ASSERT_EQ(v.output_width(), width);
 
   // Image rows of each image, at the size the fixture gives (multiples of 32).
-  std::vector<ImageLayout> layouts;
-  std::vector<float> embd;
-  int k = 0;
-  for (const auto& hw : meta.at("images").as_array()) {
-    const int h = static_cast<int>(hw.as_array()[0].as_int64());
-    const int w = static_cast<int>(hw.as_array()[1].as_int64());
-    ImageLayout layout;
-    layout.tile_height = h, layout.tile_width = w;
-    layout.merged_rows = h / 32, layout.merged_cols = w / 32;
-    layout.tokens = int64_t{layout.merged_rows} * layout.merged_cols;
-    std::vector<float> rows(layout.tokens * width);
-    VisionScratch scratch;
-    v.EncodeImage(ImageValues(k++, h, w).data(), layout, rows.data(), scratch);
-    embd.insert(embd.end(), rows.begin(), rows.end());
-    layouts.push_back(layout);
-  }
-  const std::vector<float> want_embd = ReadFloats(kDir + meta.at("embd_file").as_string().c_str());
+  const EncodedImages images = EncodeFixtureImages(v, meta, 32, width);
+  const std::vector<float>& embd = images.rows;
+  const std::vector<float> want_embd = ReadFloats(kDir + JsonString(meta, "embd_file"));
   ASSERT_EQ(want_embd.size(), embd.size());
   const double max_main = meta.at("max_abs_embd").to_number<double>();
   const double max_ds = meta.at("max_abs_deepstack").to_number<double>();
@@ -173,76 +122,22 @@ TEST_P(Qwen3vlGoldenTest, MatchesPyTorchReference) {
   EXPECT_LE(ds_err, 1e-4 * max_ds);
 
   // The prompt: our chat layer puts "<image>" where the HF template wrote the vision block.
-  std::string prompt = meta.at("prompt").as_string().c_str();
-  const std::string block = "<|vision_start|><|image_pad|><|vision_end|>";
-  for (size_t at; (at = prompt.find(block)) != std::string::npos;)
-    prompt.replace(at, block.size(), "<image>");
-  auto e = ExpandImagePrompt(*vlm.tok, v, text.config(), prompt, layouts, {});
-  ASSERT_TRUE(e.ok()) << e.status().ToString();
-  std::vector<int32_t> want_tokens;
-  for (const auto& t : meta.at("prompt_tokens").as_array()) want_tokens.push_back(t.as_int64());
-  EXPECT_EQ(e->tokens, want_tokens);
-  const auto& spans = meta.at("spans").as_array();
-  ASSERT_EQ(e->spans.size(), spans.size());
-  for (size_t i = 0; i < spans.size(); ++i) {
-    EXPECT_EQ(e->spans[i].position, spans[i].as_array()[0].as_int64());
-    EXPECT_EQ(e->spans[i].num_tokens, spans[i].as_array()[1].as_int64());
-  }
-  const auto& positions = meta.at("positions").as_array();
-  ASSERT_EQ(e->rope_positions.size(), 4 * positions.size());
-  for (size_t i = 0; i < positions.size(); ++i) {
-    for (int a = 0; a < 3; ++a) {
-      ASSERT_EQ(e->rope_positions[4 * i + a], positions[i].as_array()[a].as_int64())
-          << "token " << i << " axis " << a;
-    }
-  }
-
-  // Logits at every prompt position: image rows (main + deepstack) through the hook.
-  const int64_t n = static_cast<int64_t>(e->tokens.size());
-  std::vector<int32_t> feed = e->tokens;
-  std::vector<float> rows(n * width, 0.0f);
-  int64_t row = 0;
-  for (const PromptImageSpan& s : e->spans) {
-    for (int64_t i = 0; i < s.num_tokens; ++i, ++row) {
-      feed[s.position + i] = -1;
-      std::copy_n(embd.data() + row * width, width, rows.data() + (s.position + i) * width);
-    }
-  }
-  const int64_t nb = (n + kKvBlockSize - 1) / kKvBlockSize;
-  KvBuffer kv(text.config(), nb);
-  std::vector<int32_t> blocks(nb);
-  for (int64_t i = 0; i < nb; ++i) blocks[i] = static_cast<int32_t>(i);
-  ForwardScratch scratch;
-  std::vector<float> logits(n * vocab);
-  BatchItem item{blocks.data(), nb, 0, feed, rows.data(), true, e->rope_positions.data()};
-  ASSERT_TRUE(text.Forward({item}, kv, scratch, logits.data()).ok());
-  const std::vector<float> want_logits =
-      ReadFloats(kDir + meta.at("logits_file").as_string().c_str());
-  ASSERT_EQ(want_logits.size(), logits.size());
-  const double max_logit = meta.at("max_abs_logit").to_number<double>();
-  const float err = MaxAbsDiff(logits, want_logits, vocab, 0, vocab);
+  // Then logits at every prompt position: image rows (main + deepstack) through the hook.
+  ExpandedPrompt e;
+  ASSERT_NO_FATAL_FAILURE(ExpandAndCheckPrompt(
+      meta, vlm, images.layouts, "<|vision_start|><|image_pad|><|vision_end|>", true, &e));
+  float err = 0;
+  ASSERT_NO_FATAL_FAILURE(CheckAllPositionLogits(kDir, meta, text, e, embd, &err));
   std::printf("[ %s ] main err %.3g, deepstack err %.3g, logits err %.3g (max |logit| %.2f)\n",
-              name.c_str(), main_err, ds_err, err, max_logit);
-  EXPECT_LE(err, 1e-4 * max_logit);
+              name.c_str(), main_err, ds_err, err, meta.at("max_abs_logit").to_number<double>());
 
-  std::vector<int32_t> want_greedy;
-  for (const auto& t : meta.at("greedy").as_array()) want_greedy.push_back(t.as_int64());
+  const std::vector<int32_t> want_greedy = JsonInts(meta.at("greedy"));
   const int steps = static_cast<int>(want_greedy.size());
-  EXPECT_EQ(Greedy(text, *e, embd, steps, DType::kF32), want_greedy);
-  // The server's 16-bit KV caches (--kv-type f16 default, bf16) give the same tokens up to
-  // the first step whose reference top-1/top-2 margin is within their rounding (the glm4v
-  // fixtures' rule).
-  const auto& margins = meta.at("greedy_margins").as_array();
-  const std::pair<DType, double> kv_types[] = {{DType::kF16, 0.005}, {DType::kBF16, 0.05}};
-  for (const auto& [kv_type, min_margin] : kv_types) {
-    size_t ok_steps = 0;
-    while (ok_steps < margins.size() && margins[ok_steps].to_number<double>() >= min_margin)
-      ++ok_steps;
-    const std::vector<int32_t> got = Greedy(text, *e, embd, steps, kv_type);
-    ASSERT_EQ(got.size(), want_greedy.size());
-    EXPECT_TRUE(std::equal(got.begin(), got.begin() + ok_steps, want_greedy.begin()))
-        << "kv " << Info(kv_type).name << ": the first " << ok_steps << " greedy tokens differ";
-  }
+  EXPECT_EQ(Greedy(text, e, embd, steps, DType::kF32), want_greedy);
+  // The server's 16-bit KV caches give the same tokens up to the first step whose reference
+  // margin is within their rounding (the glm4v fixtures' rule).
+  ASSERT_NO_FATAL_FAILURE(CheckKv16GreedyUpToMargins(
+      meta, want_greedy, [&](DType kv_type) { return Greedy(text, e, embd, steps, kv_type); }));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, Qwen3vlGoldenTest,
@@ -256,33 +151,8 @@ TEST(Qwen3vlPreprocessGoldenTest, MatchesPillow) {
   ASSERT_TRUE(vlm.ok());
   for (const char* name : {"pre_photo_max", "pre_tall", "pre_ties"}) {
     SCOPED_TRACE(name);
-    const boost::json::object meta = ReadJson(std::string(name) + ".json");
-    ASSERT_FALSE(meta.empty());
-    const std::string bytes =
-        ReadFile(std::string(VLSERVE_SOURCE_DIR) + "/" + meta.at("image").as_string().c_str());
-    ASSERT_EQ(Fnv1a64Hex(bytes), std::string(meta.at("image_fnv1a64").as_string().c_str()));
-    auto image = media::Decode({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()},
-                               media::DecodeOptions{});
-    ASSERT_TRUE(image.ok()) << image.status().ToString();
-    const int64_t unit = 32 * 32;
-    const ImageTokenLimits limits{meta.at("min_pixels").as_int64() / unit,
-                                  meta.at("max_pixels").as_int64() / unit};
-    auto layout = vlm.vision->Plan(image->width, image->height, limits);
-    ASSERT_TRUE(layout.ok()) << layout.status().ToString();
-    const auto& hw = meta.at("resized_hw").as_array();
-    ASSERT_EQ(layout->tile_height, hw[0].as_int64());
-    ASSERT_EQ(layout->tile_width, hw[1].as_int64());
-    EXPECT_EQ(layout->tokens, meta.at("num_tokens").as_int64());
-    media::BufferPool pool;
-    media::PreprocessScratch scratch;
-    media::PixelTiles tiles = vlm.vision->Preprocess(*layout, *image, &pool, &scratch);
-    const std::vector<float> got(tiles.Tile(0), tiles.Tile(0) + layout->tile_floats());
-    const std::vector<float> want = ReadFloats(kDir + meta.at("pixels_file").as_string().c_str());
-    ASSERT_EQ(got.size(), want.size());
-    // 2/255 in pixel units, in the normalized units of std 0.5.
-    float err = 0;
-    for (size_t i = 0; i < got.size(); ++i) err = std::max(err, std::fabs(got[i] - want[i]));
-    EXPECT_LE(err, (2.0 / 255.0) / 0.5);
+    // 2/255 in the normalized units of std 0.5.
+    ASSERT_NO_FATAL_FAILURE(CheckPreprocessMatchesPillow(*vlm.vision, kDir, name, 32 * 32, 0.5));
   }
 }
 
@@ -290,25 +160,7 @@ TEST(Qwen3vlPreprocessGoldenTest, MatchesPillow) {
 TEST(Qwen3vlPreprocessGoldenTest, SmartResizeTable) {
   auto vlm = MakeQwen3vl();
   ASSERT_TRUE(vlm.ok());
-  const boost::json::object table = ReadJson("smart_resize_cases.json");
-  ASSERT_FALSE(table.empty());
-  for (const auto& c : table.at("cases").as_array()) {
-    const auto& o = c.as_object();
-    const int64_t h = o.at("height").as_int64(), w = o.at("width").as_int64();
-    SCOPED_TRACE(::testing::Message() << h << "x" << w);
-    const int64_t unit = 32 * 32;
-    const ImageTokenLimits limits{o.at("min_pixels").as_int64() / unit,
-                                  o.at("max_pixels").as_int64() / unit};
-    auto layout = vlm.vision->Plan(static_cast<int>(w), static_cast<int>(h), limits);
-    if (o.contains("error")) {
-      EXPECT_FALSE(layout.ok());
-      continue;
-    }
-    ASSERT_TRUE(layout.ok()) << layout.status().ToString();
-    const auto& hw = o.at("resized_hw").as_array();
-    EXPECT_EQ(layout->tile_height, hw[0].as_int64());
-    EXPECT_EQ(layout->tile_width, hw[1].as_int64());
-  }
+  ASSERT_NO_FATAL_FAILURE(CheckSmartResizeTable(*vlm.vision, kDir, 32 * 32));
 }
 
 }  // namespace

@@ -19,37 +19,14 @@ namespace vlserve::models {
 namespace {
 
 std::unique_ptr<VisionModel> LoadTiny(VisionTestOptions vo = TinyVisionTestOptions("qwen3vl_merger")) {
-  auto w = BuildTestMmproj(vo);
-  EXPECT_TRUE(w.ok()) << w.status().ToString();
-  if (!w.ok()) return nullptr;
-  auto f = gguf::File::FromBytes(w->WriteToString(), "mmproj");
-  EXPECT_TRUE(f.ok());
-  if (!f.ok()) return nullptr;
-  auto v = VisionModel::Load(std::move(*f));
-  EXPECT_TRUE(v.ok()) << v.status().ToString();
-  return v.ok() ? std::move(*v) : nullptr;
+  return vision_testing::LoadMmproj(vo);
 }
 
 // The tiny mmproj rewritten: tensors `drop` selects left out, `extra` added.
 StatusOr<std::unique_ptr<VisionModel>> LoadRewritten(
     const std::function<bool(const std::string&)>& drop,
     const std::function<Status(gguf::Writer&)>& extra = nullptr) {
-  auto w = BuildTestMmproj(TinyVisionTestOptions("qwen3vl_merger"));
-  if (!w.ok()) return w.status();
-  auto f = gguf::File::FromBytes(w->WriteToString(), "mmproj");
-  if (!f.ok()) return f.status();
-  gguf::Writer out;
-  for (const auto& [key, value] : (*f)->metadata()) {
-    if (key != "general.alignment") out.Set(key, value);
-  }
-  for (const gguf::TensorInfo& t : (*f)->tensors()) {
-    if (drop(t.name)) continue;
-    RETURN_IF_ERROR(out.AddTensor(t.name, t.type, t.shape, t.data, t.num_bytes));
-  }
-  if (extra) RETURN_IF_ERROR(extra(out));
-  auto g = gguf::File::FromBytes(out.WriteToString(), "mmproj");
-  if (!g.ok()) return g.status();
-  return VisionModel::Load(std::move(*g));
+  return vision_testing::LoadRewrittenMmproj(TinyVisionTestOptions("qwen3vl_merger"), drop, extra);
 }
 
 const float* F32(const VisionModel& v, const std::string& name) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -63,6 +64,49 @@ inline ImageLayout GridLayout(const VisionModel& v, int rows, int cols, int64_t 
   l.num_tiles = rows * cols > 0 ? rows * cols + 1 : 1;
   l.tokens = l.num_tiles * (per_tile > 0 ? per_tile : v.tokens_per_tile());
   return l;
+}
+
+// v.Plan that must succeed (a failure is reported; the layout is then empty).
+inline ImageLayout PlanOrDie(const VisionModel& v, int w, int h, ImageTokenLimits limits = {}) {
+  auto l = v.Plan(w, h, limits);
+  EXPECT_TRUE(l.ok()) << l.status().ToString();
+  return l.ok() ? *l : ImageLayout{};
+}
+
+// The mmproj BuildTestMmproj writes for `vo`, loaded; null (and a failure) on an error.
+inline std::unique_ptr<VisionModel> LoadMmproj(const VisionTestOptions& vo) {
+  auto w = BuildTestMmproj(vo);
+  EXPECT_TRUE(w.ok()) << w.status().ToString();
+  if (!w.ok()) return nullptr;
+  auto f = gguf::File::FromBytes(w->WriteToString(), "mmproj");
+  EXPECT_TRUE(f.ok());
+  if (!f.ok()) return nullptr;
+  auto v = VisionModel::Load(std::move(*f));
+  EXPECT_TRUE(v.ok()) << v.status().ToString();
+  return v.ok() ? std::move(*v) : nullptr;
+}
+
+// The mmproj for `vo` rewritten (for the loader's errors): the tensors `drop` selects left
+// out, what `extra` adds added.
+inline StatusOr<std::unique_ptr<VisionModel>> LoadRewrittenMmproj(
+    const VisionTestOptions& vo, const std::function<bool(const std::string&)>& drop,
+    const std::function<Status(gguf::Writer&)>& extra = nullptr) {
+  auto w = BuildTestMmproj(vo);
+  if (!w.ok()) return w.status();
+  auto f = gguf::File::FromBytes(w->WriteToString(), "mmproj");
+  if (!f.ok()) return f.status();
+  gguf::Writer out;
+  for (const auto& [key, value] : (*f)->metadata()) {
+    if (key != "general.alignment") out.Set(key, value);
+  }
+  for (const gguf::TensorInfo& t : (*f)->tensors()) {
+    if (drop(t.name)) continue;
+    RETURN_IF_ERROR(out.AddTensor(t.name, t.type, t.shape, t.data, t.num_bytes));
+  }
+  if (extra) RETURN_IF_ERROR(extra(out));
+  auto g = gguf::File::FromBytes(out.WriteToString(), "mmproj");
+  if (!g.ok()) return g.status();
+  return VisionModel::Load(std::move(*g));
 }
 
 // A text model + mmproj + tokenizer as `make-test-model --arch A --vision P` writes (A:

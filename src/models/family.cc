@@ -48,4 +48,18 @@ void PromptPieces::Run(int64_t rows, int image, int64_t first_row, int grid_rows
   pieces_.push_back(Piece{"", rows, image, first_row, grid_rows, grid_cols});
 }
 
+int64_t PixelBound(int64_t tokens, int64_t factor, int64_t config_pixels) {
+  return tokens > 0 ? tokens * factor * factor : config_pixels;
+}
+
+ImageLayout DynamicGridLayout(int64_t height, int64_t width, int64_t factor) {
+  ImageLayout l;
+  l.tile_height = static_cast<int>(height);
+  l.tile_width = static_cast<int>(width);
+  l.merged_rows = static_cast<int>(height / factor);
+  l.merged_cols = static_cast<int>(width / factor);
+  l.tokens = int64_t{l.merged_rows} * l.merged_cols;
+  return l;
+}
+
 }  // namespace vlserve::models

@@ -103,6 +103,13 @@ std::string SupportedProjectorList();
 // Unimplemented "mmproj projector_type 'x' is not supported; supported: ...".
 StatusOr<const VisionFamily*> FindVisionFamily(std::string_view projector_type);
 
+// Shared by the dynamic-resolution families (Qwen-VL, GLM-4.1V), whose resize rules differ:
+// the pixel bound a per-request token limit gives (`tokens` x factor², or the config's
+// `config_pixels` when the request sets none), and the layout of one tile of the resized
+// height x width with its merged token grid (each side / factor).
+int64_t PixelBound(int64_t tokens, int64_t factor, int64_t config_pixels);
+ImageLayout DynamicGridLayout(int64_t height, int64_t width, int64_t factor);
+
 // One file each under families/.
 const VisionFamily& SmolVlmFamily();
 const VisionFamily& LlavaFamily();

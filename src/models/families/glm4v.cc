@@ -217,18 +217,11 @@ class Glm4v : public VisionFamily {
   StatusOr<ImageLayout> Plan(const VisionConfig& c, int width, int height,
                              const ImageTokenLimits& limits) const override {
     const int64_t factor = c.patch_size * c.merge;
-    const int64_t min_pixels =
-        limits.min_tokens > 0 ? limits.min_tokens * factor * factor : c.min_pixels;
-    const int64_t max_pixels =
-        limits.max_tokens > 0 ? limits.max_tokens * factor * factor : c.max_pixels;
-    ASSIGN_OR_RETURN(auto size, SmartResize(height, width, factor, min_pixels, max_pixels));
-    ImageLayout l;
-    l.tile_height = static_cast<int>(size.first);
-    l.tile_width = static_cast<int>(size.second);
-    l.merged_rows = static_cast<int>(size.first / factor);
-    l.merged_cols = static_cast<int>(size.second / factor);
-    l.tokens = int64_t{l.merged_rows} * l.merged_cols;
-    return l;
+    ASSIGN_OR_RETURN(auto size,
+                     SmartResize(height, width, factor,
+                                 PixelBound(limits.min_tokens, factor, c.min_pixels),
+                                 PixelBound(limits.max_tokens, factor, c.max_pixels)));
+    return DynamicGridLayout(size.first, size.second, factor);
   }
 
   // The resize target depends on the full source size, so decode at full size.

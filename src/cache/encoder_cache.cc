@@ -48,10 +48,11 @@ std::string Sha256Hex(std::span<const uint8_t> data) {
   return ToHex(d, len);
 }
 
-EncoderKeyBuilder::EncoderKeyBuilder() : ctx_(EVP_MD_CTX_new()) {
+EncoderKeyBuilder::EncoderKeyBuilder(std::string_view cache_salt) : ctx_(EVP_MD_CTX_new()) {
   CHECK(ctx_ != nullptr);
   CHECK(EVP_DigestInit_ex(Ctx(ctx_), EVP_sha256(), nullptr) == 1);
   DigestField(Ctx(ctx_), kKeyTag);
+  DigestField(Ctx(ctx_), cache_salt);  // always present: the fields' layout is fixed
 }
 
 EncoderKeyBuilder::~EncoderKeyBuilder() { EVP_MD_CTX_free(Ctx(ctx_)); }
@@ -77,8 +78,8 @@ std::string EncoderKeyBuilder::Finish(std::string_view preprocess, std::string_v
 }
 
 std::string EncoderCacheKey(std::span<const uint8_t> content, std::string_view preprocess,
-                            std::string_view mmproj_id) {
-  EncoderKeyBuilder b;
+                            std::string_view mmproj_id, std::string_view cache_salt) {
+  EncoderKeyBuilder b(cache_salt);
   b.Update(content);
   return b.Finish(preprocess, mmproj_id);
 }

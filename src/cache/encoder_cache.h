@@ -1,9 +1,11 @@
 // Encoder-output cache: the same image (or rendered page) under the same preprocessing and
 // the same vision tower is encoded once (docs/architecture.md "Caches").
 //
-//   key   = SHA-256 hex of (content bytes, preprocessing description, mmproj identity),
-//           built by EncoderCacheKey / EncoderKeyBuilder; the content is user-controlled,
-//           so the key is cryptographic (no cross-user poisoning by collision).
+//   key   = SHA-256 hex of (cache salt, content bytes, preprocessing description, mmproj
+//           identity), built by EncoderCacheKey / EncoderKeyBuilder; the content is
+//           user-controlled, so the key is cryptographic (no cross-user poisoning by
+//           collision). The salt is the request's cache partition (docs/caching.md
+//           "Isolation"): the same image under two salts is two entries of one cache.
 //   value = the projected embeddings, shared and immutable ([rows, hidden] float32,
 //           optionally split into segments, e.g. one per tile).
 //   bound = total bytes of the values (+ a small per-entry overhead); least recently used
@@ -41,7 +43,9 @@ std::string Sha256Hex(std::span<const uint8_t> data);
 // rendered pages). Feed every content byte with Update, then Finish once.
 class EncoderKeyBuilder {
  public:
-  EncoderKeyBuilder();
+  // `cache_salt`: the request's cache partition ("" = the shared default one). It is
+  // digested first and length-prefixed, so keys of different salts never coincide.
+  explicit EncoderKeyBuilder(std::string_view cache_salt = {});
   ~EncoderKeyBuilder();
   EncoderKeyBuilder(const EncoderKeyBuilder&) = delete;
   EncoderKeyBuilder& operator=(const EncoderKeyBuilder&) = delete;
@@ -66,7 +70,7 @@ class EncoderKeyBuilder {
 
 // One-shot key for contiguous content (encoded image file bytes or page pixels).
 std::string EncoderCacheKey(std::span<const uint8_t> content, std::string_view preprocess,
-                            std::string_view mmproj_id);
+                            std::string_view mmproj_id, std::string_view cache_salt = {});
 
 struct EncoderOutput {
   std::shared_ptr<const std::vector<float>> embeddings;  // [rows, hidden]

@@ -12,6 +12,7 @@ namespace {
 // Domain separation: a block digest can never equal a digest computed for another purpose
 // (e.g. an encoder-cache key) from the same bytes. Bump the version if the layout changes.
 constexpr std::string_view kBlockTag = "vlserve.kv-block.v1";
+constexpr std::string_view kSaltTag = "vlserve.kv-salt.v1";
 
 // Fixed-width little-endian fields keep the serialization unambiguous (no two different
 // blocks serialize to the same bytes): every variable-length field is length-prefixed.
@@ -31,6 +32,17 @@ BlockHash Sha256(std::string_view data) {
   return h;
 }
 
+// H_{-1}: zeros for the default partition; a salt's digest otherwise. The salt is
+// length-prefixed after a tag of its own, so no salt's seed is another salt's, and a
+// seed is never zero (that would need a SHA-256 preimage).
+BlockHash ChainSeed(std::string_view cache_salt) {
+  if (cache_salt.empty()) return BlockHash{};
+  std::string buf(kSaltTag);
+  PutU64(buf, cache_salt.size());
+  buf.append(cache_salt);
+  return Sha256(buf);
+}
+
 }  // namespace
 
 std::string BlockHash::Hex() const {
@@ -45,10 +57,12 @@ std::string BlockHash::Hex() const {
 }
 
 bool ExtendBlockHashes(std::span<const int32_t> tokens, std::span<const ContentSpan> spans,
-                       int32_t block_size, int64_t max_blocks, std::vector<BlockHash>* hashes) {
+                       int32_t block_size, int64_t max_blocks, std::vector<BlockHash>* hashes,
+                       std::string_view cache_salt) {
   CHECK_GT(block_size, 0);
   const int64_t full = static_cast<int64_t>(tokens.size()) / block_size;
   const int64_t target = std::min(max_blocks, full);
+  const BlockHash seed = hashes->empty() && target > 0 ? ChainSeed(cache_salt) : BlockHash{};
   std::string buf;
   size_t first_span = 0;  // spans ending at or before the current block are skipped
   for (int64_t j = static_cast<int64_t>(hashes->size()); j < target; ++j) {
@@ -59,7 +73,7 @@ bool ExtendBlockHashes(std::span<const int32_t> tokens, std::span<const ContentS
       const BlockHash& parent = (*hashes)[j - 1];
       buf.append(reinterpret_cast<const char*>(parent.bytes.data()), parent.bytes.size());
     } else {
-      buf.append(32, '\0');
+      buf.append(reinterpret_cast<const char*>(seed.bytes.data()), seed.bytes.size());
     }
     PutU32(buf, static_cast<uint32_t>(block_size));
     for (int64_t p = lo; p < hi; ++p) PutU32(buf, static_cast<uint32_t>(tokens[p]));

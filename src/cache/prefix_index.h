@@ -8,9 +8,13 @@
 //                 the block, where it starts in the span, its length, the span's length
 //                 and the span's content hash)
 //
-// with H_{-1} = 32 zero bytes. H_j therefore names everything the K/V of positions
-// [16j, 16j + 16) depend on: all earlier tokens (through the chain), these tokens, and the
-// identity of the image embeddings fed at image positions. Two different images of equal
+// with H_{-1} = 32 zero bytes, or SHA-256(salt tag, length, salt) for a request with a
+// cache salt (docs/caching.md "Isolation"). H_j therefore names everything the K/V of
+// positions [16j, 16j + 16) depend on: all earlier tokens (through the chain), these
+// tokens, and the identity of the image embeddings fed at image positions; and with the
+// salt in the chain's seed, requests of different salts never share a block (as vLLM's
+// cache_salt, which it mixes into the first block's hash) while the pool, the index and
+// eviction stay one. Two different images of equal
 // size at the same place give different hashes; a prompt that diverges inside an image
 // span stops matching at the first block of the divergence. Prompts are user-controlled,
 // so the chain uses a cryptographic hash (a collision would serve one user's KV to
@@ -69,8 +73,11 @@ struct ContentSpan {
 // non-overlapping. A block overlapping a span with an EMPTY content_hash cannot be named
 // safely: the chain stops before it (that block and all later ones are never shared).
 // Returns false when the chain stopped for that reason before reaching the target.
+// `cache_salt`: the request's cache partition ("" = the shared default one); a chain must
+// be extended with the salt it was started with.
 bool ExtendBlockHashes(std::span<const int32_t> tokens, std::span<const ContentSpan> spans,
-                       int32_t block_size, int64_t max_blocks, std::vector<BlockHash>* hashes);
+                       int32_t block_size, int64_t max_blocks, std::vector<BlockHash>* hashes,
+                       std::string_view cache_salt = {});
 
 class PrefixIndex {
  public:

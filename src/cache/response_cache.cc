@@ -96,13 +96,15 @@ StatusOr<std::string> CanonicalRequestJson(std::string_view body) {
   return out;
 }
 
-std::string ResponseCacheKey(std::string_view canonical_request, std::string_view model_identity) {
+std::string ResponseCacheKey(std::string_view canonical_request, std::string_view model_identity,
+                             std::string_view cache_salt) {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   CHECK(ctx != nullptr);
   CHECK(EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1);
   DigestField(ctx, "vlserve.response.v1");
   DigestField(ctx, canonical_request);
   DigestField(ctx, model_identity);
+  if (!cache_salt.empty()) DigestField(ctx, cache_salt);
   unsigned char d[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   CHECK(EVP_DigestFinal_ex(ctx, d, &len) == 1);
@@ -118,9 +120,10 @@ std::string ResponseCacheKey(std::string_view canonical_request, std::string_vie
 }
 
 StatusOr<std::string> ResponseCacheKeyForBody(std::string_view body,
-                                              std::string_view model_identity) {
+                                              std::string_view model_identity,
+                                              std::string_view cache_salt) {
   ASSIGN_OR_RETURN(std::string canonical, CanonicalRequestJson(body));
-  return ResponseCacheKey(canonical, model_identity);
+  return ResponseCacheKey(canonical, model_identity, cache_salt);
 }
 
 int64_t CachedResponse::Bytes() const {

@@ -2,7 +2,9 @@
 // seed), replayed without running the model when the same request comes again. Opt-in
 // (`--response-cache-mb`, default 0 = off); docs/caching.md.
 //
-//   key   = SHA-256 hex of (canonical request JSON, model identity). The canonical form is
+//   key   = SHA-256 hex of (canonical request JSON, model identity[, cache salt]). The
+//           salt is the request's cache partition (docs/caching.md "Isolation"): a hit
+//           needs the same salt. The canonical form is
 //           the parsed body with the fields that do not change the answer removed
 //           (kIgnoredRequestFields), object keys sorted and no whitespace, so key order,
 //           spacing and the stream flag do not matter. Images sent as data: URLs are part
@@ -28,10 +30,11 @@
 namespace vlserve {
 
 // Top-level request fields left out of the key: transport ("stream", "stream_options"),
-// attribution ("user") and scheduling extensions that change when, not what, a complete
-// answer is ("priority", "timeout").
-inline constexpr std::string_view kIgnoredRequestFields[] = {"stream", "stream_options", "user",
-                                                             "priority", "timeout"};
+// attribution ("user"), scheduling extensions that change when, not what, a complete
+// answer is ("priority", "timeout"), and "cache_salt", which the server folds into the
+// partition it passes to ResponseCacheKey (with the caller's key under --cache-isolation).
+inline constexpr std::string_view kIgnoredRequestFields[] = {
+    "stream", "stream_options", "user", "priority", "timeout", "cache_salt"};
 
 // The canonical JSON text of a request body (see above). Numbers keep their value:
 // 0, 0.0 and -0.0 are the same; an integral double within ±2^53 prints as an integer.
@@ -39,12 +42,17 @@ inline constexpr std::string_view kIgnoredRequestFields[] = {"stream", "stream_o
 StatusOr<std::string> CanonicalRequestJson(std::string_view body);
 
 // SHA-256 hex over a domain tag and the length-prefixed canonical request and
-// `model_identity` (whatever tells served models apart: id, weight files, template, ...).
-std::string ResponseCacheKey(std::string_view canonical_request, std::string_view model_identity);
+// `model_identity` (whatever tells served models apart: id, weight files, template, ...),
+// then, when not empty, the length-prefixed `cache_salt` (the cache partition). Every
+// field is length-prefixed, so keys with and without a salt, or of two salts, differ;
+// keys of the default partition are what they were before salts existed.
+std::string ResponseCacheKey(std::string_view canonical_request, std::string_view model_identity,
+                             std::string_view cache_salt = {});
 
 // CanonicalRequestJson + ResponseCacheKey.
 StatusOr<std::string> ResponseCacheKeyForBody(std::string_view body,
-                                              std::string_view model_identity);
+                                              std::string_view model_identity,
+                                              std::string_view cache_salt = {});
 
 struct CachedResponse {
   std::string text;           // the whole answer

@@ -119,6 +119,9 @@ struct Request {
   // a TokenLogprob per generated token with that many alternatives (engine/logprobs.h).
   int32_t logprobs = -1;
   int priority = 0;                    // higher runs first; equal priority is FIFO
+  // The cache partition ("" = the shared default): prefix-cache blocks are shared only
+  // between requests of equal salts (mixed into the hash chain; docs/caching.md).
+  std::string cache_salt;
   // Past it the request finishes with FinishReason::kDeadline (checked every step,
   // also while waiting). Unset = no deadline.
   std::optional<TimePoint> deadline;

@@ -245,7 +245,13 @@ uint64_t Xoshiro256::Next() {
   return result;
 }
 
-Sampler::Sampler(SamplingParams params) : params_(std::move(params)), rng_(params_.seed) {}
+Sampler::Sampler(SamplingParams params, const ConstraintVocab* vocab)
+    : params_(std::move(params)), rng_(params_.seed), constraint_vocab_(vocab) {
+  if (params_.json_grammar != nullptr) {
+    CHECK(vocab != nullptr) << "a response_format grammar needs the constraint vocabulary";
+    json_.emplace(params_.json_grammar);
+  }
+}
 
 void Sampler::AcceptPrompt(std::span<const int32_t> tokens) {
   // Only the tail can stay in a bounded window; skip the rest.
@@ -258,6 +264,7 @@ void Sampler::AcceptPrompt(std::span<const int32_t> tokens) {
 }
 
 void Sampler::Accept(int32_t token) {
+  if (json_.has_value()) json_->Accept(*constraint_vocab_, token);
   AddToWindow(token);
   ++output_counts_[token];
   ++num_generated_;
@@ -309,9 +316,33 @@ int32_t Sampler::Sample(float* logits, int64_t vocab) {
       if (std::isnan(logits[i])) logits[i] = kNegInf;
     }
   }
-  const int32_t token = Pick(logits, vocab, max_logit);
+  int32_t token = Pick(logits, vocab, max_logit);
+  if (json_.has_value() && !json_->Allows(*constraint_vocab_, token)) {
+    token = PickAllowed(logits, vocab, token);
+  }
   Accept(token);
   return token;
+}
+
+int32_t Sampler::PickAllowed(float* logits, int64_t vocab, int32_t refused) {
+  json_->AllowedTokens(*constraint_vocab_, &allowed_);
+  // Model rows may be longer than the tokenizer's vocabulary (padding): never allowed.
+  const int64_t known = std::min<int64_t>(vocab, static_cast<int64_t>(allowed_.size()));
+  int32_t first_allowed = -1;
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (i < known && allowed_[i] != 0) {
+      if (first_allowed < 0) first_allowed = static_cast<int32_t>(i);
+    } else {
+      logits[i] = kNegInf;
+    }
+  }
+  // AllowedTokens falls back to the end tokens; a vocabulary without any cannot end.
+  if (first_allowed < 0) return refused;
+  bool any_nan = false;
+  const float max_logit = MaxLogit(logits, vocab, &any_nan);
+  // Every allowed logit is -inf (e.g. logit_bias): the lowest allowed id, as greedy would.
+  if (!std::isfinite(max_logit)) return first_allowed;
+  return Pick(logits, vocab, max_logit);
 }
 
 int32_t Sampler::Pick(float* logits, int64_t vocab, float max_logit) {

@@ -13,17 +13,24 @@
 //   6. min-p               keep p >= min_p * p_max (temperature 1)
 //   7. temperature         p ∝ exp((logit - max) / T) over the survivors
 //   8. draw                one uniform double from xoshiro256** seeded by splitmix64(seed)
+// With a response_format grammar (engine/json_constraint.h) the picked token is checked
+// against it; only when it is refused are the refused tokens set to -inf and the pick
+// redone (llama.cpp's lazy grammar). Exact for greedy and plain temperature sampling;
+// top-k / top-p / min-p then cut among the allowed tokens only.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
+#include "engine/json_constraint.h"
 
 namespace vlserve {
 
@@ -41,6 +48,9 @@ struct SamplingParams {
   int32_t max_tokens = -1;              // generated-token limit; -1 = until the context is full
   std::vector<int32_t> stop_token_ids;  // extra tokens that end generation (besides EOS)
   std::vector<std::string> stop;        // stop strings (see engine/stop.h)
+  // response_format json_object / json_schema: the output must be this JSON value, and
+  // generation ends when it is complete. Null = free text.
+  std::shared_ptr<const JsonGrammar> json_grammar;
 };
 
 // Checks ranges and token ids against the model's vocabulary; the message names the field
@@ -64,7 +74,8 @@ class Xoshiro256 {
 
 class Sampler {
  public:
-  explicit Sampler(SamplingParams params);
+  // `vocab` is needed (and must outlive the sampler) when params.json_grammar is set.
+  explicit Sampler(SamplingParams params, const ConstraintVocab* vocab = nullptr);
 
   // Feeds prompt tokens into the repetition-penalty window (they do not count for the
   // presence/frequency penalties). Call once before the first Sample().
@@ -77,6 +88,9 @@ class Sampler {
 
   // Records a token chosen elsewhere (e.g. a forced token) as generated.
   void Accept(int32_t token);
+
+  // response_format: the value is complete and nothing may follow (generation ends).
+  bool output_complete() const { return json_.has_value() && json_->Done(); }
 
   const SamplingParams& params() const { return params_; }
   int64_t num_generated() const { return num_generated_; }
@@ -96,6 +110,8 @@ class Sampler {
   size_t TopPPrefix(size_t n, double mass_needed, float max_logit);
   int32_t SampleUnsorted(const float* logits, int64_t vocab, float max_logit);
   int32_t DrawSorted(size_t n);
+  // Sets every token the grammar refuses to -inf and picks again.
+  int32_t PickAllowed(float* logits, int64_t vocab, int32_t refused);
 
   SamplingParams params_;
   Xoshiro256 rng_;
@@ -107,6 +123,9 @@ class Sampler {
   std::vector<Candidate> cands_;
   std::vector<float> weights_;      // [vocab] or [candidates]
   std::vector<double> chunk_sums_;  // per 1024 weights
+  const ConstraintVocab* constraint_vocab_ = nullptr;
+  std::optional<JsonMatcher> json_;  // with params_.json_grammar
+  std::vector<uint8_t> allowed_;     // [constraint vocab]: the last full mask
 };
 
 namespace sampling_internal {

@@ -22,11 +22,12 @@ bool RanksBefore(const Sequence& a, const Sequence& b) {
 }  // namespace
 
 Sequence::Sequence(Request req, std::shared_ptr<RequestStream> s, uint64_t order,
-                   const tokenizer::Tokenizer& tokenizer)
+                   const tokenizer::Tokenizer& tokenizer,
+                   const ConstraintVocab* constraint_vocab)
     : request(std::move(req)),
       stream(std::move(s)),
       arrival_order(order),
-      sampler(request.sampling),
+      sampler(request.sampling, constraint_vocab),
       detokenizer(tokenizer),
       stop_matcher(request.sampling.stop) {
   tokens = request.prompt_tokens;
@@ -98,8 +99,15 @@ void Scheduler::AdmitNew() {
   std::vector<AdmissionQueue::Entry> entries = admission_->Drain();
   if (entries.empty()) return;
   for (AdmissionQueue::Entry& e : entries) {
+    const ConstraintVocab* vocab = nullptr;
+    if (e.request.sampling.json_grammar != nullptr) {
+      if (constraint_vocab_ == nullptr) {
+        constraint_vocab_ = ConstraintVocab::FromTokenizer(*tokenizer_);
+      }
+      vocab = constraint_vocab_.get();
+    }
     auto seq = std::make_unique<Sequence>(std::move(e.request), std::move(e.stream),
-                                          next_arrival_++, *tokenizer_);
+                                          next_arrival_++, *tokenizer_, vocab);
     seq->submit_time = e.submit_time;
     waiting_.push_back(std::move(seq));
   }
@@ -248,7 +256,7 @@ void Scheduler::EnsureHashes(Sequence* seq, int64_t blocks) {
     return;
   }
   if (!ExtendBlockHashes(seq->tokens, seq->content_spans, pool_->block_size(), blocks,
-                         &seq->block_hashes)) {
+                         &seq->block_hashes, seq->request.cache_salt)) {
     seq->hash_chain_stopped = true;
   }
 }
@@ -370,12 +378,14 @@ void Scheduler::HandleSample(Sequence* seq, float* logits, int64_t vocab) {
   const int64_t kv_capacity = static_cast<int64_t>(pool_->num_blocks()) * pool_->block_size();
   const bool length = (params.max_tokens >= 0 && seq->num_generated() >= params.max_tokens) ||
                       total >= config_.max_context || total >= kv_capacity;
-  if (stop_token || length) {
+  // response_format: the JSON value is complete and nothing may follow it.
+  const bool value_done = seq->sampler.output_complete();
+  if (stop_token || length || value_done) {
     StopMatcher::Result r = seq->stop_matcher.Feed(seq->detokenizer.Flush());
     text += r.text;
     if (!r.stopped) text += seq->stop_matcher.Flush();
     const FinishReason reason =
-        (stop_token || r.stopped) ? FinishReason::kStop : FinishReason::kLength;
+        (stop_token || value_done || r.stopped) ? FinishReason::kStop : FinishReason::kLength;
     Finish(seq, reason, std::move(text), {token}, std::move(logprobs));
     return;
   }

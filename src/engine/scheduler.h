@@ -58,8 +58,10 @@ struct SchedulerConfig {
 
 // One request inside the engine. Owned by the scheduler; the plan points at it.
 struct Sequence {
+  // constraint_vocab: needed when request.sampling.json_grammar is set (outlives this).
   Sequence(Request request, std::shared_ptr<RequestStream> stream, uint64_t arrival_order,
-           const tokenizer::Tokenizer& tokenizer);
+           const tokenizer::Tokenizer& tokenizer,
+           const ConstraintVocab* constraint_vocab = nullptr);
 
   Request request;                        // prompt_tokens, images, sampling, priority...
   std::shared_ptr<RequestStream> stream;
@@ -215,6 +217,8 @@ class Scheduler {
   std::vector<SeqPtr> waiting_;  // rank order; includes preempted requests
   SchedulerCounters counters_;
   std::vector<float> raw_logits_;  // [vocab]: the row before sampling, for logprobs
+  // The tokenizer's vocabulary for response_format, built for the first such request.
+  std::unique_ptr<const ConstraintVocab> constraint_vocab_;
 };
 
 }  // namespace vlserve::engine

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "engine/logprobs.h"
+#include "server/json_schema.h"
 
 namespace vlserve::server {
 namespace json = boost::json;
@@ -227,24 +228,50 @@ Status ParseStop(const Fields& f, SamplingParams* s) {
   return OkStatus();
 }
 
-// Structured output (json_object, json_schema) is not implemented yet: refuse it rather
-// than answer free text the client would try to parse.
-Status ParseResponseFormat(const Fields& f) {
+// Structured output: json_object (any object, or llama-server's `schema` beside it) and
+// json_schema (OpenAI's form) become a grammar the sampler enforces (json_schema.h lists
+// the supported subset; anything else is a 400 naming the keyword).
+Status ParseResponseFormat(const Fields& f, SamplingParams* s) {
   const json::value* rf = f.Get("response_format");
   if (rf == nullptr) return OkStatus();
   if (!rf->is_object()) return TypeError("response_format", "an object");
+  const Fields format(rf->as_object(), "response_format.");
   std::optional<std::string> type;
-  RETURN_IF_ERROR(Fields(rf->as_object(), "response_format.").String("type", &type));
+  RETURN_IF_ERROR(format.String("type", &type));
   if (!type) return InvalidArgumentError("field 'response_format.type' is required");
   if (*type == "text") return OkStatus();
-  if (*type == "json_object" || *type == "json_schema") {
-    return UnimplementedError(fmt::format(
-        "field 'response_format.type' = '{}' is not supported by vlserve yet (no constrained "
-        "decoding); omit response_format or use {{\"type\": \"text\"}}",
-        *type));
+  if (*type == "json_object") {
+    const json::value* schema = format.Get("schema");
+    if (schema == nullptr) {
+      s->json_grammar = JsonGrammar::AnyObject();
+      return OkStatus();
+    }
+    ASSIGN_OR_RETURN(s->json_grammar, CompileJsonSchema(*schema, "response_format.schema"));
+    return OkStatus();
+  }
+  if (*type == "json_schema") {
+    const json::value* js = format.Get("json_schema");
+    if (js == nullptr) {
+      return InvalidArgumentError("field 'response_format.json_schema' is required");
+    }
+    if (!js->is_object()) return TypeError("response_format.json_schema", "an object");
+    const Fields spec(js->as_object(), "response_format.json_schema.");
+    std::optional<std::string> name;
+    RETURN_IF_ERROR(spec.String("name", &name));
+    bool strict = false;  // the schema is always enforced; only the type is checked
+    RETURN_IF_ERROR(spec.Bool("strict", &strict));
+    const json::value* schema = spec.Get("schema");
+    if (schema == nullptr) {
+      return InvalidArgumentError("field 'response_format.json_schema.schema' is required");
+    }
+    ASSIGN_OR_RETURN(s->json_grammar,
+                     CompileJsonSchema(*schema, "response_format.json_schema.schema"));
+    return OkStatus();
   }
   return InvalidArgumentError(fmt::format(
-      "field 'response_format.type' = '{}' is not a known type; use 'text'", *type));
+      "field 'response_format.type' = '{}' is not a known type; use 'text', 'json_object' or "
+      "'json_schema'",
+      *type));
 }
 
 Status ParseLogitBias(const Fields& f, SamplingParams* s) {
@@ -291,6 +318,21 @@ Status ParseSampling(const json::object& body, ChatRequest* req) {
   return OkStatus();
 }
 
+// As vLLM: a non-empty string when given (null = absent); bounded, since it is hashed
+// into every cache key of the request.
+Status ParseCacheSalt(const Fields& f, ChatRequest* req) {
+  std::optional<std::string> salt;
+  RETURN_IF_ERROR(f.String("cache_salt", &salt));
+  if (!salt) return OkStatus();
+  if (salt->empty() || salt->size() > kMaxCacheSaltBytes) {
+    return InvalidArgumentError(fmt::format(
+        "field 'cache_salt' must be a non-empty string of at most {} bytes (it is {} bytes)",
+        kMaxCacheSaltBytes, salt->size()));
+  }
+  req->cache_salt = std::move(*salt);
+  return OkStatus();
+}
+
 Status ParseOptions(const json::object& body, ChatRequest* req) {
   Fields f(body, "");
   RETURN_IF_ERROR(f.String("model", &req->model));
@@ -307,6 +349,7 @@ Status ParseOptions(const json::object& body, ChatRequest* req) {
   }
   // A huge timeout means "no hurry": clamped, so the deadline never overflows the clock.
   if (req->timeout_s) *req->timeout_s = std::min(*req->timeout_s, kMaxTimeoutSeconds);
+  RETURN_IF_ERROR(ParseCacheSalt(f, req));
   RETURN_IF_ERROR(f.Integer("image_min_tokens", &req->image_min_tokens));
   RETURN_IF_ERROR(f.Integer("image_max_tokens", &req->image_max_tokens));
   if (req->image_min_tokens < 0 || req->image_max_tokens < 0 ||
@@ -318,7 +361,7 @@ Status ParseOptions(const json::object& body, ChatRequest* req) {
   int64_t n = 1;
   RETURN_IF_ERROR(f.Integer("n", &n));
   if (n != 1) return UnimplementedError("field 'n' must be 1; vlserve returns one choice");
-  RETURN_IF_ERROR(ParseResponseFormat(f));
+  RETURN_IF_ERROR(ParseResponseFormat(f, &req->sampling));
   if (const json::value* tools = f.Get("tools");
       tools != nullptr && !(tools->is_array() && tools->as_array().empty())) {
     return UnimplementedError("field 'tools' is not supported by vlserve");

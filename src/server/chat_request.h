@@ -51,10 +51,18 @@ struct ChatRequest {
   // -1: no log probabilities; else `logprobs: true` with this many `top_logprobs` (0..20).
   // POST /v1/completions: its integer `logprobs`.
   int32_t logprobs = -1;
+  // Extension (vLLM's name): requests share cached prompt KV, image embeddings and
+  // replayed answers only with requests of the same salt ("" = none given: the shared
+  // default partition). The server replaces it with the request's whole partition
+  // (CachePartition: with --cache-isolation api-key the caller's key too) before
+  // PrepareChat / PrepareCompletion, which pass it on to every cache key.
+  std::string cache_salt;
 };
 
 // A request's "timeout" above this (one day) is clamped to it.
 constexpr double kMaxTimeoutSeconds = 86400;
+// Longest "cache_salt" in bytes: a partition name, not a payload.
+constexpr size_t kMaxCacheSaltBytes = 256;
 
 struct ChatParseLimits {
   int max_media_parts = 8;  // images + documents per request

@@ -57,11 +57,12 @@ Status PrepareMedia(const ChatRequest& chat, const ModelContext& ctx, const Medi
   for (size_t i = 0; i < chat.media.size(); ++i) {
     const MediaRef& ref = chat.media[i];
     if (ref.kind == MediaRef::Kind::kDocument) {
-      auto pages = PrepareDocument(ref.document_text, ref.render_json, vision, &t, limits);
+      auto pages = PrepareDocument(ref.document_text, ref.render_json, vision, &t, limits,
+                                   chat.cache_salt);
       if (!pages.ok()) return pages.status().WithContext(fmt::format("media part {}", i));
       per_part[i] = std::move(*pages);
     } else {
-      auto image = PrepareImageUrl(ref.url, vision, media, &t, limits);
+      auto image = PrepareImageUrl(ref.url, vision, media, &t, limits, chat.cache_salt);
       if (!image.ok()) return image.status().WithContext(fmt::format("media part {}", i));
       per_part[i].push_back(std::move(*image));
     }
@@ -250,7 +251,7 @@ Status CheckModel(const ChatRequest& chat, const ModelContext& ctx) {
 }
 
 // The request's options that do not depend on the prompt: sampling, seed, priority,
-// deadline, log probabilities.
+// deadline, log probabilities, cache partition.
 void ApplyOptions(const ChatRequest& chat, const ChatDefaults& defaults,
                   engine::Request* request) {
   request->sampling = chat.sampling;
@@ -258,6 +259,7 @@ void ApplyOptions(const ChatRequest& chat, const ChatDefaults& defaults,
   if (!chat.seed_given) request->sampling.seed = RandomSeed();
   request->priority = chat.priority;
   request->logprobs = chat.logprobs;
+  request->cache_salt = chat.cache_salt;
   if (chat.timeout_s) {
     const auto base = request->arrival.value_or(engine::SteadyClock::now());
     request->deadline = base + std::chrono::duration_cast<engine::SteadyClock::duration>(

@@ -19,7 +19,8 @@ struct ServerConfig {
   std::string kv_type = "f16";         // f16 | bf16 | f32 (models::ParseKvType)
   std::string chat_template; // "" = recognise from the GGUF
   std::string alias;         // the model id clients see ("" = the GGUF's general.name)
-  std::string api_key;       // "" = no authentication
+  std::string api_key;       // "" = no authentication; several keys: comma-separated
+  std::string cache_isolation = "none";  // none | api-key (server/cache_isolation.h)
   std::string trace_file;
   std::string log_format = "text";  // text | json (base/log.h)
   std::string default_model_dir;  // where the built-in model is cached ("" = in memory)
@@ -64,7 +65,11 @@ void ForEachServeFlag(ServerConfig& c, F&& f) {
   f("--port", c.http.port, "TCP port (0 = any free port, printed at start)");
   f("--api-key", c.api_key,
     "require 'Authorization: Bearer KEY' on every API route (not /health and the web UI's "
-    "files)");
+    "files); several keys: comma-separated");
+  f("--cache-isolation", c.cache_isolation,
+    "none: all callers share the prefix, encoder and response caches (a request's "
+    "cache_salt opts out); api-key: callers with different --api-key keys never share "
+    "cached entries (docs/caching.md)");
   f("--http-threads", c.http.threads, "I/O threads of the HTTP server");
   f("--max-connections", c.http.max_connections,
     "open connections; at the limit a new one closes the longest-idle one (503 if none is)");

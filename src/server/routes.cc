@@ -152,11 +152,29 @@ asio::awaitable<void> Server::Error(Connection& conn, const HttpError& error) {
 }
 
 bool Server::Authorized(const IncomingRequest& req) const {
-  if (config_.api_key.empty()) return true;
-  const std::string expected = "Bearer " + config_.api_key;
+  return api_keys_.empty() || CallerKey(req) != nullptr;
+}
+
+const std::string* Server::CallerKey(const IncomingRequest& req) const {
   const auto got = req.message[http::field::authorization];
-  return got.size() == expected.size() &&
-         CRYPTO_memcmp(got.data(), expected.data(), expected.size()) == 0;
+  const std::string* match = nullptr;
+  // Every key is compared, each in constant time: the time does not tell which matched.
+  for (const std::string& key : api_keys_) {
+    const std::string expected = "Bearer " + key;
+    if (got.size() == expected.size() &&
+        CRYPTO_memcmp(got.data(), expected.data(), expected.size()) == 0) {
+      match = &key;
+    }
+  }
+  return match;
+}
+
+std::string Server::CachePartitionOf(const IncomingRequest& req,
+                                     std::string_view cache_salt) const {
+  const std::string* key =
+      cache_isolation_ == CacheIsolation::kApiKey ? CallerKey(req) : nullptr;
+  return CachePartition(cache_isolation_, key != nullptr ? *key : std::string_view(),
+                        cache_salt);
 }
 
 asio::awaitable<void> Server::Handle(Connection& conn, IncomingRequest& req) {
@@ -344,6 +362,8 @@ asio::awaitable<void> Server::HandleChat(Connection& conn, IncomingRequest& req,
           auto completion = ParseCompletionRequest(req.message.body());
           request.timings.parse_ms = parse.ElapsedMs();
           if (!completion.ok()) co_return completion.status();
+          completion->options.cache_salt =
+              CachePartitionOf(req, completion->options.cache_salt);
           stream = completion->options.stream;
           include_usage = completion->options.include_usage;
           logprobs = completion->options.logprobs;
@@ -354,12 +374,15 @@ asio::awaitable<void> Server::HandleChat(Connection& conn, IncomingRequest& req,
                                      {.max_media_parts = config_.max_media_parts});
         request.timings.parse_ms = parse.ElapsedMs();
         if (!chat.ok()) co_return chat.status();
+        // From here on the salt names the whole partition: every cache key below uses it.
+        chat->cache_salt = CachePartitionOf(req, chat->cache_salt);
         parsed = true;
         stream = chat->stream;
         include_usage = chat->include_usage;
         logprobs = chat->logprobs;
         if (response_cache_.enabled() && Cacheable(*chat)) {
-          auto key = ResponseCacheKeyForBody(req.message.body(), ResponseCacheIdentity());
+          auto key = ResponseCacheKeyForBody(req.message.body(), ResponseCacheIdentity(),
+                                             chat->cache_salt);
           if (key.ok()) {
             cache_key = std::move(*key);
             hit = response_cache_.Lookup(cache_key);

@@ -167,10 +167,21 @@ StatusOr<std::unique_ptr<Server>> Server::Start(ServerConfig config) {
   if (!(config.media.fetch_timeout_s > 0)) {
     return InvalidArgumentError("--media-fetch-timeout must be > 0 seconds");
   }
+  ASSIGN_OR_RETURN(CacheIsolation isolation, ParseCacheIsolation(config.cache_isolation));
+  std::vector<std::string> api_keys = SplitApiKeys(config.api_key);
+  if (!config.api_key.empty() && api_keys.empty()) {
+    return InvalidArgumentError("--api-key holds no key (only commas and spaces)");
+  }
+  if (isolation == CacheIsolation::kApiKey && api_keys.empty()) {
+    return InvalidArgumentError(
+        "--cache-isolation api-key needs --api-key: the keys are what tells callers apart");
+  }
   config.http.max_body_bytes = static_cast<size_t>(config.max_body_mb * 1024 * 1024);
   config.http.read_timeout = std::chrono::seconds(config.read_timeout_s);
   config.http.write_timeout = std::chrono::seconds(config.write_timeout_s);
   std::unique_ptr<Server> s(new Server(std::move(config)));
+  s->api_keys_ = std::move(api_keys);
+  s->cache_isolation_ = isolation;
   if (!s->config_.trace_file.empty()) {
     ASSIGN_OR_RETURN(s->trace_, TraceWriter::Open(s->config_.trace_file));
     LOG_INFO("tracing engine steps and request spans to {}", s->config_.trace_file);

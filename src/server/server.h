@@ -19,6 +19,7 @@
 
 #include "base/status.h"
 #include "cache/response_cache.h"
+#include "server/cache_isolation.h"
 #include "server/chat_service.h"
 #include "server/config.h"
 #include "server/http_server.h"
@@ -82,9 +83,15 @@ class Server {
   asio::awaitable<void> Json(Connection& conn, int status, std::string body);
   asio::awaitable<void> Error(Connection& conn, const HttpError& error);
   bool Authorized(const IncomingRequest& req) const;
+  // The --api-key entry the request's Authorization header carries; null if none.
+  const std::string* CallerKey(const IncomingRequest& req) const;
+  // The cache partition of a request sending `cache_salt` (cache_isolation.h).
+  std::string CachePartitionOf(const IncomingRequest& req, std::string_view cache_salt) const;
   void Finished(const engine::Event& terminal, const std::string& id, engine::TimePoint arrival);
 
   ServerConfig config_;
+  std::vector<std::string> api_keys_;  // from config_.api_key; empty = no authentication
+  CacheIsolation cache_isolation_ = CacheIsolation::kNone;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<ModelContext> ctx_;  // set once (under mu_) when ready; never replaced
   std::atomic<bool> ready_{false};

@@ -57,9 +57,12 @@ struct VisionTimings {
 // An image_url part. Errors: InvalidArgument (bad URL / data), OutOfRange (too large),
 // InvalidArgument also for file:// outside --media-dir and hosts not allowed.
 // `limits`: the request's image_min_tokens / image_max_tokens (0 = the server's).
+// `cache_salt`: the request's cache partition, part of the encoder-cache key ("" = the
+// shared default partition).
 StatusOr<PreparedImage> PrepareImageUrl(std::string_view url, const VisionContext& vision,
                                         const MediaConfig& media, VisionTimings* timings,
-                                        const models::ImageTokenLimits& limits = {});
+                                        const models::ImageTokenLimits& limits = {},
+                                        std::string_view cache_salt = {});
 
 // A document part: `text` rendered with the default options changed by `render_json`
 // (a JSON object, "" = defaults; docs/api.md lists the fields). One PreparedImage per
@@ -68,7 +71,8 @@ StatusOr<std::vector<PreparedImage>> PrepareDocument(std::string_view text,
                                                      std::string_view render_json,
                                                      const VisionContext& vision,
                                                      VisionTimings* timings,
-                                                     const models::ImageTokenLimits& limits = {});
+                                                     const models::ImageTokenLimits& limits = {},
+                                                     std::string_view cache_salt = {});
 
 // A copy of a rendered RGB8 page as a media::Image (the input of preprocessing and of
 // the JPEG previews of POST /v1/render).

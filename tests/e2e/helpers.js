@@ -4,6 +4,7 @@
 // alone (`node --test` in this folder), each test file starts its own server from
 // VLSERVE_BIN (default ../../build/vlserve) on a free loopback port.
 import { spawn } from "node:child_process";
+import fs from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
@@ -23,6 +24,14 @@ export const kPngDataUrl = "data:image/png;base64," + kPngBase64;
 
 export const artifactsDir = path.join(here, "artifacts");
 
+// The system Chromium the browser tests drive (playwright-core downloads nothing), and the
+// skip reason when there is none.
+export const chromiumPath = (process.env.CHROMIUM ? [process.env.CHROMIUM]
+  : ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"])
+  .find((p) => fs.existsSync(p));
+export const chromiumSkip = chromiumPath ? false : "no Chromium found (apt-get install -y " +
+  "chromium, or scripts/install-deps.sh --browser; or set CHROMIUM=/path/to/chrome)";
+
 let started = null;
 
 // Base URL of a ready server (GET /health == 200).
@@ -32,9 +41,20 @@ export async function serverUrl() {
   return (await started).url;
 }
 
-async function startServer() {
+// The trained demo model (models/demo, docs/demo-model.md) and its README pictures.
+export const demoModelDir = path.join(here, "../../models/demo");
+export const demoPicturesDir = path.join(here, "../../docs/img");
+
+// A server of its own on the trained demo model: its answers have meaning.
+export async function demoServerUrl() {
+  const m = path.join(demoModelDir, "text.gguf");
+  const mmproj = path.join(demoModelDir, "mmproj.gguf");
+  return (await startServer(["-m", m, "--mmproj", mmproj, "-a", "vlserve-demo"])).url;
+}
+
+async function startServer(extraArgs = []) {
   const bin = process.env.VLSERVE_BIN || path.join(here, "../../build/vlserve");
-  const child = spawn(bin, ["serve", "--host", "127.0.0.1", "--port", "0"],
+  const child = spawn(bin, ["serve", "--host", "127.0.0.1", "--port", "0", ...extraArgs],
                       { stdio: ["ignore", "pipe", "pipe"] });
   process.on("exit", () => child.kill("SIGTERM"));
   let out = "";

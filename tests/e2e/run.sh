@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests of a built vlserve, as a process: starts `vlserve serve` (built-in tiny
 # test model) on a free loopback port, waits for /health 200, runs the node tests
-# (OpenAI client + headless Chromium), then stops the server. Builds nothing.
+# (OpenAI client + headless Chromium), then stops the server. Builds nothing. The demo-model
+# browser test (demo_ui.test.js) starts a second server of its own on models/demo.
 #
 #   tests/e2e/run.sh [path/to/vlserve]      (default: build/vlserve)
 #
@@ -68,7 +69,7 @@ echo "e2e: server $bin ready at $url"
 
 status=0
 # One file at a time: the files share one server and check its metrics.
-VLSERVE_URL="$url" node --test --test-concurrency=1 "$here"/*.test.js || status=$?
+VLSERVE_URL="$url" VLSERVE_BIN="$bin" node --test --test-concurrency=1 "$here"/*.test.js || status=$?
 if [[ $status -ne 0 ]]; then
   echo "e2e: FAILED (exit $status); server log:" >&2
   tail -n 50 "$log" >&2

@@ -8,13 +8,11 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
-import { serverUrl, kNoSpecialTokens, kPngBase64, artifactsDir } from "./helpers.js";
+import { serverUrl, kNoSpecialTokens, kPngBase64, artifactsDir, chromiumPath,
+  chromiumSkip } from "./helpers.js";
 
-const executablePath = (process.env.CHROMIUM ? [process.env.CHROMIUM]
-  : ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"])
-  .find((p) => fs.existsSync(p));
-const skip = executablePath ? false : "no Chromium found (apt-get install -y chromium, " +
-  "or scripts/install-deps.sh --browser; or set CHROMIUM=/path/to/chrome)";
+const executablePath = chromiumPath;
+const skip = chromiumSkip;
 
 let browser, page, url;
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # libFuzzer runs of the parsers that take untrusted input (tests/fuzz/<name>_fuzz.cc).
 #   scripts/fuzz.sh --list             the targets
-#   scripts/fuzz.sh --smoke            gguf: corpus replay + 60 s of fuzzing (CI)
+#   scripts/fuzz.sh --smoke            gguf: corpus replay + 30 s of fuzzing (CI)
 #   scripts/fuzz.sh NAME [SECONDS]     one target (default 600 s)
 #   scripts/fuzz.sh [SECONDS]          gguf, as before targets had names
 # Builds only that target with clang in build-fuzz (coverage + ASan + UBSan); exits
@@ -27,7 +27,7 @@ name=gguf
 seconds=600
 case "${1:-}" in
   --list) echo "$targets" | tr ' ' '\n'; exit 0 ;;
-  --smoke) seconds=60 ;;
+  --smoke) seconds=30 ;;
   "") ;;
   *[!0-9]*)
     name="$1"

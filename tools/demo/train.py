@@ -327,7 +327,6 @@ def main():
 
     aux_class_weight = torch.ones(len(AUX_CHARS) + 1)
     aux_class_weight[0] = AUX_NONE_WEIGHT
-    acc_rows = []
     window = {k: [] for k in ("all", "read", "scene", "kv", "aux", "guide")}
     t0 = time.time()
     old_rows = list(rows)

@@ -25,8 +25,10 @@ Status ValidateOptions(const RenderOptions& o) {
     return InvalidArgumentError(
         fmt::format("horizontal scale must be 0.1..10, got {}", o.horizontal_scale));
   }
-  if (o.margin_left_pt < 0 || o.margin_right_pt < 0 || o.margin_top_pt < 0 ||
-      o.margin_bottom_pt < 0 || o.paragraph_spacing_pt < 0 || o.first_line_indent_pt < 0) {
+  // Written as !(x >= 0) so that NaN fails too; infinities fail the width checks below.
+  if (!(o.margin_left_pt >= 0) || !(o.margin_right_pt >= 0) || !(o.margin_top_pt >= 0) ||
+      !(o.margin_bottom_pt >= 0) || !(o.paragraph_spacing_pt >= 0) ||
+      !(o.first_line_indent_pt >= 0)) {
     return InvalidArgumentError("margins, indent and paragraph spacing must be >= 0");
   }
   if (o.tab_size < 1 || o.page_break_lookback_lines < 0 || o.max_auto_height_px < 1) {
@@ -39,7 +41,17 @@ Status ValidateOptions(const RenderOptions& o) {
         "page or reduce the margins",
         content_w, o.font_size_pt));
   }
+  if (!(o.first_line_indent_pt <= content_w)) {
+    return InvalidArgumentError(fmt::format(
+        "first-line indent ({} pt) is wider than the {} pt between the margins",
+        o.first_line_indent_pt, content_w));
+  }
   const double page_h = o.page_height_pt > 0 ? o.page_height_pt : o.max_auto_height_px * 72 / o.dpi;
+  if (!(o.paragraph_spacing_pt <= page_h)) {
+    return InvalidArgumentError(fmt::format(
+        "paragraph spacing ({} pt) is taller than the page ({} pt)", o.paragraph_spacing_pt,
+        page_h));
+  }
   const double content_h = page_h - o.margin_top_pt - o.margin_bottom_pt;
   if (content_h + 1e-9 < o.line_height_pt) {
     return InvalidArgumentError(fmt::format(

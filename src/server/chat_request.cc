@@ -279,15 +279,14 @@ Status ParseLogitBias(const Fields& f, SamplingParams* s) {
   if (lb == nullptr) return OkStatus();
   if (!lb->is_object()) return TypeError("logit_bias", "an object of token id -> number");
   for (const auto& [key, value] : lb->as_object()) {
-    int64_t id = -1;
+    // Digits only: std::stoll alone would also take " 5" and "+5".
     const std::string k(key);
-    size_t used = 0;
-    try {
-      id = std::stoll(k, &used);
-    } catch (...) {
-      used = 0;
+    int64_t id = -1;
+    if (!k.empty() && k.size() <= 10 &&
+        std::all_of(k.begin(), k.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      id = std::stoll(k);
     }
-    if (used != k.size() || k.empty() || id < 0 || id > INT32_MAX) {
+    if (id < 0 || id > INT32_MAX) {
       return InvalidArgumentError(
           fmt::format("field 'logit_bias' key '{}' must be a token id (a decimal integer)", k));
     }

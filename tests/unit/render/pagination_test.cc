@@ -1,4 +1,5 @@
 // Pagination and bad-input behaviour.
+#include <limits>
 #include <gtest/gtest.h>
 
 #include "render/sample_text.h"
@@ -158,6 +159,30 @@ TEST(BadInput, PageTooSmallForOneLine) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("too small for one line"), std::string::npos);
+}
+
+TEST(BadInput, IndentAndParagraphSpacingAreBoundedByThePage) {
+  // An indent of 1e12 pt once overflowed the 26.6 fixed-point layout width; NaN and
+  // infinity must not slip past the comparisons either.
+  const double bad[] = {1e12, std::numeric_limits<double>::infinity(),
+                        std::numeric_limits<double>::quiet_NaN(), -1};
+  for (double v : bad) {
+    RenderOptions o;
+    o.first_line_indent_pt = v;
+    auto r = Renderer::Create(o);
+    ASSERT_FALSE(r.ok()) << v;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << v;
+    RenderOptions p;
+    p.paragraph_spacing_pt = v;
+    r = Renderer::Create(p);
+    ASSERT_FALSE(r.ok()) << v;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << v;
+  }
+  RenderOptions ok;
+  ok.first_line_indent_pt = 20;
+  ok.paragraph_spacing_pt = 5;
+  auto r = Renderer::Create(ok);  // may lack fonts here (NotFound), but is valid
+  if (!r.ok()) EXPECT_NE(r.status().code(), StatusCode::kInvalidArgument) << r.status().message();
 }
 
 TEST(Pagination, AutoHeightIsOnePageForShortText) {

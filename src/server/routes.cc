@@ -286,17 +286,24 @@ asio::awaitable<void> Server::HandleTokenize(Connection& conn, IncomingRequest& 
 }
 
 asio::awaitable<void> Server::HandleDetokenize(Connection& conn, IncomingRequest& req) {
-  auto parsed = ParseDetokenizeRequest(req.message.body());
-  if (!parsed.ok()) {
-    co_await Error(conn, HttpErrorFromStatus(parsed.status()));
+  // A body of millions of ids is CPU work too: the worker pool, as /tokenize.
+  std::string answer;
+  const Status status = co_await asio::co_spawn(
+      workers_,
+      [&]() -> asio::awaitable<Status> {
+        auto parsed = ParseDetokenizeRequest(req.message.body());
+        if (!parsed.ok()) co_return parsed.status();
+        auto json = DetokenizeJson(*parsed, *ctx_->tokenizer);
+        if (!json.ok()) co_return json.status();
+        answer = std::move(*json);
+        co_return OkStatus();
+      },
+      use_awaitable);
+  if (!status.ok()) {
+    co_await Error(conn, HttpErrorFromStatus(status));
     co_return;
   }
-  auto answer = DetokenizeJson(*parsed, *ctx_->tokenizer);
-  if (!answer.ok()) {
-    co_await Error(conn, HttpErrorFromStatus(answer.status()));
-    co_return;
-  }
-  co_await Json(conn, 200, std::move(*answer));
+  co_await Json(conn, 200, std::move(answer));
 }
 
 asio::awaitable<void> Server::HandleRender(Connection& conn, IncomingRequest& req) {

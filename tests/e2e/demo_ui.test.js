@@ -34,7 +34,9 @@ before(async () => {
 
 after(async () => { await browser?.close(); });
 
+// One question per conversation: the model was trained on single turns.
 async function ask(picture, question) {
+  await page.click("#new-chat");
   await page.setInputFiles("#file", path.join(demoPicturesDir, picture));
   await page.locator("#attachments img").waitFor();
   await page.fill("#input", question);
@@ -54,4 +56,8 @@ test("the demo model describes the shapes", { skip }, async () => {
   assert.equal(await ask("demo-shapes.png", "Describe the picture."),
                "Two red circles and a blue square");
   await page.screenshot({ path: path.join(artifactsDir, "demo-chat.png") });
+});
+
+test("the demo model reads a word", { skip }, async () => {
+  assert.equal(await ask("demo-word.png", "What does the image say?"), "Hello");
 });

@@ -9,7 +9,9 @@ usage: tools/demo/evaluate.py --vlserve build/vlserve [--model-dir models/demo]
            on the same files and images; prints its accuracy and how often it agrees)
 
 The held-out set comes from tasks.py with a seed the training never uses (training draws
-from --seed 0's stream; quick evaluations during training use 10000 + step). Each sample
+from --seed 0's stream; quick evaluations during training use 10000 + step); half of its
+texts (--render-share) are drawn with glyphs from `vlserve render` (build/vlserve, or
+--vlserve), the rest with Pillow's. Each sample
 is a PNG sent as a data: URL in an OpenAI chat request (temperature 0), the question first
 or the image first at random. Exact match after stripping surrounding spaces.
 """
@@ -23,7 +25,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -35,8 +36,9 @@ import tasks  # noqa: E402
 DEFAULT_MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "models", "demo"))
 
 
-def held_out(seed, per_task):
+def held_out(seed, per_task, render_share=0.5):
     """[(task, png bytes, question, answer, image_first)], per_task of each task."""
+    tasks.RENDER_SHARE = render_share
     rng = random.Random(seed)
     out = []
     for t in tasks.TASKS:
@@ -145,12 +147,14 @@ def llama_cpp(cli, model_dir, samples, timeout=120):
     """llama-mtmd-cli's greedy answers for the same images and questions."""
     answers = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (_, png, q, _, image_first) in enumerate(samples):
+        for i, (_, png, q, _, _) in enumerate(samples):
             path = os.path.join(tmp, f"{i}.png")
             with open(path, "wb") as f:
                 f.write(png)
-            # mtmd-cli puts the image where <__media__> is, else before the text.
-            prompt = q if image_first else q + "<__media__>"
+            # mtmd-cli puts the image before the text (its default, and the layout training
+            # includes: "User: " + the picture twice + the question); vlserve's answer for
+            # the same picture and question is what it is compared with.
+            prompt = q
             r = subprocess.run([cli, "-m", os.path.join(model_dir, "text.gguf"), "--mmproj",
                                 os.path.join(model_dir, "mmproj.gguf"), "--image", path,
                                 "-p", prompt, "--temp", "0", "-n", "32", "--no-warmup"],
@@ -170,9 +174,12 @@ def main():
     ap.add_argument("--stream", action="store_true")
     ap.add_argument("--server-args", default="")
     ap.add_argument("--llama-mtmd-cli")
+    ap.add_argument("--render-share", type=float, default=0.5)
     ap.add_argument("--json")
     args = ap.parse_args()
-    samples = held_out(args.seed, args.per_task)
+    if args.vlserve:
+        tasks.RENDERER = args.vlserve
+    samples = held_out(args.seed, args.per_task, args.render_share)
     result = {"seed": args.seed, "per_task": args.per_task}
     t0 = time.time()
     if args.url:

@@ -177,13 +177,12 @@ class Text(nn.Module):
 
     def forward(self, x, probs_out=None):
         """x: [B, T, hidden] input embeddings -> logits [B, T, vocab]; probs_out (a list)
-        receives the last layer's head-0 attention probabilities [B, T, T]."""
+        receives every layer's head-0 attention probabilities [B, T, T], in layer order."""
         T = x.shape[1]
         cos, sin = self.rope(T)
         mask = torch.full((T, T), float("-inf")).triu(1)
-        for i, layer in enumerate(self.layers):
-            last = i == len(self.layers) - 1
-            x = layer(x, cos, sin, mask, probs_out if last else None)
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask, probs_out)
         return self.out_norm(x) @ self.embd.weight.T
 
 
@@ -193,22 +192,26 @@ class DemoVlm(nn.Module):
         self.c = c
         self.vision = Vision(c)
         self.text = Text(c)
-        # Training only (not exported): predicts the character centred in each patch.
-        self.aux = nn.Linear(c.v_hidden, aux_classes) if aux_classes else None
+        # Training only (not exported): predicts the characters of the left and the right
+        # cell of each image token from its projected embedding.
+        self.aux = nn.Linear(c.hidden, 2 * aux_classes) if aux_classes else None
 
     def forward(self, pixels, tokens, image_mask, with_aux=False):
-        """tokens [B, T]; image_mask [B, T] bool, tokens_per_image True per row (the
-        <image> positions, in order) -> logits [B, T, vocab] (and, with_aux, the patch
-        character logits [B, patches, aux_classes])."""
+        """tokens [B, T]; image_mask [B, T] bool, a whole number of images' worth of True per
+        row (the <image> positions, in order; a row with k * tokens_per_image of them gets
+        the picture k times, as llama.cpp's one-tile layout sends it) -> logits [B, T, vocab]
+        (and, with_aux, the cell character logits [B, tokens, 2 * aux_classes] and the
+        head-0 attention probabilities of every text layer)."""
         x = self.text.embd(tokens)
-        f = self.vision.features(pixels)
-        img = self.vision.project(f)  # [B, n, hidden]
+        img = self.vision(pixels)  # [B, n, hidden]
         x = x.clone()
-        x[image_mask] = img.reshape(-1, img.shape[-1]).to(x.dtype)
+        n = img.shape[1]
+        reps = (image_mask.sum(1) // n).tolist()
+        x[image_mask] = torch.cat([img[b].repeat(r, 1) for b, r in enumerate(reps)]).to(x.dtype)
         if with_aux:
             probs = []
             logits = self.text(x, probs)
-            return logits, self.aux(f), probs[0]
+            return logits, self.aux(img), probs
         return self.text(x)
 
 

@@ -37,12 +37,18 @@ from model import Config, DemoVlm, export  # noqa: E402
 from vision_reference import Bpe  # noqa: E402
 
 NAME = "vlserve-demo-vlm"
-# Auxiliary classes: "no character" + every character the tasks draw.
+# Auxiliary classes of an image token's cell: "nothing" (0), every character the tasks
+# draw, and with --shape-aux every colour and shape (the token holding a shape's centre).
 AUX_CHARS = sorted(set(tasks.LOWER + tasks.UPPER + tasks.DIGITS + ":"))
-AUX_INDEX = {ch: i + 1 for i, ch in enumerate(AUX_CHARS)}
+AUX_SHAPES = [(c, s) for c in tasks.COLOURS for s in tasks.SHAPES]
+
+
+def aux_index(shapes):
+    return {k: i + 1 for i, k in enumerate(AUX_CHARS + (AUX_SHAPES if shapes else []))}
 AUX_WEIGHT = 0.5     # of the auxiliary loss against the answer loss
-AUX_NONE_WEIGHT = 0.1  # of the "no character" class (most patches)
-GUIDE_WEIGHT = 0.5   # of the guided-attention loss (see guide_targets)
+AUX_NONE_WEIGHT = 0.1  # of the "no character" class (most cells)
+# Guided attention (see guides()): the weight of each supervised head's loss.
+GUIDE_WEIGHTS = {"count": 0.2, "anchor": 0.5, "read": 0.5}
 
 
 def load_vocab(vlserve, workdir):
@@ -71,14 +77,17 @@ class Formatter:
 
     # Where the image goes: 0 = before the question as HF's template writes it ("User:" +
     # image), 1 = after the question ("User: " + question + image), 2 = before the question
-    # as llama.cpp's built-in smolvlm format writes it ("User: " + image).
-    VARIANT_WEIGHTS = [0.4, 0.4, 0.2]
+    # after "User: " as llama.cpp's built-in smolvlm format writes it, 3 = that with the
+    # picture twice, as llama.cpp's idefics3 preprocessing sends a one-tile image (a 1x1
+    # grid tile, then the global image).
+    VARIANT_WEIGHTS = [0.35, 0.35, 0.1, 0.2]
 
     def prompt(self, question, variant):
         img = "<fake_token_around_image><global-img>" + "<image>" * self.n + \
             "<fake_token_around_image>"
+        tile = "<fake_token_around_image><row_1_col_1>" + "<image>" * self.n + "\n\n"
         body = [f"User:{img}{question}", f"User: {question}{img}",
-                f"User: {img}{question}"][variant]
+                f"User: {img}{question}", f"User: {tile}{img}{question}"][variant]
         return self.bpe.encode(f"<|im_start|>{body}<end_of_utterance>\nAssistant:")
 
     def piece(self, tid):
@@ -90,12 +99,18 @@ class Formatter:
         return self.pieces[tid]
 
     def variant(self, rng):
-        return rng.choices(range(3), weights=self.VARIANT_WEIGHTS)[0]
+        return rng.choices(range(len(self.VARIANT_WEIGHTS)), weights=self.VARIANT_WEIGHTS)[0]
 
-    def example(self, question, answer, variant):
+    def example(self, question, answer, variant, spell):
+        """Prompt and answer token ids. A spelled answer (read, kv) is one token per
+        character after the space, so that answer token k is the text's k-th character; the
+        decoded text is the same as BPE's."""
         p = self.prompt(question, variant)
-        a = self.bpe.encode(" " + answer) + [self.end_id]
-        return p, a
+        if spell:
+            a = [self.bpe.ids["\u0120"]] + [self.bpe.ids[ch] for ch in answer]
+        else:
+            a = self.bpe.encode(" " + answer)
+        return p, a + [self.end_id]
 
 
 def pixels_of(img):
@@ -103,47 +118,68 @@ def pixels_of(img):
     return torch.from_numpy(((a - 0.5) / 0.5).transpose(2, 0, 1).copy())
 
 
-def patch_labels(img, c):
-    """[patches] class of the character whose box centre lies in each patch (0 = none)."""
-    side = c.image_size // c.patch
-    lab = torch.zeros(side * side, dtype=torch.long)
-    for ch, x, y in img.info.get("chars", []):
-        px, py = int(x) // c.patch, int(y) // c.patch
-        if 0 <= px < side and 0 <= py < side:
-            lab[py * side + px] = AUX_INDEX[ch]
+def token_of(cell_col, line, c):
+    """The image token (row-major on the token grid) holding a text cell."""
+    per_row = c.image_size // c.patch // c.scale
+    return line * per_row + cell_col * tasks.CELL // (c.patch * c.scale)
+
+
+def cell_labels(img, c, index):
+    """[tokens, 2] class of the left and the right cell of each image token: the character
+    set there, or (both cells) the colour and shape centred in the token."""
+    per_row = c.image_size // c.patch // c.scale
+    lab = torch.zeros(per_row * per_row, 2, dtype=torch.long)
+    for ch, col, line in img.info.get("cells", []):
+        lab[token_of(col, line, c), col % 2] = index[ch]
+    side = c.patch * c.scale
+    for colour, shape, x, y in img.info.get("shapes", []):
+        if (colour, shape) in index:
+            lab[int(y) // side * per_row + int(x) // side, :] = index[(colour, shape)]
     return lab
 
 
-def guide_targets(fmt, img, prompt, answer_ids, c):
-    """[(query position, key position)]: where the last layer's head 0 should look when it
-    predicts each answer token — the image token holding that token's first character.
-    (Training only: it teaches the decoder to read in order far sooner than the answer loss
-    alone does; the exported model has no trace of it.)"""
-    chars = img.info.get("answer_chars")
-    if not chars:
-        return []
-    first = prompt.index(fmt.image_id)
-    per_row = c.image_size // c.patch // c.scale
-    out, ci = [], 0
-    for k, tid in enumerate(answer_ids[:-1]):
-        piece = fmt.piece(tid).lstrip(" ")
-        if piece and ci < len(chars):
-            _, x, y = chars[ci]
-            j = (int(y) // c.patch // c.scale) * per_row + int(x) // c.patch // c.scale
-            out.append((len(prompt) - 1 + k, first + j))
-        ci += len(piece)
+def guides(img, prompt, answer, c, n_image):
+    """Where three heads should look while the answer is written (training only: it teaches
+    a 4-layer decoder to read in order far sooner than the answer loss alone does; the
+    exported model has no trace of it). Head 0 of
+      layer 0 ("count"):  every position from the prompt's last token to itself, evenly
+                          (a uniform average there tells the decoder how far it has come);
+      layer 1 ("anchor"): the image token where reading starts (the word's first cell, or
+                          the asked city's);
+      last layer ("read"): the image token holding the character it is about to write
+                          (for the closing token: the cell after the last character).
+    Returns {name: [(query position, key positions)]}."""
+    start = len(prompt) - 1
+    queries = range(start, start + len(answer))
+    out = {"count": [(q, list(range(start, q + 1))) for q in queries], "anchor": [], "read": []}
+    cells = img.info.get("answer_cells")
+    if not cells:
+        return out
+    first = prompt.index(n_image)
+    col, line = img.info["anchor"]
+    out["anchor"] = [(q, [first + token_of(col, line, c)]) for q in queries]
+    for k, q in enumerate(queries):
+        i = max(k - 1, 0)  # answer token 0 is the space before the first character
+        if i < len(cells):
+            _, cc, cl = cells[i]
+        else:
+            _, cc, cl = cells[-1]
+            cc += 1
+            if cc * tasks.CELL >= c.image_size:
+                continue
+        out["read"].append((q, [first + token_of(cc, cl, c)]))
     return out
 
 
-def make_batch(rng, fmt, batch, pad_id, task=None, c=None):
-    px, seqs, info, labels, guides = [], [], [], [], []
+def make_batch(rng, fmt, batch, pad_id, task=None, c=None, mix=tasks.MIX, index=None):
+    px, seqs, info, labels, guide_rows = [], [], [], [], []
     for _ in range(batch):
-        img, q, a, t = tasks.sample(rng, task)
-        p, ans = fmt.example(q, a, fmt.variant(rng))
+        img, q, a, t = tasks.sample(rng, task, mix)
+        p, ans = fmt.example(q, a, fmt.variant(rng), spell=t != "scene")
         px.append(pixels_of(img))
         if c is not None:
-            labels.append(patch_labels(img, c))
-            guides.append(guide_targets(fmt, img, p, ans, c))
+            labels.append(cell_labels(img, c, index))
+            guide_rows.append(guides(img, p, ans, c, fmt.image_id))
         seqs.append((p, ans))
         info.append((t, a))
     T = max(len(p) + len(a) for p, a in seqs)
@@ -155,18 +191,22 @@ def make_batch(rng, fmt, batch, pad_id, task=None, c=None):
         # position j predicts token j + 1: the answer tokens and the closing token
         target[i, len(p) - 1:len(s) - 1] = torch.tensor(a)
     aux = torch.stack(labels) if labels else None
-    guide = torch.full((batch, T), -1, dtype=torch.long)
-    for i, g in enumerate(guides):
-        for q, k in g:
-            guide[i, q] = k
-    return torch.stack(px), tok, target, info, (aux, guide)
+    # Per guided head: a target distribution over key positions for each query position.
+    gt = {}
+    for name in GUIDE_WEIGHTS:
+        dist = torch.zeros(batch, T, T)
+        for i, g in enumerate(guide_rows):
+            for q, keys in g[name]:
+                dist[i, q, keys] = 1.0 / len(keys)
+        gt[name] = dist
+    return torch.stack(px), tok, target, info, (aux, gt)
 
 
 def forward(model, px, tok, fmt, with_aux=False):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         if with_aux:
             logits, aux, probs = model(px, tok, tok == fmt.image_id, with_aux=True)
-            return logits.float(), aux.float(), probs.float()
+            return logits.float(), aux.float(), [p.float() for p in probs]
         return model(px, tok, tok == fmt.image_id).float()
 
 
@@ -282,12 +322,20 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--shape-aux", action="store_true",
+                    help="the auxiliary head also names the colour and shape centred in a token")
+    ap.add_argument("--render-share", type=float, default=0.0,
+                    help="share of texts whose glyphs come from `vlserve render` (tasks.py)")
+    ap.add_argument("--mix", default=",".join(map(str, tasks.MIX)),
+                    help="how often each task is drawn: read,scene,kv")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--resume", help="continue from DIR/checkpoint.pt of an earlier run "
                     "(fresh optimizer and schedule; steps are numbered after that run's, "
                     "whose train_log.csv is kept)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    tasks.RENDERER = args.vlserve
+    tasks.RENDER_SHARE = args.render_share
     torch.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
     c = Config()
@@ -295,11 +343,18 @@ def main():
         vocab, bpe = load_vocab(args.vlserve, tmp)
     assert len(vocab["tokens"]) == c.vocab
     fmt = Formatter(bpe, c.tokens_per_image)
-    model = DemoVlm(c, aux_classes=len(AUX_CHARS) + 1)
+    index = aux_index(args.shape_aux)
+    n_aux = len(index) + 1
+    model = DemoVlm(c, aux_classes=n_aux)
     text_path, mmproj_path = (os.path.join(args.out, n) for n in ("text.gguf", "mmproj.gguf"))
     first_step, rows = 0, []
     if args.resume:
-        model.load_state_dict(torch.load(os.path.join(args.resume, "checkpoint.pt")))
+        state = torch.load(os.path.join(args.resume, "checkpoint.pt"))
+        # The auxiliary head (training only) starts afresh if its classes changed.
+        if state["aux.weight"].shape != model.aux.weight.shape:
+            state = {k: v for k, v in state.items() if not k.startswith("aux.")}
+        missing = model.load_state_dict(state, strict=False).missing_keys
+        assert all(k.startswith("aux.") for k in missing), missing
         with open(os.path.join(args.resume, "train_log.csv")) as f:
             for r in csv.DictReader(f):
                 rows.append({k: float(v) for k, v in r.items()})
@@ -311,6 +366,7 @@ def main():
         sys.exit(0 if worst < 2e-2 else 1)
 
     rng = random.Random(args.seed)
+    mix = [float(x) for x in args.mix.split(",")]
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "pos" in n else decay).append(p)
@@ -325,14 +381,16 @@ def main():
         f = (s - warm) / max(1, args.steps - warm)
         return args.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * f)))
 
-    aux_class_weight = torch.ones(len(AUX_CHARS) + 1)
+    aux_class_weight = torch.ones(n_aux)
     aux_class_weight[0] = AUX_NONE_WEIGHT
-    window = {k: [] for k in ("all", "read", "scene", "kv", "aux", "guide")}
+    window = {k: [] for k in ("all", "read", "scene", "kv", "aux", "guide", "g_count",
+                              "g_anchor", "g_read")}
     t0 = time.time()
     old_rows = list(rows)
     log = open(os.path.join(args.out, "train_log.csv"), "w", newline="")
     writer = csv.writer(log)
-    cols = ["step", "seconds", "lr", "all", "read", "scene", "kv", "aux", "guide"]
+    cols = ["step", "seconds", "lr", "all", "read", "scene", "kv", "aux", "guide", "g_count",
+            "g_anchor", "g_read"]
     writer.writerow(cols)
     for r in old_rows:
         writer.writerow([r.get(k, float("nan")) for k in cols])
@@ -340,24 +398,26 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         px, tok, target, info, (aux_target, guide) = make_batch(
-            rng, fmt, args.batch, vocab["pad"], c=c)
+            rng, fmt, args.batch, vocab["pad"], c=c, mix=mix, index=index)
         logits, aux_logits, probs = forward(model, px, tok, fmt, with_aux=True)
         aux_loss = torch.nn.functional.cross_entropy(
-            aux_logits.reshape(-1, aux_logits.shape[-1]), aux_target.reshape(-1),
+            aux_logits.reshape(-1, n_aux), aux_target.reshape(-1),
             weight=aux_class_weight)
-        g = guide >= 0
-        if g.any():
-            p_at = probs[g].gather(1, guide[g][:, None])[:, 0]
-            guide_loss = -torch.log(p_at + 1e-6).mean()
-        else:
-            guide_loss = torch.zeros(())
+        guide_loss = torch.zeros(())
+        for name, layer in (("count", 0), ("anchor", 1), ("read", c.layers - 1)):
+            dist = guide[name]
+            qr = dist.sum(-1) > 0
+            if qr.any():
+                ce = -(dist[qr] * torch.log(probs[layer][qr] + 1e-6)).sum(-1).mean()
+                guide_loss = guide_loss + GUIDE_WEIGHTS[name] * ce
+                window["g_" + name].append(float(ce))
         per_tok = torch.nn.functional.cross_entropy(
             logits.reshape(-1, c.vocab), target.reshape(-1), reduction="none").view(target.shape)
         valid = (target != -100).float()
         per_sample = (per_tok * valid).sum(1) / valid.sum(1)
         loss = (per_tok * valid).sum() / valid.sum()
         opt.zero_grad(set_to_none=True)
-        (loss + AUX_WEIGHT * aux_loss + GUIDE_WEIGHT * guide_loss).backward()
+        (loss + AUX_WEIGHT * aux_loss + guide_loss).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         window["all"].append(float(loss))

@@ -12,6 +12,14 @@ namespace vlserve::render {
 namespace {
 
 constexpr int kMaxPageSidePx = 16384;
+constexpr int64_t kMaxPagePixels = 40'000'000;
+
+// The tallest an auto-height page may grow: max_auto_height_px, or less where a wide page
+// would pass kMaxPagePixels.
+int MaxAutoHeightPx(const RenderOptions& o) {
+  const double width_px = std::max(1.0, o.page_width_pt * o.dpi / 72);
+  return static_cast<int>(std::min<double>(o.max_auto_height_px, kMaxPagePixels / width_px));
+}
 
 Status ValidateOptions(const RenderOptions& o) {
   if (!(o.dpi >= 10 && o.dpi <= 1200)) {
@@ -46,7 +54,7 @@ Status ValidateOptions(const RenderOptions& o) {
         "first-line indent ({} pt) is wider than the {} pt between the margins",
         o.first_line_indent_pt, content_w));
   }
-  const double page_h = o.page_height_pt > 0 ? o.page_height_pt : o.max_auto_height_px * 72 / o.dpi;
+  const double page_h = o.page_height_pt > 0 ? o.page_height_pt : MaxAutoHeightPx(o) * 72 / o.dpi;
   if (!(o.paragraph_spacing_pt <= page_h)) {
     return InvalidArgumentError(fmt::format(
         "paragraph spacing ({} pt) is taller than the page ({} pt)", o.paragraph_spacing_pt,
@@ -64,6 +72,16 @@ Status ValidateOptions(const RenderOptions& o) {
     return InvalidArgumentError(fmt::format("page larger than {} pixels a side at {} dpi",
                                             kMaxPageSidePx, o.dpi));
   }
+  // Each side may be fine and the page still huge (3900 pt at 300 dpi is 16,250 px square,
+  // 264 MB of grey): the same 40-megapixel bound as a decoded image (media/image.h). An
+  // auto-height page is cut shorter instead (MaxAutoHeightPx).
+  const double width_px = o.page_width_pt * scale;
+  const double height_px = o.page_height_pt * scale;
+  if (o.page_height_pt > 0 && width_px * height_px > kMaxPagePixels) {
+    return InvalidArgumentError(fmt::format(
+        "page of {:.0f} x {:.0f} pixels is over {} megapixels; lower the dpi or the page size",
+        width_px, height_px, kMaxPagePixels / 1'000'000));
+  }
   return OkStatus();
 }
 
@@ -73,6 +91,7 @@ StatusOr<std::unique_ptr<Renderer>> Renderer::Create(const RenderOptions& option
   RETURN_IF_ERROR(ValidateOptions(options));
   std::unique_ptr<Renderer> r(new Renderer());
   r->options_ = options;
+  r->options_.max_auto_height_px = MaxAutoHeightPx(options);
   const double s = options.dpi / 72;
   ASSIGN_OR_RETURN(r->fonts_, OpenFontSet(options.font_path, options.cjk_font_path,
                                           options.font_size_pt * s, options.horizontal_scale));

@@ -182,7 +182,43 @@ TEST(BadInput, IndentAndParagraphSpacingAreBoundedByThePage) {
   ok.first_line_indent_pt = 20;
   ok.paragraph_spacing_pt = 5;
   auto r = Renderer::Create(ok);  // may lack fonts here (NotFound), but is valid
-  if (!r.ok()) EXPECT_NE(r.status().code(), StatusCode::kInvalidArgument) << r.status().message();
+  if (!r.ok()) {
+    EXPECT_NE(r.status().code(), StatusCode::kInvalidArgument) << r.status().message();
+  }
+}
+
+TEST(BadInput, PagesOverFortyMegapixelsAreRefused) {
+  RenderOptions o;
+  o.page_width_pt = o.page_height_pt = 3900;  // 16,250 px a side at 300 dpi: each side fits
+  o.dpi = 300;
+  auto r = Renderer::Create(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("megapixels"), std::string::npos) << r.status().message();
+  RenderOptions a4;  // A4 at 600 dpi: 4961 x 7016 px, 34.8 MP
+  a4.dpi = 600;
+  auto ok = Renderer::Create(a4);
+  if (!ok.ok()) {
+    EXPECT_NE(ok.status().code(), StatusCode::kInvalidArgument) << ok.status().message();
+  }
+}
+
+TEST(Pagination, WideAutoHeightPagesStayUnderFortyMegapixels) {
+  SKIP_WITHOUT_FONTS();
+  RenderOptions o;
+  o.page_height_pt = 0;
+  o.page_width_pt = 3000;  // 12,500 px wide at 300 dpi: at most 3,200 px tall
+  o.dpi = 300;
+  o.auto_crop_width = false;
+  auto renderer = testing::MakeRenderer(o);
+  ASSERT_NE(renderer, nullptr);
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "line " + std::to_string(i) + "\n";
+  auto pages = testing::AllPages(*renderer, text);
+  ASSERT_GT(pages.size(), 1u);
+  for (const auto& p : pages) {
+    EXPECT_LE(int64_t{p.width_px} * p.height_px, 40'000'000) << p.width_px << "x" << p.height_px;
+  }
 }
 
 TEST(Pagination, AutoHeightIsOnePageForShortText) {

@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 #include <filesystem>
+#include <functional>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -265,64 +266,38 @@ asio::awaitable<void> Server::HandleMetrics(Connection& conn) {
                                       encoder != nullptr ? &encoder_stats : nullptr));
 }
 
-asio::awaitable<void> Server::HandleTokenize(Connection& conn, IncomingRequest& req) {
-  // Tokenizing a large body is CPU work: the worker pool, not the I/O threads (/health
-  // and every other connection share those).
-  std::string answer;
-  const Status status = co_await asio::co_spawn(
-      workers_,
-      [&]() -> asio::awaitable<Status> {
-        auto parsed = ParseTokenizeRequest(req.message.body());
-        if (!parsed.ok()) co_return parsed.status();
-        answer = TokenizeJson(*parsed, *ctx_->tokenizer);
-        co_return OkStatus();
-      },
-      use_awaitable);
-  if (!status.ok()) {
-    co_await Error(conn, HttpErrorFromStatus(status));
+asio::awaitable<void> Server::JsonFromWorkers(Connection& conn,
+                                              std::function<StatusOr<std::string>()> work) {
+  // CPU work on a request body (tokenizing, detokenizing, rendering, JPEG encoding) runs on
+  // the worker pool, not the I/O threads that /health and every other connection share.
+  StatusOr<std::string> answer = InternalError("not run");
+  co_await asio::co_spawn(
+      workers_, [&]() -> asio::awaitable<void> { answer = work(); co_return; }, use_awaitable);
+  if (!answer.ok()) {
+    co_await Error(conn, HttpErrorFromStatus(answer.status()));
     co_return;
   }
-  co_await Json(conn, 200, std::move(answer));
+  co_await Json(conn, 200, std::move(*answer));
+}
+
+asio::awaitable<void> Server::HandleTokenize(Connection& conn, IncomingRequest& req) {
+  co_await JsonFromWorkers(conn, [&]() -> StatusOr<std::string> {
+    auto parsed = ParseTokenizeRequest(req.message.body());
+    if (!parsed.ok()) return parsed.status();
+    return TokenizeJson(*parsed, *ctx_->tokenizer);
+  });
 }
 
 asio::awaitable<void> Server::HandleDetokenize(Connection& conn, IncomingRequest& req) {
-  // A body of millions of ids is CPU work too: the worker pool, as /tokenize.
-  std::string answer;
-  const Status status = co_await asio::co_spawn(
-      workers_,
-      [&]() -> asio::awaitable<Status> {
-        auto parsed = ParseDetokenizeRequest(req.message.body());
-        if (!parsed.ok()) co_return parsed.status();
-        auto json = DetokenizeJson(*parsed, *ctx_->tokenizer);
-        if (!json.ok()) co_return json.status();
-        answer = std::move(*json);
-        co_return OkStatus();
-      },
-      use_awaitable);
-  if (!status.ok()) {
-    co_await Error(conn, HttpErrorFromStatus(status));
-    co_return;
-  }
-  co_await Json(conn, 200, std::move(answer));
+  co_await JsonFromWorkers(conn, [&]() -> StatusOr<std::string> {
+    auto parsed = ParseDetokenizeRequest(req.message.body());
+    if (!parsed.ok()) return parsed.status();
+    return DetokenizeJson(*parsed, *ctx_->tokenizer);
+  });
 }
 
 asio::awaitable<void> Server::HandleRender(Connection& conn, IncomingRequest& req) {
-  // Rendering and JPEG encoding are CPU work: the worker pool, not the I/O threads.
-  std::string answer;
-  const Status status = co_await asio::co_spawn(
-      workers_,
-      [&]() -> asio::awaitable<Status> {
-        auto json = RenderPreviewJson(req.message.body(), *ctx_);
-        if (!json.ok()) co_return json.status();
-        answer = std::move(*json);
-        co_return OkStatus();
-      },
-      use_awaitable);
-  if (!status.ok()) {
-    co_await Error(conn, HttpErrorFromStatus(status));
-    co_return;
-  }
-  co_await Json(conn, 200, std::move(answer));
+  co_await JsonFromWorkers(conn, [&] { return RenderPreviewJson(req.message.body(), *ctx_); });
 }
 
 asio::awaitable<void> Server::HandleStatic(Connection& conn, IncomingRequest& req) {

@@ -12,6 +12,7 @@
 #include <random>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -76,6 +77,9 @@ class Server {
   std::string ResponseCacheIdentity() const;
   asio::awaitable<void> HandleHealth(Connection& conn);
   asio::awaitable<void> HandleMetrics(Connection& conn);
+  // Runs `work` on the worker pool and answers its JSON (200) or its error status.
+  asio::awaitable<void> JsonFromWorkers(Connection& conn,
+                                        std::function<StatusOr<std::string>()> work);
   asio::awaitable<void> HandleTokenize(Connection& conn, IncomingRequest& req);
   asio::awaitable<void> HandleDetokenize(Connection& conn, IncomingRequest& req);
   asio::awaitable<void> HandleRender(Connection& conn, IncomingRequest& req);

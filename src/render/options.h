@@ -18,6 +18,7 @@ enum class PixelFormat { kGrey8, kRgb8 };
 struct Rgb {
   uint8_t r = 0, g = 0, b = 0;
   uint8_t Luma() const { return static_cast<uint8_t>((r * 77 + g * 150 + b * 29 + 128) >> 8); }
+  bool operator==(const Rgb&) const = default;
 };
 
 struct RenderOptions {
@@ -55,6 +56,8 @@ struct RenderOptions {
   // Pagination: a page may end up to this many lines early to end at a paragraph
   // boundary, else at a sentence end within those lines; otherwise it is filled.
   int page_break_lookback_lines = 2;
+
+  bool operator==(const RenderOptions&) const = default;
 };
 
 // Standard page sizes in points.

@@ -137,7 +137,15 @@ void Paginator::Place(bool last, PageLayout* page) const {
     page->width_px = std::clamp(cropped, 1, geo_.page_width_px);
   }
   const double used = geo_.margin_top + tops_.back() + geo_.line_height + geo_.margin_bottom;
-  if (geo_.page_height_px == 0 || (last && options_.auto_crop_last_page)) {
+  // A last page that no further line would fit on keeps the full height: it is then the
+  // same image whether or not more text follows, so a document re-sent with text appended
+  // re-encodes only its new pages (the encoder cache keys pages by their pixels).
+  const double next_top = tops_.back() + geo_.line_height +
+                          (lines_.back().paragraph_end ? geo_.paragraph_spacing : 0);
+  const bool full = geo_.page_height_px != 0 &&
+                    next_top + geo_.line_height >
+                        geo_.page_height_px - geo_.margin_top - geo_.margin_bottom + 1e-6;
+  if (geo_.page_height_px == 0 || (last && options_.auto_crop_last_page && !full)) {
     page->height_px = std::max(1, static_cast<int>(std::ceil(used - 1e-9)));
     if (geo_.page_height_px) page->height_px = std::min(page->height_px, geo_.page_height_px);
   } else {

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
+#include <utility>
 
 #include "render/presets.h"
 #include "server/vision_input.h"
@@ -48,7 +49,7 @@ StatusOr<render::RenderOptions> ParseRenderOptions(std::string_view render_json,
   static constexpr const char* kKnown[] = {
       "page",        "page_width",  "page_height", "dpi",    "font_size", "line_height",
       "margin",      "align",       "newline",     "indent", "paragraph_spacing",
-      "auto_crop",   "preset"};
+      "auto_crop",   "auto_crop_width", "auto_crop_last_page", "preset"};
   for (const auto& kv : r) {
     bool known = false;
     for (const char* k : kKnown) known = known || kv.key() == k;
@@ -107,6 +108,16 @@ StatusOr<render::RenderOptions> ParseRenderOptions(std::string_view render_json,
   if (const json::value* crop = r.if_contains("auto_crop")) {
     if (!crop->is_bool()) return InvalidArgumentError("document render.auto_crop must be a bool");
     o.auto_crop_width = o.auto_crop_last_page = crop->as_bool();
+  }
+  // Glyph's configuration has the two separately (auto-crop-width, auto-crop-last-page).
+  for (const auto& [key, field] : {std::pair{"auto_crop_width", &o.auto_crop_width},
+                                   std::pair{"auto_crop_last_page", &o.auto_crop_last_page}}) {
+    if (const json::value* crop = r.if_contains(key)) {
+      if (!crop->is_bool()) {
+        return InvalidArgumentError(fmt::format("document render.{} must be a bool", key));
+      }
+      *field = crop->as_bool();
+    }
   }
   // Bounds that keep one request's pages reasonable (a page is at most 8192 px tall).
   if (!(o.dpi >= 36 && o.dpi <= 300)) {

@@ -49,8 +49,7 @@ StatusOr<std::string> RenderPreviewJson(std::string_view body, const ModelContex
   if (const json::value* r = o.if_contains("render")) {
     ASSIGN_OR_RETURN(render::RenderOptions options,
                      ParseRenderOptions(json::serialize(*r), vision.renderer->options()));
-    ASSIGN_OR_RETURN(auto custom, render::Renderer::Create(options));
-    renderer = std::move(custom);
+    ASSIGN_OR_RETURN(renderer, RendererFor(vision, options));
   }
   const std::string_view utf8 = text->as_string();
   json::array images, sizes;

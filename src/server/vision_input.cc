@@ -119,6 +119,14 @@ StatusOr<PreparedImage> PrepareImageUrl(std::string_view url, const VisionContex
   return out;
 }
 
+StatusOr<std::shared_ptr<const render::Renderer>> RendererFor(const VisionContext& vision,
+                                                              const render::RenderOptions& options) {
+  if (vision.renderers != nullptr) return vision.renderers->Get(options);
+  if (vision.renderer != nullptr && vision.renderer->options() == options) return vision.renderer;
+  ASSIGN_OR_RETURN(std::unique_ptr<render::Renderer> made, render::Renderer::Create(options));
+  return std::shared_ptr<const render::Renderer>(std::move(made));
+}
+
 media::Image PageImage(const render::ImageView& view) {
   media::Image image = media::MakeImage(view.width, view.height);
   for (int y = 0; y < view.height; ++y) {
@@ -142,8 +150,7 @@ StatusOr<std::vector<PreparedImage>> PrepareDocument(std::string_view text,
   if (!render_json.empty()) {
     ASSIGN_OR_RETURN(render::RenderOptions options,
                      ParseRenderOptions(render_json, vision.renderer->options()));
-    ASSIGN_OR_RETURN(auto custom, render::Renderer::Create(options));
-    renderer = std::move(custom);
+    ASSIGN_OR_RETURN(renderer, RendererFor(vision, options));
   }
   std::vector<PreparedImage> pages;
   double preprocess_before = timings->preprocess_ms;

@@ -21,6 +21,7 @@
 #include "models/family.h"
 #include "models/vision_model.h"
 #include "render/renderer.h"
+#include "render/renderer_cache.h"
 #include "server/media_input.h"
 
 namespace vlserve::server {
@@ -32,8 +33,15 @@ struct VisionContext {
   std::string preprocess_id;            // every parameter that changes the tiles
   std::string mmproj_id;                // identity of the tower (file name, size, mtime)
   std::shared_ptr<const render::Renderer> renderer;  // default document renderer
+  // Renderers for requests' own render options (null: made per request).
+  std::shared_ptr<render::RendererCache> renderers;
   int max_document_pages = 16;
 };
+
+// The renderer for a request's render options: vision.renderer when they are its options,
+// else one from vision.renderers (or a new one).
+StatusOr<std::shared_ptr<const render::Renderer>> RendererFor(const VisionContext& vision,
+                                                              const render::RenderOptions& options);
 
 // Builds preprocess_id / mmproj_id for `model` (loaded from `path`, "" = built in).
 std::string PreprocessId(const models::VisionModel& model);

@@ -44,6 +44,29 @@ TEST(Pagination, RangesCoverTheTextAndPagesAreFull) {
   EXPECT_LT(pages.back().height_px, 842);  // the last page is cropped to its text
 }
 
+// A last page as full as a page can be is not cropped: it is the same page whether or not
+// text follows, so a document re-sent with more text re-encodes only its new pages.
+TEST(Pagination, AFullLastPageKeepsItsHeight) {
+  SKIP_WITHOUT_FONTS();
+  auto renderer = testing::MakeRenderer(RenderOptions{});  // A4, 82 lines of 10 px
+  ASSERT_NE(renderer, nullptr);
+  std::string full;
+  for (int i = 0; i < 82; ++i) full += "line " + std::to_string(i) + "\n";
+  auto one = testing::AllPages(*renderer, full);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].lines, 82);
+  EXPECT_EQ(one[0].height_px, 842);  // not 840, the height of its text plus margins
+  auto two = testing::AllPages(*renderer, full + "one more line\n");
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0].height_px, one[0].height_px);
+  EXPECT_EQ(two[0].width_px, one[0].width_px);
+  EXPECT_EQ(two[0].char_end, one[0].char_end);
+  EXPECT_EQ(two[1].height_px, 30);  // a short last page is still cropped: 10 + 10 + 10
+  auto short_page = testing::AllPages(*renderer, "line 0\nline 1\n");
+  ASSERT_EQ(short_page.size(), 1u);
+  EXPECT_EQ(short_page[0].height_px, 40);
+}
+
 TEST(Pagination, PrefersParagraphEnds) {
   SKIP_WITHOUT_FONTS();
   auto renderer = testing::MakeRenderer(SmallPage(5));

@@ -149,6 +149,21 @@ TEST(GlyphDocument, RenderPresetFieldStartsFromGlyphsConfiguration) {
       << bad.status().ToString();
 }
 
+TEST(GlyphDocument, CropFlagsSeparatelyAsGlyphsConfigurationHasThem) {
+  const render::RenderOptions defaults;  // both crops on
+  auto width_only = ParseRenderOptions(R"({"auto_crop_last_page":false})", defaults);
+  ASSERT_TRUE(width_only.ok()) << width_only.status().ToString();
+  EXPECT_TRUE(width_only->auto_crop_width);
+  EXPECT_FALSE(width_only->auto_crop_last_page);
+  auto last_only = ParseRenderOptions(R"({"auto_crop":false,"auto_crop_last_page":true})", defaults);
+  ASSERT_TRUE(last_only.ok()) << last_only.status().ToString();
+  EXPECT_FALSE(last_only->auto_crop_width);
+  EXPECT_TRUE(last_only->auto_crop_last_page);
+  auto bad = ParseRenderOptions(R"({"auto_crop_width":"no"})", defaults);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().ToString().find("auto_crop_width must be a bool"), std::string::npos);
+}
+
 // Over HTTP, as Glyph's client sends it (model "glyph", pages then the question): the
 // answer's timings count the document as text (= POST /tokenize of its text) and as pages
 // (= POST /v1/render's image_tokens, the same renderer and resize rule).

@@ -172,6 +172,8 @@ class Engine::Impl {
   }
 
   const EngineConfig& config() const { return config_; }
+  // The pool's buffer never moves or changes size, so reading its residency needs no lock.
+  int64_t KvResidentBytes() const { return static_cast<int64_t>(runner_.kv().resident_bytes()); }
 
   void Shutdown() {
     if (stop_.exchange(true)) {
@@ -430,6 +432,7 @@ StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(Request request) {
 }
 EngineStats Engine::Stats() const { return impl_->Stats(); }
 const EngineConfig& Engine::config() const { return impl_->config(); }
+int64_t Engine::KvResidentBytes() const { return impl_->KvResidentBytes(); }
 void Engine::Shutdown() { impl_->Shutdown(); }
 
 }  // namespace vlserve::engine

@@ -156,6 +156,9 @@ class Engine {
 
   EngineStats Stats() const;
   const EngineConfig& config() const;  // with defaults resolved (kv_tokens, max_context)
+  // Bytes of the KV pool in memory: the pages written so far (models::KvBuffer), at most
+  // Stats().kv_bytes_total. A system call over the pool: for logs, not for every step.
+  int64_t KvResidentBytes() const;
 
   // Stops the thread: every unfinished request ends with kFinished / kCancelled. Blocks
   // until the current step finishes. Idempotent.

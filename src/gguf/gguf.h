@@ -132,7 +132,15 @@ struct TensorInfo {
   int64_t num_bytes = 0;
 };
 
-class File {  // immutable after Open; the mapping lives as long as the File
+// Whole pages of a File's mapping (see File::PagesInUse).
+struct PageRange {
+  const uint8_t* data = nullptr;
+  size_t bytes = 0;
+};
+
+// Immutable after Open except for the residency record (ReleasePages); the mapping lives
+// as long as the File.
+class File {
  public:
   ~File();
   File(const File&) = delete;
@@ -174,11 +182,24 @@ class File {  // immutable after Open; the mapping lives as long as the File
 
   StatusOr<const TensorInfo*> GetTensor(std::string_view name) const;  // NotFound names both
 
-  // A hint that [p, p + bytes) (inside the mapping) will not be read again, e.g. tensor
-  // data copied at load: drops this process's references to the whole pages inside it
-  // (madvise MADV_DONTNEED; the file's page cache is untouched and a later read simply
-  // faults the page in again). No-op for FromBytes files.
-  void ReleasePages(const void* p, size_t bytes) const;
+  // Residency of the mapping (residency.cc), decided in one place: a loader that copies a
+  // tensor (prepacked, huge-page or converted copy) calls ReleasePages on its data, and
+  // everything else that start-up or the accounting needs is derived from that record,
+  // so start-up never faults a released page back in.
+  //
+  // A hint that [p, p + bytes) (inside the mapping) will not be read again: drops this
+  // process's references to the whole pages inside it (madvise MADV_DONTNEED; the file's
+  // page cache is untouched and a later read simply faults the page in again) and
+  // records them as released. No-op for FromBytes files. Not thread-safe: load time only.
+  void ReleasePages(const void* p, size_t bytes);
+  // The pages of tensor data that were not released: every tensor's whole pages minus
+  // the released ones, sorted, disjoint. Empty for FromBytes files (nothing is mapped).
+  std::vector<PageRange> PagesInUse() const;
+  // Reads one byte of every page in PagesInUse(), so the weights still read at run time
+  // are in memory before the first request (a cold mapping otherwise pays disk reads in
+  // the first forward passes). `progress(done, total)` (bytes) is called as it goes.
+  // Returns the bytes touched.
+  int64_t Prefault(const std::function<void(int64_t done, int64_t total)>& progress = {}) const;
 
  private:
   File() = default;
@@ -193,6 +214,8 @@ class File {  // immutable after Open; the mapping lives as long as the File
   void* mapping_ = nullptr;  // munmap'd in the destructor (null for FromBytes)
   size_t mapping_size_ = 0;
   std::string owned_;  // FromBytes storage
+  // Released [begin, end) offsets into the mapping, page-aligned, in call order.
+  std::vector<std::pair<size_t, size_t>> released_;
   std::vector<std::pair<std::string, Value>> metadata_;
   std::vector<TensorInfo> tensors_;
   // Views into metadata_/tensors_ names; built once parsing is done (they never move).

@@ -450,16 +450,6 @@ Status Parser::CheckOverlaps() const {
 
 // ---- File ----
 
-void File::ReleasePages(const void* p, size_t bytes) const {
-  if (mapping_ == nullptr || bytes == 0) return;
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const auto begin = reinterpret_cast<uintptr_t>(p);
-  const auto map_begin = reinterpret_cast<uintptr_t>(mapping_);
-  if (begin < map_begin || begin + bytes > map_begin + mapping_size_) return;
-  const uintptr_t first = (begin + page - 1) / page * page, last = (begin + bytes) / page * page;
-  if (first < last) (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
-}
-
 File::~File() {
   if (mapping_ != nullptr) munmap(mapping_, mapping_size_);
 }

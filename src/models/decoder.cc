@@ -11,7 +11,10 @@
 // rope(), and after layer k < n_deepstack adds slice k + 1 of each image token's embedding
 // row to x (deepstack; text tokens get nothing).
 #include <fmt/format.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -39,27 +42,40 @@ KvBuffer::KvBuffer(const TextConfig& config, int64_t num_blocks, DType type)
       block_floats_(kKvBlockSize * config.num_kv_heads * config.head_dim),
       block_bytes_(RowBytes(type, block_floats_)),
       type_(type),
-      k_(config.num_layers),
-      v_(config.num_layers) {
+      num_layers_(config.num_layers) {
   CHECK(kernels::IsKvType(type)) << "kv type " << Info(type).name;
-  for (int64_t l = 0; l < config.num_layers; ++l) {
-    k_[l].Resize(num_blocks * block_bytes_);
-    v_[l].Resize(num_blocks * block_bytes_);
-    // Untouched cache memory is never read (attention stops at the sequence length), but
-    // zeroing keeps any bug deterministic.
-    k_[l].Zero();
-    v_[l].Zero();
-  }
+  // Untouched cache memory is never read (attention stops at the sequence length), but
+  // the mapping's zero pages keep any bug deterministic, at no resident cost.
+  const size_t size = bytes();
+  if (size == 0) return;
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(p != MAP_FAILED) << "cannot reserve " << size / 1048576 << " MiB of KV cache; lower "
+                         << "--ctx-size or use a smaller --kv-type";
+  pool_ = std::unique_ptr<uint8_t, Unmap>(static_cast<uint8_t*>(p), Unmap{size});
 }
 
-size_t KvBuffer::bytes() const { return 2 * k_.size() * num_blocks_ * block_bytes_; }
+void KvBuffer::Unmap::operator()(uint8_t* p) const { munmap(p, bytes); }
+
+size_t KvBuffer::resident_bytes() const {
+  if (pool_ == nullptr) return 0;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in_core((bytes() + page - 1) / page);
+  if (mincore(pool_.get(), bytes(), in_core.data()) != 0) return bytes();  // unknown: all
+  size_t pages = 0;
+  for (unsigned char c : in_core) pages += c & 1;
+  return std::min(bytes(), pages * page);
+}
+
+size_t KvBuffer::bytes() const {
+  return static_cast<size_t>(2 * num_layers_ * num_blocks_ * block_bytes_);
+}
 
 void KvBuffer::Write(int64_t layer, int64_t block, int64_t slot, const float* k,
                      const float* v) {
   const int64_t n = block_floats_ / kKvBlockSize;  // n_kv * hd
   const int64_t off = slot * RowBytes(type_, n);
-  uint8_t* kd = k_[layer].data() + block * block_bytes_ + off;
-  uint8_t* vd = v_[layer].data() + block * block_bytes_ + off;
+  uint8_t* kd = static_cast<uint8_t*>(KBlock(layer, block)) + off;
+  uint8_t* vd = static_cast<uint8_t*>(VBlock(layer, block)) + off;
   if (type_ == DType::kF32) {
     std::memcpy(kd, k, n * sizeof(float));
     std::memcpy(vd, v, n * sizeof(float));

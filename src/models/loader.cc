@@ -251,9 +251,11 @@ Status TextModel::LoadWeights() {
   // 64 cache lines; ~1.25x faster streaming measured, docs/kernels.md), and the file's
   // pages behind copied or prepacked-only matrices are released (not read again; RSS
   // stays about one copy of the weights). token_embd_'s rows are looked up in the file,
-  // so an output matrix tied to it keeps its pages. Each matrix is released as soon as
-  // its copy exists, so loading never holds the file's pages and all the copies at once
-  // (smolvlm-500m Q4_0: peak RSS 412 -> see docs/serve.md).
+  // so an output matrix tied to it keeps its pages unless it gets a huge-page copy, which
+  // the lookups then read too. Each matrix is released as soon as its copy exists, so
+  // loading never holds the file's pages and all the copies at once (smolvlm-500m Q4_0:
+  // peak RSS 412 -> see docs/serve.md). The releases are the residency record that the
+  // start-up prefault follows (gguf::File::PagesInUse): a released page is not read again.
   const bool tied = output_.data == token_embd_.data;
   for (kernels::WeightView* w : matrices) {
     const size_t bytes = static_cast<size_t>(RowBytes(w->type, w->cols) * w->rows);
@@ -264,18 +266,25 @@ Status TextModel::LoadWeights() {
       prepacked_.push_back(std::move(packed));
     }
     if (kernels::ReadsOnlyPrepacked(*w)) {
-      if (!shared) f.ReleasePages(w->data, bytes);
+      if (!shared) file_->ReleasePages(w->data, bytes);
       continue;
     }
     if (!HugePagesEnabled()) continue;
     AlignedBuffer<uint8_t> copy;
     copy.Resize(bytes, Pages::kHuge);
     std::memcpy(copy.data(), w->data, bytes);
-    if (!shared) f.ReleasePages(w->data, bytes);
+    file_->ReleasePages(w->data, bytes);
+    if (shared) token_embd_.data = copy.data();
     w->data = copy.data();
     prepacked_.push_back(std::move(copy));
   }
   return OkStatus();
+}
+
+int64_t TextModel::copy_bytes() const {
+  int64_t bytes = 0;
+  for (const AlignedBuffer<uint8_t>& b : prepacked_) bytes += static_cast<int64_t>(b.size());
+  return bytes;
 }
 
 int64_t TextModel::matmul_macs_per_token() const {

@@ -128,14 +128,20 @@ class KvBuffer {
   static int64_t BytesPerToken(const TextConfig& config, DType type);
 
   int64_t num_blocks() const { return num_blocks_; }
-  int64_t num_layers() const { return static_cast<int64_t>(k_.size()); }
+  int64_t num_layers() const { return num_layers_; }
   DType type() const { return type_; }
   int64_t block_floats() const { return block_floats_; }  // values: kKvBlockSize * n_kv * hd
   size_t bytes() const;
+  // The part of bytes() in memory: the pages written so far (mincore).
+  size_t resident_bytes() const;
 
   // [kKvBlockSize, n_kv, hd] values of type().
-  void* KBlock(int64_t layer, int64_t block) { return k_[layer].data() + block * block_bytes_; }
-  void* VBlock(int64_t layer, int64_t block) { return v_[layer].data() + block * block_bytes_; }
+  void* KBlock(int64_t layer, int64_t block) {
+    return pool_.get() + (2 * layer * num_blocks_ + block) * block_bytes_;
+  }
+  void* VBlock(int64_t layer, int64_t block) {
+    return pool_.get() + ((2 * layer + 1) * num_blocks_ + block) * block_bytes_;
+  }
   // Stores one token's K and V rows [n_kv * hd] at `slot` (< kKvBlockSize) of `block`,
   // rounded to type() (to nearest even).
   void Write(int64_t layer, int64_t block, int64_t slot, const float* k, const float* v);
@@ -145,7 +151,18 @@ class KvBuffer {
   int64_t block_floats_;
   int64_t block_bytes_;
   DType type_;
-  std::vector<AlignedBuffer<uint8_t>> k_, v_;  // per layer: [num_blocks, block_bytes]
+  int64_t num_layers_;
+  struct Unmap {
+    // No default member initializer: with one, the nested struct is not default-
+    // constructible inside KvBuffer, which unique_ptr's default constructor requires.
+    size_t bytes;
+    void operator()(uint8_t* p) const;
+  };
+  // [num_layers][K, V][num_blocks, block_bytes] in one anonymous mapping: its pages read as
+  // zero and become resident when first written, so RSS grows with the blocks in use
+  // instead of holding the whole pool from the start (360 MiB for smolvlm-256m's default
+  // 16384 tokens; docs/serve.md "Memory").
+  std::unique_ptr<uint8_t, Unmap> pool_;
 };
 
 // The new tokens of one sequence in a Forward call.
@@ -203,6 +220,9 @@ class TextModel {
   const gguf::File& file() const { return *file_; }
   // Bytes of all weights as stored (what one decode step streams from memory).
   int64_t weight_bytes() const { return weight_bytes_; }
+  // Bytes of the copies made at load (prepacked layouts, huge-page copies); the file
+  // pages still read at run time are file().PagesInUse().
+  int64_t copy_bytes() const;
   // Multiply-adds per token in the weight matmuls (x2 for FLOPs; attention excluded).
   int64_t matmul_macs_per_token() const;
 

@@ -125,7 +125,7 @@ bool VisionModel::HasQuantizedMatrices() const {
 }
 
 // Converts every F32/F16 tower matrix to an owned BF16 copy (round to nearest even) and
-// points its WeightView there; the mapped file is untouched.
+// points its WeightView there; the file's pages behind it are released (never read again).
 void VisionModel::ConvertMatricesToBf16() {
   std::vector<kernels::WeightView*> views{&patch_w_};
   for (VisionLayerWeights& l : layers_) {
@@ -142,6 +142,7 @@ void VisionModel::ConvertMatricesToBf16() {
                           row.data(), v->cols);
       kernels::Quantize(DType::kBF16, row.data(), buf.data() + r * v->cols, v->cols);
     }
+    file_->ReleasePages(v->data, static_cast<size_t>(v->rows * row_bytes));
     *v = kernels::WeightView{DType::kBF16, buf.data(), v->rows, v->cols};
     bf16_matrices_.push_back(std::move(buf));
   }
@@ -149,6 +150,10 @@ void VisionModel::ConvertMatricesToBf16() {
 
 // Q8_0 tower matrices (llama.cpp's quantized mmproj files) get a copy in the int8 VNNI
 // kernel's panel layout once, instead of a repack in every forward (kernels::PrepackWeights).
+// The file's pages behind them are released: the panel kernel reads only the copy from
+// kPackedMinTokens (8) rows on, and a tower forward has at least a tile's patches (only a
+// tiny image on a dynamic-resolution tower could read the file's layout, which faults
+// those pages back in). Without this the mmproj stayed resident twice.
 void VisionModel::PrepackMatrices() {
   for (VisionLayerWeights& l : layers_) {
     for (kernels::WeightView* v : LayerMatrices(l)) {
@@ -156,8 +161,16 @@ void VisionModel::PrepackMatrices() {
       if (packed.size() == 0) continue;
       v->prepacked = packed.data();
       prepacked_.push_back(std::move(packed));
+      file_->ReleasePages(v->data, static_cast<size_t>(v->rows * RowBytes(v->type, v->cols)));
     }
   }
+}
+
+int64_t VisionModel::copy_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& b : bf16_matrices_) bytes += static_cast<int64_t>(b.size() * sizeof(uint16_t));
+  for (const auto& b : prepacked_) bytes += static_cast<int64_t>(b.size());
+  return bytes;
 }
 
 Status VisionModel::ReadConfig() {

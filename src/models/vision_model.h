@@ -205,6 +205,9 @@ class VisionModel {
   const VisionFamily& family() const { return *family_; }
   VisionComputeType compute_type() const { return compute_; }
   const gguf::File& file() const { return *file_; }
+  // Bytes of the matrix copies made at load (BF16 conversions, prepacked panels); the
+  // file pages still read at run time are file().PagesInUse().
+  int64_t copy_bytes() const;
   // Embedding rows of one tile at the native image_size (what the benches encode).
   int64_t tokens_per_tile() const {
     return projector_->TokensPerTile(config_.patches_per_side, config_.patches_per_side);

@@ -89,14 +89,20 @@ std::string RenderVicuna(const std::vector<ChatMessage>& messages, bool add_gene
   return out;
 }
 
-// GLM-4 / GLM-4.1V (zai-org/GLM-4.1V-9B-Thinking's chat_template; llama.cpp's chatglm4):
-//   [gMASK]<sop>{for m}<|role|>\n{parts}{endfor}{'<|assistant|>\n' if add_generation_prompt}
+// GLM-4 / GLM-4.1V (zai-org/GLM-4.1V-9B-Thinking's chat_template.jinja, rendered with
+// transformers' trim_blocks + lstrip_blocks):
+//   [gMASK]<sop>{for m in system|user|assistant}<|role|>\n{parts}{endfor}
+//   {'<|assistant|>\n' if add_generation_prompt}
 // No separator between turns: the next role token ends the previous turn. Images go where
-// they stand among the text parts.
+// they stand among the text parts. Past assistant turns go in verbatim (a <think> block is
+// not stripped) and the generation prompt opens no <think>: the model writes it. The
+// template has no branch for other roles, so they render nothing (llama.cpp's chatglm4
+// writes any role as <|role|>\n).
 std::string RenderGlm4(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                        const ChatTemplate& self) {
   std::string out = "[gMASK]<sop>";
   for (const ChatMessage& m : messages) {
+    if (m.role != "system" && m.role != "user" && m.role != "assistant") continue;
     out += "<|" + m.role + "|>\n" + JoinParts(m, self.image_marker);
   }
   if (add_generation_prompt) out += "<|assistant|>\n";

@@ -61,6 +61,54 @@ TEST(ChatTemplateTest, Glm4) {
             "[gMASK]<sop><|system|>\nBe brief."
             "<|user|>\n<|begin_of_image|><|image|><|end_of_image|>What is it?"
             "<|assistant|>\nA cat.<|user|>\nColor?<|assistant|>\n");
+}
+
+// The strings below are what jinja2 3.1 (ImmutableSandboxedEnvironment, trim_blocks and
+// lstrip_blocks, as transformers' apply_chat_template) renders from the chat_template.jinja
+// of zai-org/GLM-4.1V-9B-Thinking (Hugging Face revision 3c1471e5; the same text is quoted in
+// sglang's tests of srt/parser/jinja_template_utils.py, test_detect_msg_content_pattern).
+// That template: "[gMASK]<sop>", then per message "<|system|>\n" / "<|user|>\n" /
+// "<|assistant|>\n" + content (an image part = <|begin_of_image|><|image|><|end_of_image|>),
+// no end-of-turn token, "<|assistant|>\n" as the generation prompt.
+TEST(ChatTemplateTest, Glm4MatchesGlm41vThinkingTemplate) {
+  const ChatTemplate& t = **FindChatTemplate("glm4");
+  // (1) A user turn with an image, then text (and text around an image).
+  const std::vector<ChatMessage> image_question = {
+      {"user", {{Kind::kImage, ""}, {Kind::kText, "What is it?"}}}};
+  EXPECT_EQ(ApplyChatTemplate(t, image_question),
+            "[gMASK]<sop><|user|>\n<|begin_of_image|><|image|><|end_of_image|>What is it?"
+            "<|assistant|>\n");
+  EXPECT_EQ(ApplyChatTemplate(t, image_question, false),
+            "[gMASK]<sop><|user|>\n<|begin_of_image|><|image|><|end_of_image|>What is it?");
+  EXPECT_EQ(ApplyChatTemplate(
+                t, {{"user",
+                     {{Kind::kText, "Look:"}, {Kind::kImage, ""}, {Kind::kText, "What is it?"}}}}),
+            "[gMASK]<sop><|user|>\nLook:<|begin_of_image|><|image|><|end_of_image|>What is it?"
+            "<|assistant|>\n");
+  // (2) System + user.
+  EXPECT_EQ(ApplyChatTemplate(
+                t, {{"system", {{Kind::kText, "Be brief."}}}, {"user", {{Kind::kText, "Hi"}}}}),
+            "[gMASK]<sop><|system|>\nBe brief.<|user|>\nHi<|assistant|>\n");
+  // (3) Multi-turn: the thinking model's past answer goes in verbatim, <think> included (the
+  // template strips nothing), and the generation prompt does not open a <think>.
+  const std::vector<ChatMessage> chat = {
+      {"system", {{Kind::kText, "Be brief."}}},
+      {"user", {{Kind::kImage, ""}, {Kind::kText, "What is it?"}}},
+      {"assistant", {{Kind::kText, "<think>It has whiskers.</think><answer>A cat.</answer>"}}},
+      {"user", {{Kind::kText, "Color?"}}}};
+  EXPECT_EQ(ApplyChatTemplate(t, chat),
+            "[gMASK]<sop><|system|>\nBe brief.<|user|>\n"
+            "<|begin_of_image|><|image|><|end_of_image|>What is it?"
+            "<|assistant|>\n<think>It has whiskers.</think><answer>A cat.</answer>"
+            "<|user|>\nColor?<|assistant|>\n");
+  // A role the template has no branch for ("observation", "tool") renders nothing.
+  EXPECT_EQ(ApplyChatTemplate(t, {{"user", {{Kind::kText, "Hi"}}},
+                                  {"observation", {{Kind::kText, "x"}}},
+                                  {"tool", {{Kind::kText, "y"}}}}),
+            "[gMASK]<sop><|user|>\nHi<|assistant|>\n");
+}
+
+TEST(ChatTemplateTest, Glm4IsDetected) {
   bool recognised = false;
   auto glm = BuildTestVocab("glm4", 0);
   ASSERT_TRUE(glm.ok());

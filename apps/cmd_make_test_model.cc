@@ -37,6 +37,12 @@ int RunMakeTestModel(int argc, char** argv) {
                  "q4_k q5_k q6_k (norms/biases stay f32). As llama.cpp does, a matrix whose "
                  "width is not a multiple of 256 falls back from q4_k/q5_k/q6_k to "
                  "q5_0/q5_1/q8_0 (f16 if not a multiple of 32 either)")->capture_default_str();
+  std::string vocab_from;
+  cli.add_option("--vocab-from", vocab_from,
+                 "take the byte-level BPE vocabulary (tokens, merges, pre-tokenizer) of this "
+                 "GGUF, e.g. llama.cpp's models/ggml-vocab-gpt-2.gguf, instead of the built-in "
+                 "~512-token one, so English text costs what a real tokenizer makes of it; the "
+                 "family's special tokens are added, dummies pad to the preset's vocab size");
   cli.add_option("--seed", seed, "PRNG seed")->capture_default_str();
   cli.add_option("--name", name, "general.name");
   cli.add_flag("--tied", tied, "no output.weight (logits use token_embd); llama default");
@@ -85,6 +91,7 @@ int RunMakeTestModel(int argc, char** argv) {
   }
   options.type = *dtype;
   options.seed = seed;
+  options.vocab_from = vocab_from;
   if (!name.empty()) options.name = name;
   if (tied && untied) {
     std::fprintf(stderr, "error: --tied and --untied exclude each other\n");

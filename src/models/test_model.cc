@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "kernels/kernels.h"
+#include "tokenizer/gguf_config.h"
 
 namespace vlserve::models {
 namespace {
@@ -337,8 +338,15 @@ StatusOr<gguf::Writer> BuildTestModel(const TestModelOptions& o) {
     }
   }
   // Qwen2-VL's language model has Qwen2's vocabulary (its ChatML and vision tokens).
-  ASSIGN_OR_RETURN(TestVocab vocab,
-                   BuildTestVocab(o.arch == "qwen2vl" ? "qwen2" : o.arch, o.vocab));
+  const std::string vocab_arch = o.arch == "qwen2vl" ? "qwen2" : o.arch;
+  TestVocab vocab;
+  if (o.vocab_from.empty()) {
+    ASSIGN_OR_RETURN(vocab, BuildTestVocab(vocab_arch, o.vocab));
+  } else {
+    ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> file, gguf::File::Open(o.vocab_from));
+    ASSIGN_OR_RETURN(tokenizer::TokenizerConfig base, tokenizer::TokenizerConfigFromGguf(*file));
+    ASSIGN_OR_RETURN(vocab, BuildTestVocab(vocab_arch, o.vocab, base));
+  }
   // qwen2, qwen2vl, glm4: output.weight; qwen3vl tied as Qwen3-VL-2B/4B.
   const bool tied = o.tied.value_or(o.arch == "llama" || o.arch == "qwen3vl");
   gguf::Writer writer;

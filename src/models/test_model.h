@@ -13,6 +13,7 @@
 #include "base/status.h"
 #include "gguf/gguf.h"
 #include "kernels/types.h"
+#include "tokenizer/tokenizer_config.h"
 
 namespace vlserve::models {
 
@@ -42,6 +43,11 @@ struct TestModelOptions {
   // the 1/4, 3/8, 3/8 split of the rotated pairs (TestRopeSections). A glm4 file with
   // sections has Q/K in llama.cpp's reordered (neox) layout, without them in HF's.
   std::optional<std::array<int32_t, 4>> rope_sections;
+  // A GGUF whose byte-level BPE vocabulary (tokens, types, merges, pre-tokenizer) replaces
+  // the built-in ~512-token one, e.g. llama.cpp's models/ggml-vocab-gpt-2.gguf: prompts
+  // then cost as many tokens as with a real tokenizer (benchmarks at real shapes). The
+  // family's special tokens are appended where the file lacks them.
+  std::string vocab_from;
 };
 // Qwen2-VL's split of head_dim / 2 rotation pairs over t, h, w ([16, 24, 24, 0] at 128).
 std::array<int32_t, 4> DefaultRopeSections(int64_t head_dim);
@@ -76,6 +82,10 @@ struct TestVocab {
   std::string chat_template;
 };
 StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size);
+// The same with `base`'s tokens, types, merges and pre-tokenizer (a byte-level BPE, model
+// "gpt2") in place of the built-in ones.
+StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size,
+                                   const tokenizer::TokenizerConfig& base);
 
 // The type a matrix with `cols` columns gets when `type` is requested: `type` itself, or
 // llama.cpp's per-tensor fallback when cols is not a multiple of the K-quant super-block

@@ -213,15 +213,61 @@ std::vector<std::string> SpecialTokens(std::string_view arch) {
   return s;
 }
 
-}  // namespace
-
-StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size) {
+Status CheckTestArch(std::string_view arch) {
   if (arch != "llama" && arch != "qwen2" && arch != "qwen2vl" && arch != "glm4" &&
       arch != "qwen3vl") {
     return InvalidArgumentError(fmt::format(
         "test models exist for architectures llama, qwen2, qwen2vl, glm4, qwen3vl, not '{}'",
         arch));
   }
+  return OkStatus();
+}
+
+// Pads `v` with dummies to `vocab_size`, then names the family's special ids and template.
+StatusOr<TestVocab> FinishTestVocab(std::string_view arch, int64_t vocab_size, TestVocab v) {
+  if (vocab_size != 0 && vocab_size < static_cast<int64_t>(v.tokens.size())) {
+    return InvalidArgumentError(fmt::format(
+        "vocab={} is smaller than the test vocabulary ({} tokens); use 0 or more", vocab_size,
+        v.tokens.size()));
+  }
+  for (int64_t i = static_cast<int64_t>(v.tokens.size()); i < vocab_size; ++i) {
+    v.tokens.push_back(fmt::format("<dummy_{}>", i));
+    v.token_types.push_back(1);
+  }
+  auto id = [&v](std::string_view token) {
+    return static_cast<int32_t>(std::find(v.tokens.begin(), v.tokens.end(), token) -
+                                v.tokens.begin());
+  };
+  const std::string base_pre = v.pre;
+  if (arch == "glm4") {
+    // llama.cpp's Glm4Model.set_vocab: bos = eos = <|endoftext|>, eot = <|user|>.
+    v.pre = base_pre.empty() ? "glm4" : base_pre;
+    v.bos = id("<|endoftext|>");
+    v.eos = id("<|endoftext|>");
+    v.eot = id("<|user|>");
+    v.pad = id("<|endoftext|>");
+    v.chat_template = kGlm4Template;
+  } else if (arch == "qwen2" || arch == "qwen2vl" || arch == "qwen3vl") {
+    // Qwen3-VL: Qwen2's BPE pre-tokenizer and ChatML with the same vision tokens.
+    v.pre = base_pre.empty() ? "qwen2" : base_pre;
+    v.bos = id("<|endoftext|>");
+    v.eos = id("<|im_end|>");
+    v.pad = id("<|endoftext|>");
+    v.chat_template = arch == "qwen2" ? kQwen2Template : kQwen2VlTemplate;
+  } else {
+    v.pre = base_pre.empty() ? "smollm" : base_pre;
+    v.bos = id("<|im_start|>");
+    v.eos = id("<end_of_utterance>");
+    v.pad = id("<|im_end|>");
+    v.chat_template = kSmolVlmTemplate;
+  }
+  return v;
+}
+
+}  // namespace
+
+StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size) {
+  RETURN_IF_ERROR(CheckTestArch(arch));
   // The built-in text supports about this many merges; the default vocabulary is ~512.
   constexpr int64_t kDefaultVocab = 512;
   const std::vector<std::string> specials = SpecialTokens(arch);
@@ -248,41 +294,37 @@ StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size) {
     add(fmt::format("{}{}", l, r), 1);
   }
   if (!specials_first) for (const std::string& s : specials) add(s, 3);
-  if (vocab_size != 0 && vocab_size < static_cast<int64_t>(v.tokens.size())) {
+  return FinishTestVocab(arch, vocab_size, std::move(v));
+}
+
+StatusOr<TestVocab> BuildTestVocab(std::string_view arch, int64_t vocab_size,
+                                   const tokenizer::TokenizerConfig& base) {
+  RETURN_IF_ERROR(CheckTestArch(arch));
+  if (base.model != "gpt2" || base.merges.empty()) {
     return InvalidArgumentError(fmt::format(
-        "vocab={} is smaller than the test vocabulary ({} tokens); use 0 or more", vocab_size,
-        v.tokens.size()));
+        "a test model's vocabulary must be a byte-level BPE (tokenizer.ggml.model gpt2 with "
+        "merges), not '{}'",
+        base.model));
   }
-  for (int64_t i = static_cast<int64_t>(v.tokens.size()); i < vocab_size; ++i) {
-    add(fmt::format("<dummy_{}>", i), 1);
+  TestVocab v;
+  v.tokens = base.tokens;
+  v.merges = base.merges;
+  v.pre = base.pre.empty() ? "default" : base.pre;
+  v.token_types.reserve(v.tokens.size());
+  for (size_t i = 0; i < v.tokens.size(); ++i) {
+    v.token_types.push_back(i < base.token_types.size()
+                                ? static_cast<int32_t>(base.token_types[i])
+                                : 1);
   }
-  auto id = [&v](std::string_view token) {
-    return static_cast<int32_t>(std::find(v.tokens.begin(), v.tokens.end(), token) -
-                                v.tokens.begin());
-  };
-  if (arch == "glm4") {
-    // llama.cpp's Glm4Model.set_vocab: bos = eos = <|endoftext|>, eot = <|user|>.
-    v.pre = "glm4";
-    v.bos = id("<|endoftext|>");
-    v.eos = id("<|endoftext|>");
-    v.eot = id("<|user|>");
-    v.pad = id("<|endoftext|>");
-    v.chat_template = kGlm4Template;
-  } else if (arch == "qwen2" || arch == "qwen2vl" || arch == "qwen3vl") {
-    // Qwen3-VL: Qwen2's BPE pre-tokenizer and ChatML with the same vision tokens.
-    v.pre = "qwen2";
-    v.bos = id("<|endoftext|>");
-    v.eos = id("<|im_end|>");
-    v.pad = id("<|endoftext|>");
-    v.chat_template = arch == "qwen2" ? kQwen2Template : kQwen2VlTemplate;
-  } else {
-    v.pre = "smollm";
-    v.bos = id("<|im_start|>");
-    v.eos = id("<end_of_utterance>");
-    v.pad = id("<|im_end|>");
-    v.chat_template = kSmolVlmTemplate;
+  // The family's chat and image markers after the file's tokens (as Qwen2 and GLM-4 place
+  // their added tokens); one the file already has (GPT-2's <|endoftext|>) keeps its id.
+  for (const std::string& s : SpecialTokens(arch)) {
+    if (std::find(v.tokens.begin(), v.tokens.end(), s) == v.tokens.end()) {
+      v.tokens.push_back(s);
+      v.token_types.push_back(3);
+    }
   }
-  return v;
+  return FinishTestVocab(arch, vocab_size, std::move(v));
 }
 
 }  // namespace vlserve::models

@@ -376,5 +376,33 @@ TEST(Glm4VocabTest, GlmSpecialTokensAndTemplate) {
   EXPECT_EQ(v->chat_template.rfind("[gMASK]<sop>", 0), 0u);
 }
 
+// --vocab-from: another file's byte-level BPE with GLM's markers added after it; a marker
+// the file already has keeps its id (no second <|endoftext|>), dummies pad to the size.
+TEST(Glm4VocabTest, VocabularyFromAnotherFile) {
+  tokenizer::TokenizerConfig base;
+  base.model = "gpt2";
+  base.pre = "gpt-2";
+  base.tokens = {"a", "b", "ab", "<|endoftext|>"};
+  base.token_types = {tokenizer::TokenType::kNormal, tokenizer::TokenType::kNormal,
+                      tokenizer::TokenType::kNormal, tokenizer::TokenType::kControl};
+  base.merges = {"a b"};
+  auto v = BuildTestVocab("glm4", 64, base);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  ASSERT_EQ(v->tokens.size(), 64u);
+  EXPECT_EQ(v->pre, "gpt-2");
+  EXPECT_EQ(v->merges, base.merges);
+  EXPECT_EQ(v->tokens[2], "ab");
+  EXPECT_EQ(v->bos, 3);
+  EXPECT_EQ(v->eos, 3);
+  EXPECT_EQ(std::count(v->tokens.begin(), v->tokens.end(), "<|endoftext|>"), 1);
+  EXPECT_EQ(v->tokens[4], "[MASK]");  // GLM's next added token, right after the file's
+  EXPECT_EQ(v->token_types[4], 3);
+  EXPECT_EQ(v->tokens[v->eot], "<|user|>");
+  EXPECT_EQ(v->tokens[63], "<dummy_63>");
+
+  base.model = "llama";
+  EXPECT_FALSE(BuildTestVocab("glm4", 0, base).ok());  // not a byte-level BPE
+}
+
 }  // namespace
 }  // namespace vlserve::models

@@ -61,7 +61,9 @@ Metrics::Metrics()
 
 void Metrics::CountRequest(int http_status) {
   std::lock_guard<std::mutex> lock(mu_);
-  ++requests_[http_status];
+  // No status sent: the client left first. Counted as the access log writes it (nginx's
+  // 499 "client closed request"), not as a status "0" that dashboards cannot read.
+  ++requests_[http_status != 0 ? http_status : 499];
 }
 
 void Metrics::AddTokens(int64_t prompt, int64_t generated) {

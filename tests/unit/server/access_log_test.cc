@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "server/metrics.h"
 #include "server_test_util.h"
 
 namespace vlserve::server {
@@ -66,6 +67,18 @@ TEST(RequestId, SaneIdsOnly) {
   EXPECT_EQ(SaneRequestId("two words"), "");
   EXPECT_EQ(SaneRequestId("line\nbreak"), "");
   EXPECT_EQ(SaneRequestId("caf\xc3\xa9"), "");
+}
+
+// A request whose client left before any status was sent is counted in /metrics under 499,
+// as the access log writes it, not under a status "0".
+TEST(Metrics, ClientGoneCountsAs499) {
+  Metrics m;
+  m.CountRequest(0);
+  m.CountRequest(200);
+  const std::string text = m.Render(nullptr);
+  EXPECT_NE(text.find("vlserve_requests_total{status=\"499\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("vlserve_requests_total{status=\"200\"} 1"), std::string::npos);
+  EXPECT_EQ(text.find("status=\"0\""), std::string::npos);
 }
 
 TEST(Log, TimeIsIso8601UtcWithMilliseconds) {
